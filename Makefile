@@ -1,0 +1,38 @@
+# lrsearch: `make benchmark` runs the main job, `make test` the tests.
+# Both install first (a .venv with the package and its dependencies).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# A CPU build of torch, installed before the package so that pip never resolves
+# `torch` to a multi-GB CUDA build. On this project's machines 2.13.0 lies on local
+# disk. Elsewhere: TORCH="torch --index-url https://download.pytorch.org/whl/cpu",
+# or TORCH=torch on a CUDA machine.
+TORCH  ?= torch==2.13.0
+# Where the data is: $LRSEARCH_DATA if set, else the shared JPEG copy beside the
+# checkout when it exists, else ./data/ (see README).
+SHARED_DATA := $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
+export LRSEARCH_DATA ?= $(SHARED_DATA)
+PRESET ?= $(shell $(PYTHON) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+
+.PHONY: install test lint benchmark clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check lrsearch tests benchmarks
+
+benchmark: install
+	$(BIN)/lrsearch data check
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
