@@ -15,7 +15,7 @@ SHARED_DATA := $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
 export LRSEARCH_DATA ?= $(SHARED_DATA)
 PRESET ?= $(shell $(PYTHON) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark clean
+.PHONY: install test lint benchmark bench-trainer clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ lint: install
 
 benchmark: install
 	$(BIN)/lrsearch data check
+
+# Trainer speed (images/s, s/epoch per model) on this machine -> results/trainer-{cpu,gpu}/
+bench-trainer: install
+	$(BIN)/python benchmarks/trainer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -56,13 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--dest", default="data", help="folder to put it in (default: ./data)")
     dl.set_defaults(func=_data_download)
 
-    for register in _REGISTRARS:
+    for register in _registrars():
         register(sub)
     return parser
 
 
-# Later modules add their subcommands here (one function per module, see below).
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Each command module's `register(subparsers)`; imported lazily to keep `--help` fast."""
+    from lrsearch import _cli_train
+    return [_cli_train.register]
 
 
 def main(argv: list[str] | None = None) -> int:

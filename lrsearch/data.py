@@ -300,27 +300,30 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 # ---------------------------------------------------------------- device-resident batches
 
 
+def to_device(images: np.ndarray, device: torch.device, mean: np.ndarray, std: np.ndarray | None = None,
+              dtype: torch.dtype = torch.float32, channels_last: bool = False) -> torch.Tensor:
+    """uint8 N x H x W x C images -> normalised N x C x H x W tensor on `device`, done once."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
+    x = x - torch.as_tensor(mean, dtype=torch.float32, device=device)
+    if std is not None:
+        x = x / torch.as_tensor(std, dtype=torch.float32, device=device)
+    return x.to(dtype).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 class DeviceLoader:
-    """One split as a normalised float tensor on the device, batched without workers.
+    """Batches of one split that already lives on the device (see `to_device`), no workers.
 
     Augmentation (random crop with reflect padding, horizontal flip) runs on the whole
     batch on the device; the order is reshuffled each epoch from a seeded generator.
     Training batches drop the last partial batch, so every epoch has exactly
-    `len(self)` steps of `batch_size` images.
+    `len(self)` steps of `batch_size` images; evaluation batches cover every image once.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
-                 mean: np.ndarray, std: np.ndarray | None = None, train: bool = True, augment: bool = False,
-                 pad: int = 4, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False):
-        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()  # N, C, H, W
-        x = x - torch.as_tensor(mean, dtype=torch.float32, device=device)
-        if std is not None:
-            x = x / torch.as_tensor(std, dtype=torch.float32, device=device)
-        self.images = x.to(dtype).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        self.labels = torch.from_numpy(labels).to(device)
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, train: bool = True,
+                 augment: bool = False, pad: int = 4, seed: int = 0):
+        self.images, self.labels = images, labels
         self.batch_size, self.train, self.augment, self.pad = batch_size, train, augment, pad
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.generator = torch.Generator(device=images.device).manual_seed(seed)
         if train and len(labels) < batch_size:
             raise ValueError(f"{len(labels)} training images are fewer than one batch of {batch_size}")
 

@@ -1,4 +1,3 @@
-import io
 import os
 import pickle
 import tarfile
@@ -18,6 +17,7 @@ from lrsearch.data import (
     resolve_source,
     stratified_split,
     stratified_subset,
+    to_device,
 )
 
 # ------------------------------------------------------------ the real archives
@@ -223,8 +223,8 @@ def test_stratified_split_is_seeded_disjoint_and_balanced(jpeg_data):
 def _loader(n=250, batch=32, augment=False, seed=0, pad=4):
     images = np.arange(n * 32 * 32 * 3, dtype=np.int64).reshape(n, 32, 32, 3) % 251
     labels = np.arange(n, dtype=np.int64)  # label = image index, to trace samples
-    return DeviceLoader(images.astype(np.uint8), labels, batch, torch.device("cpu"),
-                        mean=np.zeros((3, 1, 1)), augment=augment, seed=seed, pad=pad), images
+    x = to_device(images.astype(np.uint8), torch.device("cpu"), mean=np.zeros((3, 1, 1)))
+    return DeviceLoader(x, torch.from_numpy(labels), batch, augment=augment, seed=seed, pad=pad), images
 
 
 def test_loader_epoch_accounting_and_reshuffle():
@@ -254,5 +254,7 @@ def test_loader_images_follow_labels_and_augmentation_is_crop_and_flip():
 
 def test_eval_loader_covers_every_image_once_in_order():
     images = np.zeros((105, 32, 32, 3), dtype=np.uint8)
-    loader = DeviceLoader(images, np.arange(105), 50, torch.device("cpu"), mean=np.zeros((3, 1, 1)), train=False)
+    x = to_device(images, torch.device("cpu"), mean=np.full((3, 1, 1), 2.0), std=np.full((3, 1, 1), 4.0))
+    assert torch.all(x == -0.5)  # (0 - mean) / std
+    loader = DeviceLoader(x, torch.arange(105), 50, train=False)
     assert len(loader) == 3 and torch.equal(torch.cat([y for _, y in loader]), torch.arange(105))

@@ -1,0 +1,159 @@
+"""CIFAR-10 networks, chosen by name with `build_model(name, ...)`.
+
+Every model offers `param_groups(weight_decay)`: torch optimizer groups carrying
+`lr_mult` (read by `schedules.FunctionLR`) and their own weight decay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Groups:
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr_mult": 1.0, "weight_decay": weight_decay}]
+
+
+# ---------------------------------------------------------------- the CLR paper's network
+
+
+class WithinChannelLRN(nn.Module):
+    """Caffe's LRN with norm_region WITHIN_CHANNEL: x / (1 + alpha * mean_{n x n}(x^2)) ** beta.
+
+    torch's nn.LocalResponseNorm normalises ACROSS channels, so it does not apply. Caffe
+    builds this from an average pool of x^2 over an n x n window padded by (n-1)/2, whose
+    divisor counts the padding (always n*n), as count_include_pad=True does here.
+    """
+
+    def __init__(self, local_size: int = 3, alpha: float = 5e-5, beta: float = 0.75):
+        super().__init__()
+        self.local_size, self.alpha, self.beta = local_size, alpha, beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean_sq = F.avg_pool2d(x * x, self.local_size, stride=1, padding=(self.local_size - 1) // 2, count_include_pad=True)
+        return x * (1 + self.alpha * mean_sq).pow(-self.beta)
+
+
+class CaffeCifar10Full(_Groups, nn.Module):
+    """Caffe's examples/cifar10/cifar10_full_train_test.prototxt, the CLR paper's CIFAR-10 net.
+
+    conv1 5x5x32 p2 -> max-pool 3/2 -> ReLU -> LRN; conv2 5x5x32 p2 -> ReLU -> avg-pool 3/2 -> LRN;
+    conv3 5x5x64 p2 -> ReLU -> avg-pool 3/2; ip1 -> 10. Caffe rounds pooled sizes up
+    (32 -> 16 -> 8 -> 4), so pooling uses ceil_mode=True; with pad 0 torch's average divisor
+    for a window clipped at the border then matches Caffe's (the in-bounds count).
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 32, 5, padding=2)
+        self.conv3 = nn.Conv2d(32, 64, 5, padding=2)
+        self.ip1 = nn.Linear(64 * 4 * 4, num_classes)
+        self.norm1, self.norm2 = WithinChannelLRN(), WithinChannelLRN()
+        # Caffe fillers: gaussian weights (std per layer), constant 0 biases
+        for layer, std in ((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)):
+            nn.init.normal_(layer.weight, std=std)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(F.relu(F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True)))
+        x = self.norm2(F.avg_pool2d(F.relu(self.conv2(x)), 3, 2, ceil_mode=True))
+        x = F.avg_pool2d(F.relu(self.conv3(x)), 3, 2, ceil_mode=True)
+        return self.ip1(x.flatten(1))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        # The prototxt's param { lr_mult decay_mult }: conv1/conv2 bias lr_mult 2; conv3 defaults;
+        # ip1 weight decay_mult 250, ip1 bias lr_mult 2 and decay_mult 0.
+        spec = [
+            (self.conv1.weight, 1, 1), (self.conv1.bias, 2, 1),
+            (self.conv2.weight, 1, 1), (self.conv2.bias, 2, 1),
+            (self.conv3.weight, 1, 1), (self.conv3.bias, 1, 1),
+            (self.ip1.weight, 1, 250), (self.ip1.bias, 2, 0),
+        ]
+        return [{"params": [p], "lr_mult": float(lr_mult), "weight_decay": weight_decay * decay_mult}
+                for p, lr_mult, decay_mult in spec]
+
+
+# ---------------------------------------------------------------- fast net (airbench94 style)
+
+
+class _ConvGroup(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(c_out, momentum=0.4)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c_out, momentum=0.4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+class FastNet(_Groups, nn.Module):
+    """A network in the style of Keller Jordan's airbench94, from its published description:
+    a frozen 2x2 patch-whitening first conv (weights from the eigenvectors of the training
+    patches' covariance, plus their negatives), then three conv-pool-BN-GELU groups of widths
+    64/256/256, a global max-pool and a linear head scaled by 1/9."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
+                 whiten_images: torch.Tensor | None = None):
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 24, 2, bias=True)
+        self.groups = nn.Sequential(_ConvGroup(24, widths[0]), _ConvGroup(widths[0], widths[1]),
+                                    _ConvGroup(widths[1], widths[2]))
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+        if whiten_images is not None:
+            self.init_whitening(whiten_images)
+        self.whiten.weight.requires_grad_(False)
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, 31, 31, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+        patches = patches - patches.mean(0)
+        eigvals, eigvecs = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigvecs.T / torch.sqrt(eigvals + eps)[:, None]).reshape(12, 3, 2, 2)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.groups(F.gelu(self.whiten(x)))
+        return self.head(F.adaptive_max_pool2d(x, 1).flatten(1)) / 9.0
+
+
+# ---------------------------------------------------------------- tiny net for tests and CPU presets
+
+
+class TinyNet(_Groups, nn.Module):
+    """Three conv-BN-ReLU stages (16/32/64 channels) and a linear head: ~25k parameters."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out in ((3, 16), (16, 32), (32, 64)):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+MODELS = {"caffe_cifar10_full": CaffeCifar10Full, "fast": FastNet, "tiny": TinyNet}
+
+
+def build_model(name: str, num_classes: int = 10, train_images: torch.Tensor | None = None) -> nn.Module:
+    """A fresh model by name; `train_images` (normalised, N x C x H x W) initialises the fast
+    net's whitening layer."""
+    if name not in MODELS:
+        raise ValueError(f"model {name!r}: expected one of {', '.join(MODELS)}")
+    if name == "fast":
+        return FastNet(num_classes, whiten_images=train_images[:5000] if train_images is not None else None)
+    return MODELS[name](num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(np.prod(p.shape) for p in model.parameters()))
