@@ -1,0 +1,109 @@
+"""The strategy contract.
+
+A strategy proposes params, hands each to the objective, and learns from the result.
+It knows nothing of torch: the objective is a plain function
+
+    objective(params: dict, report: ReportHook | None) -> Evaluation
+
+where `report(step, value) -> stop?` is the pruning hook the trainer calls at each
+evaluation. The base class wraps the objective so that every strategy keeps to its
+budget exactly (a call past it raises BudgetExhausted, which `run` absorbs) and so that
+the time spent inside the library between trials is measured as `overhead_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lrsearch.strategies.space import SearchSpace
+
+ReportHook = Callable[[int, float], bool]
+
+
+@dataclass
+class Evaluation:
+    params: dict
+    value: float  # to maximise (validation accuracy); 0.0 for diverged or failed trials
+    status: str = "ok"  # ok, diverged, pruned, failed
+    train_s: float = 0.0  # training seconds this trial cost (counts against a time budget)
+    overhead_s: float = 0.0  # seconds the strategy spent before this trial (filled in by the base class)
+    record: Any = None  # whatever the objective wants to keep (the trainer's TrialResult); opaque here
+    extra: dict = field(default_factory=dict)  # strategy-specific notes (e.g. a range test's suggestion)
+
+
+Objective = Callable[[dict, ReportHook | None], Evaluation]
+
+
+class BudgetExhausted(Exception):
+    """Raised inside a strategy when it asks for a trial past its budget."""
+
+
+class _Budgeted:
+    """The objective as a strategy sees it: counts trials and time, and measures overhead."""
+
+    def __init__(self, objective: Objective, space: SearchSpace, n_trials: int, time_budget_s: float | None,
+                 on_trial: Callable[[Evaluation], None] | None):
+        self.objective, self.space = objective, space
+        self.n_trials, self.time_budget_s, self.on_trial = n_trials, time_budget_s, on_trial
+        self.evaluations: list[Evaluation] = []
+        self.train_s = 0.0
+        self._last_return = time.perf_counter()
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.evaluations) >= self.n_trials or (
+            self.time_budget_s is not None and self.train_s >= self.time_budget_s)
+
+    def __call__(self, params: dict, report: ReportHook | None = None) -> Evaluation:
+        overhead = time.perf_counter() - self._last_return
+        if self.exhausted:
+            raise BudgetExhausted
+        params = {k: _plain(v) for k, v in params.items()}
+        evaluation = self.objective(params, report)
+        evaluation.overhead_s = overhead
+        self.evaluations.append(evaluation)
+        self.train_s += evaluation.train_s
+        if self.on_trial is not None:
+            self.on_trial(evaluation)
+        self._last_return = time.perf_counter()
+        return evaluation
+
+
+def _plain(value):
+    """numpy scalars -> Python scalars, so params serialise and compare cleanly."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class Strategy:
+    """Base class. Subclasses set `name` and `summary` and implement `_search(objective, n_trials)`,
+    calling `objective(params, report)` until it raises BudgetExhausted or they are done."""
+
+    name: str = ""
+    summary: str = ""
+    prunes: bool = False  # whether it passes a report hook that can stop trials early
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **options):
+        self.space, self.seed, self.options = space, seed, options
+
+    def run(self, objective: Objective, n_trials: int, time_budget_s: float | None = None,
+            on_trial: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
+        budgeted = _Budgeted(objective, self.space, n_trials, time_budget_s, on_trial)
+        try:
+            self._search(budgeted, n_trials)
+        except BudgetExhausted:
+            pass
+        return budgeted.evaluations
+
+    def _search(self, objective: _Budgeted, n_trials: int) -> None:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    REGISTRY[cls.name] = cls
+    return cls

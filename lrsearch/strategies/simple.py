@@ -1,0 +1,43 @@
+"""Grid and random search, without a library."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from lrsearch.strategies.base import Strategy, register
+
+
+@register
+class GridSearch(Strategy):
+    name = "grid"
+    summary = "log-spaced grid sized to the budget (a product grid for several parameters), in ascending order"
+
+    def _search(self, objective, n_trials):
+        # k points on each numeric axis, every choice on each categorical one, k^d * choices <= budget
+        n_choices = math.prod(len(d.choices) for d in self.space if d.categorical)
+        n_numeric = sum(not d.categorical for d in self.space)
+        per_dim = max(1, math.floor((n_trials / n_choices) ** (1 / max(n_numeric, 1)) + 1e-9))
+        axes = []
+        for dim in self.space:
+            if dim.categorical:
+                axes.append(list(dim.choices))
+            elif per_dim == 1:
+                axes.append([dim.from_unit(0.5)])  # one point: the middle of the range (geometric if log)
+            else:
+                axes.append([dim.from_unit(i / (per_dim - 1)) for i in range(per_dim)])
+        for point in itertools.islice(itertools.product(*axes), n_trials):
+            objective(dict(zip(self.space.names, point)), None)
+
+
+@register
+class RandomSearch(Strategy):
+    name = "random"
+    summary = "independent draws, log-uniform where the space says log (seeded numpy generator)"
+
+    def _search(self, objective, n_trials):
+        rng = np.random.default_rng(self.seed)
+        for _ in range(n_trials):
+            objective({d.name: d.from_unit(rng.random()) for d in self.space}, None)
