@@ -52,6 +52,8 @@ class TrialResult:
     target_acc: float | None = None
     device: str = ""
     error: str | None = None
+    steps_per_epoch: int = 0
+    step_losses: list[float] | None = None  # every step's training loss, when asked for (range tests)
 
     @property
     def value(self) -> float:
@@ -157,13 +159,19 @@ def total_steps(task: Task, steps_per_epoch: int) -> int:
 
 
 def train(task: Task, params: dict | None = None, seed: int = 0, *, device: str | torch.device | None = None,
-          report: ReportHook | None = None, data_source: str | None = None, progress: bool = False) -> TrialResult:
+          report: ReportHook | None = None, data_source: str | None = None, progress: bool = False,
+          record_step_losses: bool = False) -> TrialResult:
     """Run one trial. Never raises for a bad learning rate: divergence and errors are
-    recorded in the result's status ("diverged", "failed") with the partial curve."""
+    recorded in the result's status ("diverged", "failed") with the partial curve.
+
+    params: "lr" (fills the task's schedule), or a whole "schedule" spec; optionally
+    "momentum", "weight_decay", and "steps" (this trial's budget in steps instead of the task's).
+    """
     params = dict(params or {})
     started = time.perf_counter()
     dev = resolve_device(device)
-    result = TrialResult(params=params, seed=seed, status="ok", target_acc=task.target_acc, device=device_name(dev))
+    result = TrialResult(params=params, seed=seed, status="ok", target_acc=task.target_acc, device=device_name(dev),
+                         step_losses=[] if record_step_losses else None)
     try:
         _run(task, params, seed, dev, report, data_source, progress, result, started)
     except Exception as err:  # a trial's failure is recorded, and the search goes on
@@ -181,7 +189,8 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     if task.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, seed=seed)
-    n_steps = total_steps(task, len(loader))
+    n_steps = int(params["steps"]) if "steps" in params else total_steps(task, len(loader))
+    result.steps_per_epoch = len(loader)
     schedule = make_schedule(schedule_spec(task, params), n_steps)
     momentum = float(params.get("momentum", task.momentum))
     weight_decay = float(params.get("weight_decay", task.weight_decay))
@@ -224,6 +233,7 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     optimizer, scheduler = make_optimizer(model)
     has_val = data.val_x is not None
     loss_sum = torch.zeros((), device=dev)
+    step_losses: list[torch.Tensor] = []
     interval_steps = 0
     # the reference starts at the chance-level loss ln(classes): a first interval already far above it diverged
     best_loss = math.log(data.test_y.max().item() + 1)
@@ -233,7 +243,10 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     resumed = time.perf_counter()
     for x, y in _batches(loader, n_steps):
         lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
-        loss_sum += step_fn(forward, optimizer, scheduler, x, y)
+        loss = step_fn(forward, optimizer, scheduler, x, y)
+        loss_sum += loss
+        if result.step_losses is not None:
+            step_losses.append(loss.float())
         interval_steps += 1
         step += 1
         if step % task.eval_every and step != n_steps:
@@ -241,6 +254,9 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
         _sync(dev)
         result.train_s += time.perf_counter() - resumed
         train_loss = loss_sum.item() / interval_steps
+        if step_losses:
+            result.step_losses += torch.stack(step_losses).tolist()
+            step_losses.clear()
         diverged = not math.isfinite(train_loss) or train_loss > task.diverge_factor * best_loss
         best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
         row = {"step": step, "epoch": step / len(loader), "samples": step * task.batch_size, "lr": lr,
