@@ -13,9 +13,10 @@ TORCH  ?= torch==2.13.0
 # checkout when it exists, else ./data/ (see README).
 SHARED_DATA := $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
 export LRSEARCH_DATA ?= $(SHARED_DATA)
-PRESET ?= $(shell $(PYTHON) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+# benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a 1-minute check
+PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark bench-trainer clean
+.PHONY: install test lint benchmark budgets report bench-trainer clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +32,18 @@ test: install
 lint: install
 	$(BIN)/ruff check lrsearch tests benchmarks
 
+# The main job: every strategy on the preset's task; results/benchmark-$(PRESET)/ (SQLite store, tables,
+# figures, REPORT.md). Resumes: running it again only runs what is missing.
 benchmark: install
-	$(BIN)/lrsearch data check
+	$(BIN)/lrsearch run experiments/benchmark-$(PRESET).toml
+
+# Compare search budgets: 2..32 trials over 5 seeds -> results/budgets/
+budgets: install
+	$(BIN)/lrsearch run experiments/budgets.toml
+
+# Rebuild tables, figures and reports of every results folder from their stores
+report: install
+	for d in results/*/ runs/*/; do [ -f "$$d/results.sqlite" ] && $(BIN)/lrsearch report "$$d"; done; true
 
 # Trainer speed (images/s, s/epoch per model) on this machine -> results/trainer-{cpu,gpu}/
 bench-trainer: install

@@ -66,9 +66,10 @@ class _Budgeted:
         evaluation.overhead_s = overhead
         self.evaluations.append(evaluation)
         self.train_s += evaluation.train_s
+        self._last_return = time.perf_counter()  # recording the trial (on_trial) is not strategy overhead
         if self.on_trial is not None:
             self.on_trial(evaluation)
-        self._last_return = time.perf_counter()
+            self._last_return = time.perf_counter()
         return evaluation
 
 

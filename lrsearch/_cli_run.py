@@ -1,0 +1,50 @@
+"""`lrsearch run` and `lrsearch report`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lrsearch.cli import UserError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lrsearch.config import ConfigError, load_experiment
+    from lrsearch.report import build_report
+    from lrsearch.runner import run_experiment
+
+    try:
+        experiment = load_experiment(args.experiment)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    try:
+        out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
+                             data_source=args.data)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    report = build_report(out)
+    print(f"results in {out}/ (results.sqlite, tables/, figures/); report: {report}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lrsearch.report import build_report
+
+    if not (args.results / "results.sqlite").exists():
+        raise UserError(f"{args.results}: no results.sqlite here; give the folder an `lrsearch run` wrote")
+    print(build_report(args.results))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an experiment (resumes: only runs not yet complete), then write its report")
+    p.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-cpu.toml")
+    p.add_argument("--results", help="results folder (default: the config's `results`, else results/<name>)")
+    p.add_argument("--only", nargs="+", metavar="STRATEGY", help="run only these strategies")
+    p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
+    p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_run)
+    r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
+    r.add_argument("results", type=Path)
+    r.set_defaults(func=_report)

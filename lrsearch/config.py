@@ -1,0 +1,124 @@
+"""Experiment configs (TOML), validated at the edge.
+
+    name = "benchmark-cpu"
+    task = "cpu"                      # see `lrsearch tasks`
+    strategies = ["grid", "random", "optuna-tpe", "lr-range-clr"]
+    budgets = [8]                     # trials per (strategy, seed) run
+    seeds = [0, 1, 2]
+    target_acc = 0.45                 # optional: overrides the task's target
+    time_budget_s = 120               # optional: training seconds per run
+    results = "results/benchmark-cpu" # optional: output folder (default results/<name>)
+
+    [space]                           # optional: default lr in [1e-4, 1], log scale
+    lr = { low = 1e-3, high = 3.0, log = true }
+
+    [task_overrides]                  # optional: any Task field, e.g. epochs = 4
+    [options.lr-range-clr]            # optional: per-strategy options
+    metric = "loss"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrsearch.strategies import SpaceError, parse_space, strategy_names
+from lrsearch.tasks import TASKS, get_task
+
+
+class ConfigError(ValueError):
+    """A bad experiment config; the message names the file, the field and what is allowed."""
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # strict: "8" is not a number
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    task: str
+    strategies: list[str] = Field(min_length=1)
+    budgets: list[int] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    target_acc: float | None = Field(default=None, gt=0, le=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    results: str | None = None
+    description: str = ""
+    space: dict[str, Any] | None = None
+    task_overrides: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
+        return v
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, v: list[str]) -> list[str]:
+        known = strategy_names()
+        unknown = [s for s in v if s not in known]
+        if unknown:
+            raise ValueError(f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(known)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a strategy is listed twice")
+        return v
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_budgets(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError("budgets are trial counts >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        unknown = set(self.options) - set(self.strategies)
+        if unknown:
+            raise ValueError(f"options for {', '.join(sorted(unknown))}, which is not in strategies")
+        try:
+            parse_space(self.space, "space")
+        except SpaceError as err:
+            raise ValueError(str(err)) from None
+        try:
+            self.task_spec()
+        except ValueError as err:
+            raise ValueError(f"task_overrides: {err}") from None
+        return self
+
+    def task_spec(self):
+        overrides = dict(self.task_overrides)
+        if self.target_acc is not None:
+            overrides["target_acc"] = self.target_acc
+        return get_task(self.task, **overrides)
+
+    def search_space(self):
+        return parse_space(self.space, "space")
+
+    def results_dir(self, override: str | Path | None = None) -> Path:
+        return Path(override or self.results or Path("results") / self.name)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file; the configs live in experiments/*.toml")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    try:
+        return Experiment(**raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key; allowed keys: {', '.join(Experiment.model_fields)}"
+        elif first["type"] == "missing":
+            message = "required"
+        raise ConfigError(f"{path}: field {field!r}: {message}") from None

@@ -1,0 +1,126 @@
+"""Seaborn figures, drawn from the analysis tables only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = None) -> Path:
+    """Best-so-far validation accuracy against training seconds spent, median over seeds with the
+    interquartile band, for each strategy at the largest budget."""
+    budget = anytime["budget"].max()
+    data = anytime[anytime["budget"] == budget]
+    grid = np.linspace(0, data["cum_train_s"].max(), 200)
+    rows = []
+    for (strategy, seed), g in data.groupby(["strategy", "seed"]):
+        # step function: the best so far holds until the next trial ends
+        idx = np.searchsorted(g["cum_train_s"].to_numpy(), grid, side="right") - 1
+        best = np.where(idx >= 0, g["best_val_acc"].to_numpy()[np.clip(idx, 0, None)], np.nan)
+        rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "train_s": grid, "best_val_acc": best}))
+    curves = pd.concat(rows, ignore_index=True)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    sns.lineplot(curves, x="train_s", y="best_val_acc", hue="strategy", estimator="median",
+                 errorbar=("pi", 50), ax=ax)
+    if target is not None:
+        ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
+    ax.set(xlabel="training seconds spent by the search", ylabel="best validation accuracy so far",
+           title=f"Anytime performance, budget {budget} trials (median over seeds, band: interquartile)")
+    ax.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+def time_to_target_figure(runs: pd.DataFrame, path: Path) -> Path:
+    """Search time-to-target per strategy (each dot a seed); the success rate in the labels."""
+    data = runs.copy()
+    rate = data.groupby("strategy")["reached_target"].mean()
+    order = (data.groupby("strategy")["search_time_to_target_s"].median().sort_values(na_position="last").index)
+    data["label"] = data["strategy"].map(lambda s: f"{s} ({rate[s]:.0%})")
+    labels = [f"{s} ({rate[s]:.0%})" for s in order]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.5))
+    reached = data[data["reached_target"]]
+    sns.boxplot(reached, x="search_time_to_target_s", y="label", order=labels, color="0.9", fliersize=0, ax=ax)
+    sns.stripplot(reached, x="search_time_to_target_s", y="label", order=labels, hue="budget", size=5, ax=ax)
+    ax.set(xlabel="search time to target (training s); in brackets: share of seeds that reached it", ylabel="",
+           title="Time to the target accuracy")
+    return _save(fig, path)
+
+
+def accuracy_vs_budget_figure(runs: pd.DataFrame, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    sns.lineplot(runs, x="budget", y="best_val_acc", hue="strategy", estimator="median", errorbar=("pi", 50),
+                 marker="o", ax=axes[0])
+    axes[0].set(xscale="log", xlabel="budget (trials)", ylabel="best validation accuracy",
+                title="Accuracy against budget (median, interquartile band)")
+    sns.lineplot(runs.assign(reached=runs["reached_target"].astype(float)), x="budget", y="reached", hue="strategy",
+                 errorbar=None, marker="o", ax=axes[1], legend=False)
+    axes[1].set(xscale="log", xlabel="budget (trials)", ylabel="share of seeds reaching the target", ylim=(-0.05, 1.05),
+                title="Success rate against budget")
+    axes[0].legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def trials_figure(trials: pd.DataFrame, path: Path) -> Path:
+    """Every training trial's LR against its validation accuracy: what each strategy tried."""
+    data = trials[(trials["kind"] == "train") & trials["lr"].notna()]
+    strategies = list(dict.fromkeys(data["strategy"]))
+    cols = min(4, len(strategies))
+    rows = -(-len(strategies) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    for ax, strategy in zip(axes.flat, strategies):
+        d = data[data["strategy"] == strategy]
+        sns.scatterplot(d, x="lr", y="value", style="status", hue="status", ax=ax, s=22,
+                        hue_order=["ok", "pruned", "diverged", "failed"], style_order=["ok", "pruned", "diverged", "failed"],
+                        legend=ax is axes.flat[0])
+        ax.set(xscale="log", title=strategy, xlabel="learning rate (peak)", ylabel="validation accuracy")
+    for ax in list(axes.flat)[len(strategies):]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def range_tests_figure(curves: pd.DataFrame, path: Path) -> Path | None:
+    data = curves[curves["kind"] == "range_test"]
+    if data.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for key, g in data.groupby(["strategy", "seed"]):
+        label = f"{key[0]} s{key[1]}"
+        axes[0].plot(g["lr"], g["train_loss"].rolling(9, center=True, min_periods=1).mean(), lw=1, label=label)
+        acc = g.dropna(subset=["val_acc"])
+        axes[1].plot(acc["lr"], acc["val_acc"], "o-", ms=2, lw=1, label=label)
+    axes[0].set(xscale="log", xlabel="learning rate", ylabel="training loss (moving average)", title="Range tests: loss")
+    axes[1].set(xscale="log", xlabel="learning rate", ylabel="validation accuracy", title="Range tests: accuracy")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def build_figures(tables: dict[str, pd.DataFrame], out: Path, target: float | None = None) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    if len(tables["anytime"]):
+        made.append(anytime_figure(tables["anytime"], out / "anytime.png", target))
+    if len(tables["runs"]):
+        if tables["runs"]["reached_target"].any():
+            made.append(time_to_target_figure(tables["runs"], out / "time_to_target.png"))
+        made.append(accuracy_vs_budget_figure(tables["runs"], out / "accuracy_vs_budget.png"))
+    if len(tables["trials"]):
+        made.append(trials_figure(tables["trials"], out / "trials_lr.png"))
+    if len(tables["curves"]):
+        range_fig = range_tests_figure(tables["curves"], out / "range_tests.png")
+        if range_fig is not None:
+            made.append(range_fig)
+    return made
