@@ -75,15 +75,20 @@ class Experiment(BaseModel):
             raise ValueError("budgets are trial counts >= 1")
         return v
 
+    @field_validator("space")
+    @classmethod
+    def _valid_space(cls, v: dict | None) -> dict | None:
+        try:
+            parse_space(v, "space")
+        except SpaceError as err:
+            raise ValueError(str(err)) from None
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
         unknown = set(self.options) - set(self.strategies)
         if unknown:
-            raise ValueError(f"options for {', '.join(sorted(unknown))}, which is not in strategies")
-        try:
-            parse_space(self.space, "space")
-        except SpaceError as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(f"options: {', '.join(sorted(unknown))} is not in strategies")
         try:
             self.task_spec()
         except ValueError as err:
@@ -115,10 +120,11 @@ def load_experiment(path: str | Path) -> Experiment:
         return Experiment(**raw)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = f"unknown key; allowed keys: {', '.join(Experiment.model_fields)}"
         elif first["type"] == "missing":
             message = "required"
-        raise ConfigError(f"{path}: field {field!r}: {message}") from None
+        field = ".".join(str(p) for p in first["loc"])
+        # errors across fields (options, task_overrides) start with the field's name already
+        raise ConfigError(f"{path}: field {field!r}: {message}" if field else f"{path}: {message}") from None

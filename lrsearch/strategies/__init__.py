@@ -19,15 +19,19 @@ __all__ = ["REGISTRY", "BudgetExhausted", "DEFAULT_SPACE", "Evaluation", "Object
            "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
 
 
+_FAMILIES = ("grid", "random", "optuna", "hyperopt", "nni", "lr-range")
+
+
 def strategy_names() -> list[str]:
+    """Every strategy, family by family (registration order within a family)."""
     _load_optional()
-    return list(REGISTRY)
+    return sorted(REGISTRY, key=lambda name: next(i for i, f in enumerate(_FAMILIES) if name.startswith(f)))
 
 
 def get_strategy(name: str, space: dict | SearchSpace | None = None, seed: int = 0, **options) -> Strategy:
     _load_optional()
     if name not in REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; `lrsearch strategies` lists them: {', '.join(REGISTRY)}")
+        raise ValueError(f"unknown strategy {name!r}; `lrsearch strategies` lists them: {', '.join(strategy_names())}")
     return REGISTRY[name](parse_space(space), seed=seed, **options)
 
 

@@ -1,0 +1,201 @@
+"""Experiment configs, the store's resume after SIGKILL, the analysis math, and the smoke
+benchmark end to end."""
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lrsearch.analysis import bootstrap_ci, median_with_failures, runs_table, search_time_to_target
+from lrsearch.config import ConfigError, load_experiment
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = """
+name = "t"
+task = "smoke"
+strategies = ["random"]
+budgets = [2]
+seeds = [0]
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("change, field, allowed", [
+    ('colour = "red"', "'colour'", "allowed keys: name, task"),
+    ('budgets = ["8"]', "'budgets.0'", "integer"),
+    ('strategies = ["random", "optuna-foo"]', "'strategies'", "allowed: grid, random"),
+    ("target_acc = 1.5", "'target_acc'", "less than or equal to 1"),
+    ("target_acc = 0", "'target_acc'", "greater than 0"),
+    ("seeds = []", "'seeds'", "at least 1 item"),
+    ('task = "imagenet"', "'task'", "allowed: smoke, cpu"),
+    ("[space]\nlr = { low = 1.0, high = 0.1 }", "'space'", "low (1.0) must be below high"),
+])
+def test_config_errors_name_file_field_and_what_is_allowed(tmp_path, change, field, allowed):
+    lines = [line for line in GOOD.strip().splitlines() if not line.startswith(change.split(" =")[0] + " =")]
+    path = _write(tmp_path, "\n".join(lines + [change]))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert str(path) in message and field in message and allowed in message, message
+
+
+def test_good_config_and_presets_load():
+    assert load_experiment(_write(Path(os.environ.get("TMPDIR", "/tmp")), GOOD)).budgets == [2]
+    for preset in sorted((REPO / "experiments").glob("*.toml")):
+        experiment = load_experiment(preset)
+        assert experiment.task_spec().target_acc == (experiment.target_acc or experiment.task_spec().target_acc)
+
+
+def test_cli_config_error_is_one_line(tmp_path, capsys):
+    from lrsearch.cli import main
+
+    assert main(["run", str(_write(tmp_path, GOOD.replace("seeds = [0]", "seeds = []")))]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and "seeds" in err
+
+
+# ------------------------------------------------------------ analysis math on hand-made records
+
+
+def test_search_time_to_target_counts_trials_before_and_part_of_the_hit():
+    # trials of 10 s, 20 s, 30 s; the second reaches the target 7 s into its training
+    assert search_time_to_target([10, 20, 30], [None, 7.0, 3.0]) == (17.0, 2)
+    assert search_time_to_target([10, 20], [4.0, 1.0]) == (4.0, 1)
+    assert search_time_to_target([10, 20], [None, None]) == (None, None)
+    assert search_time_to_target([10, 20], [math.nan, 2.0]) == (12.0, 2)
+
+
+def test_runs_table_on_hand_made_trials():
+    rows = []
+    for i, (status, value, ttt, train_s) in enumerate([("diverged", 0.0, None, 3.0), ("ok", 0.6, 8.0, 10.0),
+                                                        ("ok", 0.7, 2.0, 10.0)]):
+        rows.append({"strategy": "s", "budget": 3, "seed": 0, "run_status": "complete", "trial_index": i,
+                     "kind": "train", "status": status, "value": value, "lr": 0.1 * (i + 1),
+                     "final_test_acc": value - 0.05, "time_to_target_s": ttt, "train_s": train_s,
+                     "overhead_s": 0.5, "wall_s": train_s + 1})
+    runs = runs_table(pd.DataFrame(rows))
+    row = runs.iloc[0]
+    assert row["search_time_to_target_s"] == 3.0 + 8.0 and row["trials_to_target"] == 2
+    assert row["best_val_acc"] == 0.7 and row["best_lr"] == pytest.approx(0.3)
+    assert row["test_acc_of_best"] == pytest.approx(0.65) and row["n_diverged"] == 1
+    assert row["train_s"] == 23.0 and row["overhead_s"] == 1.5
+
+
+def test_median_with_failures_and_bootstrap():
+    assert median_with_failures(np.array([1.0, 2.0, np.nan])) == 2.0
+    assert median_with_failures(np.array([1.0, np.nan, np.nan])) == np.inf
+    values = np.random.default_rng(0).normal(10, 1, 50)
+    low, high = bootstrap_ci(values, statistic=np.median)
+    assert low < np.median(values) < high and high - low < 1.5
+    assert bootstrap_ci([5.0, 5.0, 5.0], statistic=np.median) == (5.0, 5.0)
+
+
+# ------------------------------------------------------------ resume after SIGKILL
+
+RESUME = """
+name = "resume"
+task = "smoke"
+strategies = ["random", "optuna-tpe-asha", "lr-range-clr"]
+budgets = [4]
+seeds = [0, 1]
+[task_overrides]
+epochs = 1
+[space]
+lr = { low = 1e-3, high = 3.0, log = true }
+"""
+
+
+def _run_cli(config, results, env):
+    return subprocess.Popen([sys.executable, "-m", "lrsearch", "run", str(config), "--results", str(results)],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _rows(results):
+    with sqlite3.connect(results / "results.sqlite") as conn:
+        return conn.execute(
+            "SELECT r.strategy, r.budget, r.seed, t.trial_index, t.params, t.status, t.value, "
+            "(SELECT COUNT(*) FROM curves c WHERE c.trial_id = t.trial_id) FROM trials t JOIN runs r USING (run_id) "
+            "ORDER BY 1, 2, 3, 4").fetchall()
+
+
+def _count(results):
+    try:
+        with sqlite3.connect(results / "results.sqlite", timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    from conftest import JPEG
+
+    env = dict(os.environ, LRSEARCH_DATA=str(JPEG), PYTHONUNBUFFERED="1")
+    config = tmp_path / "resume.toml"
+    config.write_text(RESUME)
+    killed = tmp_path / "killed"
+    proc = _run_cli(config, killed, env)
+    deadline = time.time() + 120
+    while _count(killed) < 7 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _rows(killed)
+    assert 7 <= len(partial) < 20
+    assert _run_cli(config, killed, env).wait() == 0  # same command again: resumes
+    whole = tmp_path / "whole"
+    assert _run_cli(config, whole, env).wait() == 0
+    resumed, uninterrupted = _rows(killed), _rows(whole)
+    keys = [r[:4] for r in resumed]
+    assert len(keys) == len(set(keys))  # no duplicates
+    assert keys == [r[:4] for r in uninterrupted]  # same (strategy, budget, seed, trial) rows
+    assert [r[4:6] for r in resumed] == [r[4:6] for r in uninterrupted]  # same params and statuses (seeded, CPU)
+    assert all(r[7] > 0 for r in resumed)  # every trial has its curve
+    assert set(partial) <= set(resumed)  # nothing finished before the kill was lost or changed
+    with sqlite3.connect(killed / "results.sqlite") as conn:
+        assert {s for (s,) in conn.execute("SELECT status FROM runs")} == {"complete"}
+
+
+# ------------------------------------------------------------ the smoke benchmark end to end
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
+    from conftest import JPEG
+
+    from lrsearch.cli import main
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    out = tmp_path / "smoke"
+    assert main(["run", str(REPO / "experiments" / "benchmark-smoke.toml"), "--results", str(out), "--seeds", "0"]) == 0
+    for table in ("trials", "runs", "anytime", "summary", "curves"):
+        for suffix in ("csv", "parquet"):
+            assert (out / "tables" / f"{table}.{suffix}").stat().st_size > 0
+    for figure in ("anytime", "time_to_target", "accuracy_vs_budget", "trials_lr", "range_tests"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 10_000
+    runs = pd.read_parquet(out / "tables" / "runs.parquet")
+    assert len(runs) == 7 and set(runs["strategy"]) >= {"grid", "optuna-tpe", "lr-range-clr"}
+    summary = pd.read_csv(out / "tables" / "summary.csv")
+    assert sorted(summary["rank"]) == list(range(1, 8))
+    report = (out / "REPORT.md").read_text()
+    assert "git commit" in report and "device" in report and "![anytime](figures/anytime.png)" in report
+    # the report rebuilds from the store alone
+    for f in (out / "tables").iterdir():
+        f.unlink()
+    assert main(["report", str(out)]) == 0 and (out / "tables" / "runs.csv").exists()
+    assert json.loads((out / "experiment.json").read_text())["task"]["name"] == "smoke"
