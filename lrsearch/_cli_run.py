@@ -36,6 +36,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nni_experiment(args: argparse.Namespace) -> int:
+    from lrsearch.config import ConfigError, load_experiment
+    from lrsearch.nni_experiment import run_nni_experiment
+    from lrsearch.report import build_report
+
+    try:
+        experiment = load_experiment(args.experiment)
+        summary = run_nni_experiment(experiment, args.tuner, args.trials, args.seed, args.port, args.results)
+    except (ConfigError, ValueError) as err:
+        raise UserError(str(err)) from None
+    print(f"NNI experiment: {summary}")
+    if "results" in summary:
+        print(f"report: {build_report(summary['results'])}")
+    return 0 if summary.get("nni_status", "DONE") == "DONE" else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an experiment (resumes: only runs not yet complete), then write its report")
     p.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-cpu.toml")
@@ -45,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run)
+    n = sub.add_parser("nni-experiment", help="run trials through a real NNI experiment (manager + web UI on 127.0.0.1)")
+    n.add_argument("experiment")
+    n.add_argument("--tuner", default="tpe", help="NNI built-in tuner: tpe, evolution, anneal, random")
+    n.add_argument("--trials", type=int, help="number of trials (default: the config's first budget)")
+    n.add_argument("--seed", type=int)
+    n.add_argument("--port", type=int, default=8080, help="web UI / REST port on 127.0.0.1")
+    n.add_argument("--results")
+    n.set_defaults(func=_nni_experiment)
     r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
     r.add_argument("results", type=Path)
     r.set_defaults(func=_report)

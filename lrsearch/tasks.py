@@ -53,10 +53,10 @@ TASKS: dict[str, Task] = {
         train_subset=2500, val_size=500, test_subset=1000, lr=0.05,
         description="tiny CNN, 2,000 train / 500 val / 1,000 test images, 2 epochs: seconds per trial on a CPU; for tests"),
     "cpu": Task(
-        name="cpu", model="tiny", batch_size=100, epochs=4, eval_every=45, target_acc=0.45,
-        train_subset=5500, val_size=1000, test_subset=2000, lr=0.05, augment=True,
+        name="cpu", model="tiny", batch_size=100, epochs=3, eval_every=45, target_acc=0.45,
+        train_subset=5500, val_size=1000, test_subset=1000, lr=0.05, augment=True,
         schedule={"name": "one_cycle", "max_lr": "$lr", "pct_start": 0.25, "anneal_strategy": "linear"},
-        description="tiny CNN, 4,500 train / 1,000 val / 2,000 test images, 4 epochs one-cycle with augmentation: about 4 s per trial on 2 cores"),
+        description="tiny CNN, 4,500 train / 1,000 val / 1,000 test images, 3 epochs one-cycle with augmentation: about 4 s per trial on 2 cores"),
     "gpu": Task(
         name="gpu", model="fast", batch_size=1024, epochs=10, eval_every=48, target_acc=0.93,
         val_size=5000, lr=0.2, momentum=0.85, nesterov=True, weight_decay=5e-4, label_smoothing=0.2,

@@ -55,3 +55,12 @@ class HyperoptAnneal(_Hyperopt):
 @register
 class HyperoptRandom(_Hyperopt):
     name, summary, algorithm = "hyperopt-random", "Hyperopt's random search (rand.suggest)", staticmethod(rand.suggest)
+
+
+@register
+class HyperoptATPE(_Hyperopt):
+    name, summary = "hyperopt-atpe", "Hyperopt's adaptive TPE (atpe.suggest; needs lightgbm and scikit-learn)"
+
+    def suggest(self):
+        from hyperopt import atpe  # imports lightgbm and scikit-learn
+        return atpe.suggest

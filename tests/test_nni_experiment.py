@@ -1,0 +1,48 @@
+"""A real NNI experiment: manager (Node.js) + local training service, 3 trials of the smoke
+task, its servers on 127.0.0.1 only, results in the store, every process stopped after."""
+
+import sqlite3
+
+import psutil
+import pytest
+
+REPO_EXPERIMENT = """
+name = "nni"
+task = "smoke"
+strategies = ["nni-tpe"]
+budgets = [3]
+seeds = [0]
+[task_overrides]
+epochs = 1
+"""
+
+
+def _node_processes():
+    return {p.pid for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["cmdline"] and any("nni_node" in part for part in p.info["cmdline"])}
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_nni_experiment_runs_trials_on_loopback_only(tmp_path, monkeypatch):
+    from conftest import JPEG
+
+    from lrsearch.config import load_experiment
+    from lrsearch.nni_experiment import run_nni_experiment
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    monkeypatch.setenv("HOME", str(tmp_path))  # NNI keeps its experiment registry under ~/nni-experiments
+    config = tmp_path / "nni.toml"
+    config.write_text(REPO_EXPERIMENT)
+    before = _node_processes()
+    summary = run_nni_experiment(load_experiment(config), "tpe", n_trials=3, seed=0, port=18080,
+                                 results_dir=tmp_path / "out", timeout_s=600)
+    assert summary["nni_status"] == "DONE" and summary["trials"] == 3, summary
+    assert summary["listening"], "saw no listening socket of the manager"
+    assert all(ip == "127.0.0.1" for ip, _ in summary["listening"]), summary["listening"]
+    assert 18080 in {port for _, port in summary["listening"]}
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as conn:
+        rows = conn.execute("SELECT t.trial_index, t.status, t.value, t.lr, r.strategy, r.status FROM trials t "
+                            "JOIN runs r USING (run_id) ORDER BY t.trial_index").fetchall()
+    assert [r[0] for r in rows] == [0, 1, 2]
+    assert all(r[4] == "nni-experiment-tpe" and r[5] == "complete" and 1e-4 <= r[3] <= 1.0 for r in rows)
+    assert _node_processes() - before == set()  # the manager and its children are gone
