@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a 1-minute check
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets report bench-trainer clean
+.PHONY: install test lint benchmark budgets report clr-paper bench-trainer clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ benchmark: install
 # Compare search budgets: 2..32 trials over 5 seeds -> results/budgets/
 budgets: install
 	$(BIN)/lrsearch run experiments/budgets.toml
+
+# Reproduce the CLR paper's CIFAR-10 experiment -> results/clr-paper/ (a GPU: minutes; resumes across calls).
+# QUICK=1: scaled down for a CPU, a few minutes -> results/clr-paper-quick/
+clr-paper: install
+	$(BIN)/lrsearch clr-paper experiments/clr_paper.toml $(if $(QUICK),--quick)
 
 # Rebuild tables, figures and reports of every results folder from their stores
 report: install

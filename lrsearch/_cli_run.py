@@ -52,6 +52,20 @@ def _nni_experiment(args: argparse.Namespace) -> int:
     return 0 if summary.get("nni_status", "DONE") == "DONE" else 1
 
 
+def _clr_paper(args: argparse.Namespace) -> int:
+    from lrsearch.clr_paper import load_clr_paper, run_clr_paper
+    from lrsearch.config import ConfigError
+
+    try:
+        config = load_clr_paper(args.config)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    out = run_clr_paper(config, quick=args.quick, results=args.results, device=args.device, data_source=args.data,
+                        only=args.only)
+    print(f"results in {out}/; report: {out / 'REPORT.md'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an experiment (resumes: only runs not yet complete), then write its report")
     p.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-cpu.toml")
@@ -69,6 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--port", type=int, default=8080, help="web UI / REST port on 127.0.0.1")
     n.add_argument("--results")
     n.set_defaults(func=_nni_experiment)
+    c = sub.add_parser("clr-paper", help="reproduce the CLR paper's CIFAR-10 Figure 1, Table 1 and Figure 3")
+    c.add_argument("config", nargs="?", default="experiments/clr_paper.toml")
+    c.add_argument("--quick", action="store_true", help="scaled down for a CPU (see the config's [quick])")
+    c.add_argument("--only", nargs="+", metavar="POLICY", help="run only these policies ('range-test' for Fig. 3)")
+    c.add_argument("--results")
+    c.add_argument("--data")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_clr_paper)
     r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
     r.add_argument("results", type=Path)
     r.set_defaults(func=_report)
