@@ -55,7 +55,7 @@ def test_config_errors_name_file_field_and_what_is_allowed(tmp_path, change, fie
 
 def test_good_config_and_presets_load():
     assert load_experiment(_write(Path(os.environ.get("TMPDIR", "/tmp")), GOOD)).budgets == [2]
-    for preset in sorted((REPO / "experiments").glob("*.toml")):
+    for preset in sorted(p for p in (REPO / "experiments").glob("*.toml") if p.name != "clr_paper.toml"):
         experiment = load_experiment(preset)
         assert experiment.task_spec().target_acc == (experiment.target_acc or experiment.task_spec().target_acc)
 

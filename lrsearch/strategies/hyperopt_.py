@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 
 import numpy as np
 from hyperopt import STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
@@ -64,3 +65,11 @@ class HyperoptATPE(_Hyperopt):
     def suggest(self):
         from hyperopt import atpe  # imports lightgbm and scikit-learn
         return atpe.suggest
+
+    def _search(self, objective, n_trials):
+        # ATPE ignores fmin's rstate and draws from the global generators: seed those, after the
+        # first import of its dependencies (which draws from them too).
+        self.suggest()
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        super()._search(objective, n_trials)
