@@ -17,6 +17,9 @@ def _run(args: argparse.Namespace) -> int:
         experiment = load_experiment(args.experiment)
     except ConfigError as err:
         raise UserError(str(err)) from None
+    if experiment.replay is not None:
+        raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
+                        f"run it with `lrsearch replay {args.experiment}`")
     try:
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
                              data_source=args.data)

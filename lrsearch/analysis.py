@@ -30,21 +30,35 @@ def search_time_to_target(train_s: list[float], time_to_target_s: list[float | N
     return None, None
 
 
-def median_with_failures(values: np.ndarray) -> float:
+def median_with_failures(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:
     """Median where a failure (NaN: target never reached) counts as +inf, i.e. worse than any time."""
-    return float(np.median(np.where(np.isnan(values), np.inf, values)))
+    result = np.median(np.where(np.isnan(values), np.inf, values), axis=axis)
+    return float(result) if axis is None else result
 
 
 def bootstrap_ci(values, statistic=median_with_failures, n_boot: int = 2000, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic` over the values (resampled with replacement)."""
+    """Percentile bootstrap interval of `statistic` over the values (resampled with replacement).
+    `statistic(samples, axis=1)` reduces each of the n_boot resamples (rows) at once."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    stats = np.array([statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n_boot)])
+    stats = statistic(values[rng.integers(0, len(values), (n_boot, len(values)))], axis=1)
     low, high = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2], method="lower")
     return float(low), float(high)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (Wilson 1927; as statsmodels' proportion_confint(method="wilson"))."""
+    if n == 0:
+        return math.nan, math.nan
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def trials_table(store: Store) -> pd.DataFrame:

@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each command module's `register(subparsers)`; imported lazily to keep `--help` fast."""
-    from lrsearch import _cli_run, _cli_search, _cli_train
-    return [_cli_train.register, _cli_search.register, _cli_run.register]
+    from lrsearch import _cli_replay, _cli_run, _cli_search, _cli_train
+    return [_cli_train.register, _cli_search.register, _cli_run.register, _cli_replay.register]
 
 
 def main(argv: list[str] | None = None) -> int:

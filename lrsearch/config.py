@@ -15,6 +15,13 @@
     [task_overrides]                  # optional: any Task field, e.g. epochs = 4
     [options.lr-range-clr]            # optional: per-strategy options
     metric = "loss"
+
+    [replay]                          # optional: replay recorded curves instead of training
+    table = "results/benchmark-cpu-table"  # a folder `lrsearch tabulate` wrote
+    check = "results/replay-check-cpu"     # optional: real runs to compare the replay with
+    check_budgets = [4, 8]                 # optional: budgets of that comparison
+
+`seeds` is a list, or a count n for seeds 0 .. n-1 (replays use hundreds).
 """
 
 from __future__ import annotations
@@ -33,6 +40,15 @@ class ConfigError(ValueError):
     """A bad experiment config; the message names the file, the field and what is allowed."""
 
 
+class ReplaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    table: str = Field(min_length=1)
+    check: str | None = None
+    check_budgets: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
+    workers: int | None = Field(default=None, ge=1)  # processes (default: one per CPU core)
+
+
 class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # strict: "8" is not a number
 
@@ -48,6 +64,16 @@ class Experiment(BaseModel):
     space: dict[str, Any] | None = None
     task_overrides: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    replay: ReplaySettings | None = None
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise ValueError("a seed count is >= 1 (or give a list of seeds)")
+            return list(range(v))
+        return v
 
     @field_validator("task")
     @classmethod

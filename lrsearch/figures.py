@@ -124,3 +124,55 @@ def build_figures(tables: dict[str, pd.DataFrame], out: Path, target: float | No
         if range_fig is not None:
             made.append(range_fig)
     return made
+
+
+def _family_styles(strategies: list[str]) -> dict[str, dict]:
+    """One colour per strategy, one line style per library family, so 13 lines stay readable."""
+    families = ["grid", "random", "optuna", "hyperopt", "nni"]
+    dashes = ["-", "--", "-.", ":", (0, (5, 1, 1, 1))]
+    palette = sns.color_palette("tab20", len(strategies))
+    return {s: {"color": palette[i],
+                "ls": dashes[next((k for k, f in enumerate(families) if s.startswith(f)), 0)]}
+            for i, s in enumerate(strategies)}
+
+
+def budget_figures(summary: pd.DataFrame, out: Path, target: float | None = None) -> list[Path]:
+    """From the replay's summary table: median best accuracy, and the probability of reaching the
+    target, against the budget, each with its 95% interval as a band."""
+    out.mkdir(parents=True, exist_ok=True)
+    strategies = list(dict.fromkeys(summary["strategy"]))
+    styles = _family_styles(strategies)
+    n_seeds = int(summary["n_seeds"].min())
+    made = []
+    for name, (y, low, high), ylabel, title in [
+        ("budgets_accuracy.png", ("median_best_val_acc", "acc_ci_low", "acc_ci_high"), "best validation accuracy",
+         f"Median best accuracy against budget ({n_seeds} seeds; band: bootstrap 95% interval)"),
+        ("budgets_target.png", ("p_target", "p_ci_low", "p_ci_high"), "P(best trial reaches the target)",
+         f"Probability of reaching the target against budget ({n_seeds} seeds; band: Wilson 95% interval)"),
+    ]:
+        fig, ax = plt.subplots(figsize=(9, 5.2))
+        for strategy in strategies:
+            g = summary[summary["strategy"] == strategy].sort_values("budget")
+            ax.plot(g["budget"], g[y], marker="o", ms=3, lw=1.4, label=strategy, **styles[strategy])
+            ax.fill_between(g["budget"], g[low], g[high], color=styles[strategy]["color"], alpha=0.12, lw=0)
+        if y == "p_target":
+            ax.axhline(0.9, color="0.3", ls=":", lw=1)
+            ax.set_ylim(-0.02, 1.02)
+        elif target is not None:
+            ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="budget (trials)", ylabel=ylabel, title=title)
+        ax.legend(fontsize=7, ncol=2, loc="lower right")
+        made.append(_save(fig, out / name))
+    return made
+
+
+def replay_check_figure(check_runs: pd.DataFrame, path: Path) -> Path:
+    """Replayed against real runs: the distribution (ECDF) of the best validation accuracy."""
+    grid = sns.displot(check_runs, x="best_val_acc", hue="source", col="strategy", row="budget", kind="ecdf",
+                       height=2.8, aspect=1.3, facet_kws={"margin_titles": True})
+    grid.set_axis_labels("best validation accuracy", "share of seeds")
+    grid.figure.suptitle("Replay check: real runs against the replay", y=1.02)
+    grid.figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(grid.figure)
+    return path

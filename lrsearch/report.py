@@ -68,3 +68,46 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
     path = results_dir / "REPORT.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], figures: list[Path], env: dict,
+                        table_env: dict, elapsed_s: float, n_trials: int) -> Path:
+    """REPORT.md of a replay (`lrsearch replay`): what was replayed, from which recordings, and the results."""
+    from lrsearch.provenance import as_markdown
+
+    summary, needed = tables["summary"], tables["budget_needed"]
+    target = experiment.task_spec().target_acc
+    lines = [f"# {experiment.name}", "", experiment.description, "",
+             f"Replayed {len(experiment.strategies)} strategies x {len(experiment.seeds)} seeds x budgets "
+             f"{experiment.budgets} against the recorded curves in `{experiment.replay.table}` "
+             f"(task `{experiment.task}`, target {target:.1%} validation accuracy, space "
+             f"`{json.dumps(experiment.search_space().to_dict())}`): {n_trials} replayed trials in {elapsed_s:.0f} s "
+             "of wall-clock. No model was trained: each trial's curve and training seconds come from the table "
+             "(interpolated in log-LR between recorded LRs, one recorded seed drawn per trial); the time each "
+             "library spent proposing is real (`median_overhead_s`). A strategy that does not size its proposals "
+             "to the budget ran once at the largest budget and each smaller budget is its first trials; grid ran "
+             "at every budget.", "",
+             "## Where these numbers come from", "", "The replay:", "", as_markdown(env),
+             "The recorded table (`lrsearch tabulate`):", "", as_markdown(table_env) if table_env else "-", "",
+             "## Budget needed to reach the target with 90% probability", "",
+             "Smallest budget at which at least 90% of the seeds reach the target; `optimistic` / `pessimistic` read "
+             "the same off the upper / lower end of the Wilson 95% interval. Empty: not within the budgets replayed.",
+             "", needed.to_markdown(index=False, floatfmt=".3g"), ""]
+    for fig in figures:
+        if fig.name.startswith("budgets"):
+            lines += [f"![{fig.stem}](figures/{fig.name})", ""]
+    if "check" in tables:
+        lines += ["## Check against real runs", "",
+                  f"Real runs from `{experiment.replay.check}` (trained, not replayed) against the replay, best "
+                  "validation accuracy per seed. `median_gap` = replay - real; KS: two-sample Kolmogorov-Smirnov; "
+                  "Wasserstein: mean absolute gap between the two quantile functions (accuracy units).", "",
+                  tables["check"].to_markdown(index=False, floatfmt=".3g"), "",
+                  "![replay_check](figures/replay_check.png)", ""]
+    shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
+    lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",
+              shown.to_markdown(index=False, floatfmt=".3g"), "",
+              "Tables: `tables/{summary,budget_needed,check,check_runs}.{csv,parquet}`, `tables/{runs,trials}.parquet`.",
+              ""]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -20,6 +20,7 @@ from lrsearch.objective import TrainingObjective
 from lrsearch.provenance import environment
 from lrsearch.store import Store, StoredTrial
 from lrsearch.strategies import Evaluation, ReportHook, get_strategy
+from lrsearch.train import prepare_data, resolve_device
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,14 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                    data_source: str | None = None, progress: bool = True,
                    on_trial: Callable[[RunSpec, Evaluation], None] | None = None) -> Path:
     """Run what is not complete yet; return the results folder."""
+    task, space = experiment.task_spec(), experiment.search_space()
+    # A missing or unreadable data source stops here with its one-line message (DataError), instead of
+    # every trial being recorded as failed and the runs as complete.
+    prepare_data(task, resolve_device(device), data_source)
     out = experiment.results_dir(results_dir)
     store = Store(out / "results.sqlite")
     write_experiment_json(experiment, out)
     executor = executor or LocalExecutor()
-    task, space = experiment.task_spec(), experiment.search_space()
     env = environment()
     specs = plan(experiment, only, seeds)
     bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None

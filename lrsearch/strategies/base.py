@@ -85,6 +85,9 @@ class Strategy:
     name: str = ""
     summary: str = ""
     prunes: bool = False  # whether it passes a report hook that can stop trials early
+    # Whether its proposals depend on the budget (grid: sized to it). When they do not, the first b
+    # trials of a run are a run at budget b, which the replay uses to read every budget from one run.
+    budget_aware: bool = False
 
     def __init__(self, space: SearchSpace, seed: int = 0, **options):
         self.space, self.seed, self.options = space, seed, options

@@ -14,6 +14,7 @@ from lrsearch.strategies.base import Strategy, register
 class GridSearch(Strategy):
     name = "grid"
     summary = "log-spaced grid sized to the budget (a product grid for several parameters), in ascending order"
+    budget_aware = True
 
     def _search(self, objective, n_trials):
         # k points on each numeric axis, every choice on each categorical one, k^d * choices <= budget

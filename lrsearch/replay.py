@@ -1,0 +1,401 @@
+"""Replay recorded learning curves instead of training: search budgets at scale.
+
+HPO benchmark suites (HPOBench, YAHPO Gym, LCBench) answer "which optimiser wins at which
+budget" by replaying tables of recorded curves; this module does the same with our own
+recordings, in three steps:
+
+1. `tabulation`: an experiment turned into a dense grid of real trials (for example 48
+   log-spaced LRs x 3 seeds), run and stored like any experiment (`lrsearch tabulate`).
+2. `ReplayTable` + `ReplayObjective`: for a proposed LR, the curve interpolated in log-LR
+   between the recorded neighbours (`interpolate_curve`) of one recorded seed, drawn at
+   random for each trial; its recorded training seconds are the simulated time; the pruning
+   hook is called at each recorded evaluation, as the trainer calls it. Strategies run
+   against it unchanged, and their own overhead is measured for real.
+3. `replay_experiment`: every (strategy, seed) run against the replay objective, in worker
+   processes. A strategy whose proposals do not depend on its budget (all but grid, see
+   `Strategy.budget_aware`) runs once at the largest budget and each smaller budget b is
+   read as its first b trials; grid runs at every budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrsearch.analysis import USABLE, bootstrap_ci, median_with_failures, search_time_to_target, wilson_interval
+from lrsearch.config import Experiment
+from lrsearch.store import Store
+from lrsearch.strategies import REGISTRY, Evaluation, ReportHook, get_strategy
+
+TABULATE_STRATEGY = "grid"
+
+
+def tabulation(experiment: Experiment, n_lrs: int = 48, seeds: list[int] | None = None,
+               results: str | None = None) -> Experiment:
+    """The experiment as a dense table: `n_lrs` log-spaced LRs over its 1-D `lr` space for each seed,
+    stored as the grid strategy's runs in `<results>-table/results.sqlite`."""
+    space = experiment.search_space()
+    if space.names != ["lr"]:
+        raise ValueError(f"space: a replay table is tabulated over `lr` alone, this experiment searches "
+                         f"{', '.join(space.names)}; give an experiment whose [space] has only lr")
+    if n_lrs < 2:
+        raise ValueError("--lrs: a table needs at least 2 learning rates to interpolate between")
+    return experiment.model_copy(update={
+        "name": f"{experiment.name}-table", "strategies": [TABULATE_STRATEGY], "budgets": [n_lrs],
+        "seeds": seeds or [0, 1, 2], "options": {}, "time_budget_s": None, "replay": None,
+        "results": results or f"{experiment.results_dir()}-table",
+        "description": f"Replay table of {experiment.name}: {n_lrs} log-spaced LRs x seeds, full curves."})
+
+
+@dataclass
+class RecordedCurve:
+    """One trial's curve at its evaluations: what the trainer reported, and the training seconds so far."""
+
+    lr: float
+    status: str  # ok, diverged, failed (a tabulated trial is never pruned)
+    steps: np.ndarray
+    val_acc: np.ndarray  # what the trainer reports to a pruner (test accuracy where the task has no val split)
+    test_acc: np.ndarray
+    train_s: np.ndarray
+
+
+def interpolate_curve(lower: RecordedCurve, upper: RecordedCurve, lr: float) -> RecordedCurve:
+    """The curve at `lr` between two recorded ones, linear in log-LR.
+
+    Status and length come from the neighbour nearer in log-LR (a trial diverges or it does
+    not); each evaluation's accuracies and training seconds are interpolated where both
+    neighbours have a finite value at that step, and the nearer one's are kept elsewhere."""
+    if upper.lr == lower.lr:
+        return lower
+    w = (math.log(lr) - math.log(lower.lr)) / (math.log(upper.lr) - math.log(lower.lr))
+    w = min(max(w, 0.0), 1.0)
+    near, far = (lower, upper) if w < 0.5 else (upper, lower)
+
+    def blend(a_near: np.ndarray, a_far: np.ndarray) -> np.ndarray:
+        out = a_near.astype(float).copy()
+        n = min(len(a_near), len(a_far))
+        same = (near.steps[:n] == far.steps[:n]) & np.isfinite(a_near[:n]) & np.isfinite(a_far[:n])
+        w_far = w if near is lower else 1.0 - w
+        out[:n][same] = (1 - w_far) * a_near[:n][same] + w_far * a_far[:n][same]
+        return out
+
+    return RecordedCurve(lr, near.status, near.steps, blend(near.val_acc, far.val_acc),
+                         blend(near.test_acc, far.test_acc), blend(near.train_s, far.train_s))
+
+
+class ReplayTable:
+    """The recorded curves of a tabulation, per seed, sorted by LR."""
+
+    def __init__(self, task: str, curves: dict[int, list[RecordedCurve]], source: str = "",
+                 environment: dict | None = None):
+        self.task, self.source, self.environment = task, source, environment or {}
+        self.curves = {seed: sorted(c, key=lambda r: r.lr) for seed, c in curves.items()}
+        self.seeds = sorted(self.curves)
+        if not self.seeds or any(len(c) < 2 for c in self.curves.values()):
+            raise ValueError(f"{source or 'replay table'}: needs at least 2 recorded LRs per seed; "
+                             "record them with `lrsearch tabulate EXPERIMENT.toml`")
+        self.lr_low = max(c[0].lr for c in self.curves.values())
+        self.lr_high = min(c[-1].lr for c in self.curves.values())
+
+    @classmethod
+    def load(cls, results_dir: str | Path) -> ReplayTable:
+        path = Path(results_dir) / "results.sqlite"
+        if not path.is_file():
+            raise ValueError(f"replay.table: {path} does not exist; record a table with "
+                             "`lrsearch tabulate EXPERIMENT.toml` and give its folder")
+        store = Store(path)
+        try:
+            trials = store.trials_frame()
+            curves = store.curves_frame()
+            runs = store.runs_frame()
+        finally:
+            store.close()
+        trials = trials[(trials["strategy"] == TABULATE_STRATEGY) & (trials["kind"] == "train")]
+        if trials.empty:
+            raise ValueError(f"replay.table: {path} holds no tabulated trials; run `lrsearch tabulate` first")
+        curves = curves[curves["strategy"] == TABULATE_STRATEGY]
+        by_trial = {tid: g.sort_values("step") for tid, g in curves.groupby("trial_id")}
+        recorded: dict[int, list[RecordedCurve]] = {}
+        for row in trials.itertuples():
+            g = by_trial.get(row.trial_id, curves.iloc[:0])
+            acc = g["val_acc"].where(g["val_acc"].notna(), g["test_acc"]).to_numpy(dtype=float)
+            recorded.setdefault(int(row.seed), []).append(RecordedCurve(
+                float(row.lr), row.status, g["step"].to_numpy(), acc, g["test_acc"].to_numpy(dtype=float),
+                g["train_s"].to_numpy(dtype=float)))
+        import json
+        return cls(str(trials["task"].iloc[0]), recorded, str(results_dir), json.loads(runs["environment"].iloc[0]))
+
+    def curve(self, seed: int, lr: float) -> RecordedCurve:
+        """The seed's curve at `lr`, interpolated between its recorded neighbours (clamped to the recorded range)."""
+        curves = self.curves[seed]
+        lrs = [c.lr for c in curves]
+        i = int(np.clip(np.searchsorted(lrs, lr), 1, len(curves) - 1))
+        return interpolate_curve(curves[i - 1], curves[i], float(np.clip(lr, lrs[0], lrs[-1])))
+
+
+@dataclass
+class ReplayObjective:
+    """The objective strategies see in a replay: params -> Evaluation from the table, no training.
+
+    Each trial draws one recorded seed (seeded by the run's seed, in trial order); a real run
+    trains all its trials with its own seed instead, one of the differences the check measures."""
+
+    table: ReplayTable
+    target_acc: float
+    seed: int = 0
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.seed)
+
+    def __call__(self, params: dict, report: ReportHook | None = None) -> Evaluation:
+        if set(params) != {"lr"}:
+            raise ValueError(f"a replay answers params {{'lr': ...}} only, got {sorted(params)}")
+        recorded_seed = self.table.seeds[int(self._rng.integers(len(self.table.seeds)))]
+        curve = self.table.curve(recorded_seed, float(params["lr"]))
+        status, n = curve.status, len(curve.steps)
+        reached = np.flatnonzero(curve.val_acc >= self.target_acc)
+        if status == "ok" and report is not None:
+            for i, (step, acc) in enumerate(zip(curve.steps, curve.val_acc)):
+                if report(int(step), float(acc)):  # the trainer's semantics: a True answer stops the trial
+                    status, n = "pruned", i + 1
+                    break
+        last = n - 1
+        usable = status in USABLE and n > 0 and math.isfinite(curve.val_acc[last])
+        ttt = float(curve.train_s[reached[0]]) if len(reached) and reached[0] <= last else None
+        record = {"recorded_seed": recorded_seed, "steps": int(curve.steps[last]) if n else 0,
+                  "final_test_acc": float(curve.test_acc[last]) if usable else None, "time_to_target_s": ttt}
+        return Evaluation(params, float(curve.val_acc[last]) if usable else 0.0, status,
+                          float(curve.train_s[last]) if n else 0.0, record=record)
+
+
+def check_replayable(experiment: Experiment, table: ReplayTable) -> None:
+    """Stop with one message when the experiment asks for something the table cannot answer."""
+    if experiment.task != table.task:
+        raise ValueError(f"task: the replay table {table.source} records task {table.task!r}, "
+                         f"the experiment asks for {experiment.task!r}")
+    space = experiment.search_space()
+    if space.names != ["lr"]:
+        raise ValueError("space: a replay answers a search over `lr` alone")
+    dim = next(iter(space))
+    if dim.low < table.lr_low * (1 - 1e-9) or dim.high > table.lr_high * (1 + 1e-9):
+        raise ValueError(f"space.lr: [{dim.low:g}, {dim.high:g}] reaches outside the table's recorded LRs "
+                         f"[{table.lr_low:g}, {table.lr_high:g}]")
+    range_tests = [s for s in experiment.strategies if s.startswith("lr-range")]
+    if range_tests:
+        raise ValueError(f"strategies: {', '.join(range_tests)} cannot be replayed (a range test and a cyclical "
+                         "run are not in a table of fixed-schedule trials); run them for real with `lrsearch run`")
+    if experiment.time_budget_s is not None:
+        raise ValueError("time_budget_s: replays compare trial budgets; leave it out")
+
+
+# ---------------------------------------------------------------- running the replay
+
+_worker_table: ReplayTable | None = None
+
+
+def _init_worker(table: ReplayTable) -> None:
+    global _worker_table
+    _worker_table = table
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore")
+    for name in ("optuna", "hyperopt", "nni"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _replay_runs(job: tuple) -> list[dict]:
+    """One strategy at one budget for a list of seeds: its trials as rows."""
+    strategy_name, budget, seeds, space, options, target_acc = job
+    rows = []
+    for seed in seeds:
+        objective = ReplayObjective(_worker_table, target_acc, seed)
+        strategy = get_strategy(strategy_name, space, seed=seed, **options)
+        for i, ev in enumerate(strategy.run(objective, budget)):
+            rows.append({"strategy": strategy_name, "run_budget": budget, "seed": seed, "trial_index": i,
+                         "lr": float(ev.params["lr"]), "status": ev.status, "value": ev.value,
+                         "final_test_acc": ev.record["final_test_acc"], "train_s": ev.train_s,
+                         "overhead_s": ev.overhead_s, "time_to_target_s": ev.record["time_to_target_s"],
+                         "recorded_seed": ev.record["recorded_seed"], "steps": ev.record["steps"]})
+    return rows
+
+
+def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, workers: int | None = None,
+                      progress: bool = True) -> pd.DataFrame:
+    """Every (strategy, seed) run of the experiment against its replay table; one row per trial
+    (`run_budget` is the budget the run was made with)."""
+    if experiment.replay is None:
+        raise ValueError("replay: this experiment has no [replay] table; add one, or train it with `lrsearch run`")
+    table = table or ReplayTable.load(experiment.replay.table)
+    check_replayable(experiment, table)
+    space = experiment.search_space().to_dict()
+    target = experiment.task_spec().target_acc
+    top = max(experiment.budgets)
+    jobs = []
+    for name in experiment.strategies:
+        budgets = experiment.budgets if REGISTRY[name].budget_aware else [top]
+        options = experiment.options.get(name, {})
+        for budget in budgets:
+            for chunk in np.array_split(np.array(experiment.seeds), max(1, min(len(experiment.seeds), 8))):
+                jobs.append((name, budget, chunk.tolist(), space, options, target))
+    workers = workers or experiment.replay.workers or os.cpu_count() or 1
+    rows: list[dict] = []
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(table,)) as pool:
+        futures = pool.map(_replay_runs, jobs)
+        if progress:
+            from rich.progress import track
+            futures = track(futures, total=len(jobs), description=f"[bold]{experiment.name}")
+        for chunk_rows in futures:
+            rows.extend(chunk_rows)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- tables
+
+def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
+    """One row per (strategy, budget, seed): a run at `run_budget` stands for each budget b <= it
+    that the strategy did not run itself, read as its first b trials (see the module docstring)."""
+    rows = []
+    for (strategy, run_budget, seed), g in trials.groupby(["strategy", "run_budget", "seed"], sort=False):
+        g = g.sort_values("trial_index")
+        value = np.where(g["status"].isin(USABLE), g["value"].to_numpy(dtype=float), 0.0)
+        best_so_far = np.maximum.accumulate(value)
+        argbest = np.array([int(np.argmax(value[:k + 1])) for k in range(len(value))])
+        ttt = g["time_to_target_s"].to_numpy(dtype=float)
+        train_s = g["train_s"].to_numpy(dtype=float)
+        seconds, index = search_time_to_target(train_s.tolist(), [None if math.isnan(t) else t for t in ttt])
+        aware = REGISTRY[strategy].budget_aware
+        for budget in ([run_budget] if aware else [b for b in budgets if b <= run_budget]):
+            k = min(budget, len(g)) - 1
+            reached = index is not None and index <= budget
+            rows.append({
+                "strategy": strategy, "budget": budget, "seed": seed, "n_trials": k + 1,
+                "n_diverged": int((g["status"].iloc[:k + 1] == "diverged").sum()),
+                "n_pruned": int((g["status"].iloc[:k + 1] == "pruned").sum()),
+                "best_val_acc": float(best_so_far[k]), "best_lr": float(g["lr"].iloc[argbest[k]]),
+                "test_acc_of_best": float(g["final_test_acc"].iloc[argbest[k]] or math.nan),
+                "train_s": float(train_s[:k + 1].sum()), "overhead_s": float(g["overhead_s"].iloc[:k + 1].sum()),
+                "search_time_to_target_s": seconds if reached else math.nan,
+                "trials_to_target": index if reached else math.nan, "reached_target": reached})
+    return pd.DataFrame(rows)
+
+
+def budget_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Per strategy and budget, over seeds: median best accuracy and P(reach target), with 95% intervals
+    (percentile bootstrap for the median, Wilson for the proportion), and the median search time-to-target."""
+    rows = []
+    for (strategy, budget), g in runs.groupby(["strategy", "budget"], sort=True):
+        acc = g["best_val_acc"].to_numpy(dtype=float)
+        acc_low, acc_high = bootstrap_ci(acc, statistic=np.median, n_boot=n_boot)
+        hits = int(g["reached_target"].sum())
+        p_low, p_high = wilson_interval(hits, len(g))
+        times = g["search_time_to_target_s"].to_numpy(dtype=float)
+        rows.append({"strategy": strategy, "budget": budget, "n_seeds": len(g),
+                     "median_best_val_acc": float(np.median(acc)), "acc_ci_low": acc_low, "acc_ci_high": acc_high,
+                     "p_target": hits / len(g), "p_ci_low": p_low, "p_ci_high": p_high,
+                     "median_time_to_target_s": median_with_failures(times),
+                     "median_overhead_s": float(g["overhead_s"].median())})
+    return pd.DataFrame(rows)
+
+
+def budget_needed(summary: pd.DataFrame, probability: float = 0.9) -> pd.DataFrame:
+    """Per strategy: the smallest budget at which the share of seeds reaching the target is >= `probability`
+    (NaN: not within the budgets replayed), and the same read off the interval's ends."""
+    rows = []
+    for strategy, g in summary.groupby("strategy", sort=False):
+        g = g.sort_values("budget")
+
+        def first(column: str) -> float:
+            hit = g.loc[g[column] >= probability, "budget"]
+            return float(hit.iloc[0]) if len(hit) else math.nan
+
+        rows.append({"strategy": strategy, f"budget_for_p{round(probability * 100)}": first("p_target"),
+                     "budget_optimistic": first("p_ci_high"), "budget_pessimistic": first("p_ci_low"),
+                     "p_target_at_max_budget": float(g["p_target"].iloc[-1]), "max_budget": int(g["budget"].iloc[-1])})
+    return pd.DataFrame(rows).sort_values([f"budget_for_p{round(probability * 100)}", "strategy"]).reset_index(drop=True)
+
+
+def real_trials(results_dir: str | Path) -> pd.DataFrame:
+    """The training trials of real runs in a results folder, in the replay's trial columns."""
+    path = Path(results_dir) / "results.sqlite"
+    if not path.is_file():
+        raise ValueError(f"replay.check: {path} does not exist; run the real experiment first (`lrsearch run ...`)")
+    store = Store(path)
+    try:
+        trials = store.trials_frame()
+    finally:
+        store.close()
+    trials = trials[trials["kind"] == "train"].rename(columns={"budget": "run_budget"})
+    return trials[["strategy", "run_budget", "seed", "trial_index", "lr", "status", "value", "final_test_acc",
+                   "train_s", "overhead_s", "time_to_target_s"]]
+
+
+def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.DataFrame:
+    """Replayed against real distributions of the best validation accuracy, for each (strategy, budget)
+    both have: medians and their gap, the two-sample Kolmogorov-Smirnov statistic and p-value, the
+    1-Wasserstein distance (the mean absolute gap between the quantile functions), and P(target)."""
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    rows = []
+    for (strategy, budget), real in real_runs.groupby(["strategy", "budget"], sort=True):
+        replay = replay_runs[(replay_runs["strategy"] == strategy) & (replay_runs["budget"] == budget)]
+        if replay.empty:
+            continue
+        a, b = real["best_val_acc"].to_numpy(dtype=float), replay["best_val_acc"].to_numpy(dtype=float)
+        ks = ks_2samp(a, b)
+        rows.append({"strategy": strategy, "budget": budget, "n_real": len(a), "n_replay": len(b),
+                     "median_real": float(np.median(a)), "median_replay": float(np.median(b)),
+                     "median_gap": float(np.median(b) - np.median(a)),
+                     "iqr_real": float(np.subtract(*np.quantile(a, [0.75, 0.25]))),
+                     "iqr_replay": float(np.subtract(*np.quantile(b, [0.75, 0.25]))),
+                     "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
+                     "wasserstein": float(wasserstein_distance(a, b)),
+                     "p_target_real": float(real["reached_target"].mean()),
+                     "p_target_replay": float(replay["reached_target"].mean())})
+    return pd.DataFrame(rows)
+
+
+def run_replay(experiment: Experiment, results: str | Path | None = None, workers: int | None = None,
+               progress: bool = True) -> Path:
+    """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder."""
+    import time
+
+    from lrsearch.figures import budget_figures, replay_check_figure
+    from lrsearch.provenance import environment
+    from lrsearch.report import write_replay_report
+
+    out = experiment.results_dir(results)
+    env = environment()
+    started = time.perf_counter()
+    table = ReplayTable.load(experiment.replay.table) if experiment.replay else None
+    trials = replay_experiment(experiment, table, workers, progress)
+    runs = budget_runs(trials, experiment.budgets)
+    summary = budget_summary(runs)
+    tables = {"runs": runs, "summary": summary, "budget_needed": budget_needed(summary)}
+    if experiment.replay.check:
+        real = budget_runs(real_trials(experiment.replay.check), experiment.replay.check_budgets)
+        real = real[real["budget"].isin(experiment.replay.check_budgets)]
+        tables["check"] = compare_with_real(runs, real)
+        tables["check_runs"] = pd.concat([real.assign(source="real"),
+                                          runs.merge(real[["strategy", "budget"]].drop_duplicates())
+                                          .assign(source="replay")], ignore_index=True)
+    elapsed_s = time.perf_counter() - started
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    trials.to_parquet(out / "tables" / "trials.parquet", index=False)  # large: Parquet only
+    for name, frame in tables.items():
+        frame.to_parquet(out / "tables" / f"{name}.parquet", index=False)
+        if name != "runs":
+            frame.to_csv(out / "tables" / f"{name}.csv", index=False)
+    target = experiment.task_spec().target_acc
+    figures = budget_figures(summary, out / "figures", target)
+    if "check" in tables:
+        figures.append(replay_check_figure(tables["check_runs"], out / "figures" / "replay_check.png"))
+    write_replay_report(out, experiment, tables, figures, env, table.environment, elapsed_s, len(trials))
+    return out
