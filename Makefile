@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a 1-minute check
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets report clr-paper bench-trainer clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer clean
 
 install: $(VENV)/.installed
 
@@ -37,9 +37,18 @@ lint: install
 benchmark: install
 	$(BIN)/lrsearch run experiments/benchmark-$(PRESET).toml
 
-# Compare search budgets: 2..32 trials over 5 seeds -> results/budgets/
+# Compare search budgets: 2..32 trials over 5 seeds, real training -> results/budgets/
+# REPLAY=1: budgets 1..64 over 100 seeds in about 2 minutes, replayed from recorded curves
+# (results/benchmark-cpu-table, see `make tabulate`) -> results/budgets-replay/
 budgets: install
-	$(BIN)/lrsearch run experiments/budgets.toml
+	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay.toml,run experiments/budgets.toml)
+
+# The recordings behind REPLAY=1 (both committed under results/; each resumes):
+# 48 LRs x 3 seeds of the cpu task (~15 min), and real runs to check the replay against (~15 min)
+tabulate: install
+	$(BIN)/lrsearch tabulate experiments/benchmark-cpu.toml
+replay-check: install
+	$(BIN)/lrsearch run experiments/replay-check-cpu.toml
 
 # Reproduce the CLR paper's CIFAR-10 experiment -> results/clr-paper/ (a GPU: minutes; resumes across calls).
 # QUICK=1: scaled down for a CPU, a few minutes -> results/clr-paper-quick/

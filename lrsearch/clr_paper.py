@@ -11,8 +11,12 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -28,7 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrsearch.analysis import USABLE, bootstrap_ci, median_with_failures, search_time_to_target, wilson_interval
+from lrsearch.analysis import (
+    USABLE,
+    bootstrap_ci,
+    median_with_failures,
+    search_time_to_target,
+    wilson_interval,
+)
 from lrsearch.config import Experiment
 from lrsearch.store import Store
 from lrsearch.strategies import REGISTRY, Evaluation, ReportHook, get_strategy
@@ -265,23 +271,25 @@ def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
     rows = []
     for (strategy, run_budget, seed), g in trials.groupby(["strategy", "run_budget", "seed"], sort=False):
         g = g.sort_values("trial_index")
-        value = np.where(g["status"].isin(USABLE), g["value"].to_numpy(dtype=float), 0.0)
+        status = g["status"].to_numpy()
+        value = np.where(np.isin(status, USABLE), g["value"].to_numpy(dtype=float), 0.0)
         best_so_far = np.maximum.accumulate(value)
         argbest = np.array([int(np.argmax(value[:k + 1])) for k in range(len(value))])
+        n_diverged, n_pruned = np.cumsum(status == "diverged"), np.cumsum(status == "pruned")
+        cum_train_s = np.cumsum(g["train_s"].to_numpy(dtype=float))
+        cum_overhead_s = np.cumsum(g["overhead_s"].to_numpy(dtype=float))
+        lrs, test_accs = g["lr"].to_numpy(dtype=float), g["final_test_acc"].to_numpy(dtype=float)
         ttt = g["time_to_target_s"].to_numpy(dtype=float)
-        train_s = g["train_s"].to_numpy(dtype=float)
-        seconds, index = search_time_to_target(train_s.tolist(), [None if math.isnan(t) else t for t in ttt])
+        seconds, index = search_time_to_target(g["train_s"].tolist(), [None if math.isnan(t) else t for t in ttt])
         aware = REGISTRY[strategy].budget_aware
         for budget in ([run_budget] if aware else [b for b in budgets if b <= run_budget]):
             k = min(budget, len(g)) - 1
             reached = index is not None and index <= budget
             rows.append({
                 "strategy": strategy, "budget": budget, "seed": seed, "n_trials": k + 1,
-                "n_diverged": int((g["status"].iloc[:k + 1] == "diverged").sum()),
-                "n_pruned": int((g["status"].iloc[:k + 1] == "pruned").sum()),
-                "best_val_acc": float(best_so_far[k]), "best_lr": float(g["lr"].iloc[argbest[k]]),
-                "test_acc_of_best": float(g["final_test_acc"].iloc[argbest[k]] or math.nan),
-                "train_s": float(train_s[:k + 1].sum()), "overhead_s": float(g["overhead_s"].iloc[:k + 1].sum()),
+                "n_diverged": int(n_diverged[k]), "n_pruned": int(n_pruned[k]), "best_val_acc": float(best_so_far[k]),
+                "best_lr": float(lrs[argbest[k]]), "test_acc_of_best": float(test_accs[argbest[k]]),
+                "train_s": float(cum_train_s[k]), "overhead_s": float(cum_overhead_s[k]),
                 "search_time_to_target_s": seconds if reached else math.nan,
                 "trials_to_target": index if reached else math.nan, "reached_target": reached})
     return pd.DataFrame(rows)
@@ -308,16 +316,16 @@ def budget_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
 def budget_needed(summary: pd.DataFrame, probability: float = 0.9) -> pd.DataFrame:
     """Per strategy: the smallest budget at which the share of seeds reaching the target is >= `probability`
     (NaN: not within the budgets replayed), and the same read off the interval's ends."""
+    def first_budget(g: pd.DataFrame, column: str) -> float:
+        hit = g.loc[g[column] >= probability, "budget"]
+        return float(hit.iloc[0]) if len(hit) else math.nan
+
     rows = []
     for strategy, g in summary.groupby("strategy", sort=False):
         g = g.sort_values("budget")
-
-        def first(column: str) -> float:
-            hit = g.loc[g[column] >= probability, "budget"]
-            return float(hit.iloc[0]) if len(hit) else math.nan
-
-        rows.append({"strategy": strategy, f"budget_for_p{round(probability * 100)}": first("p_target"),
-                     "budget_optimistic": first("p_ci_high"), "budget_pessimistic": first("p_ci_low"),
+        rows.append({"strategy": strategy, f"budget_for_p{round(probability * 100)}": first_budget(g, "p_target"),
+                     "budget_optimistic": first_budget(g, "p_ci_high"),
+                     "budget_pessimistic": first_budget(g, "p_ci_low"),
                      "p_target_at_max_budget": float(g["p_target"].iloc[-1]), "max_budget": int(g["budget"].iloc[-1])})
     return pd.DataFrame(rows).sort_values([f"budget_for_p{round(probability * 100)}", "strategy"]).reset_index(drop=True)
 

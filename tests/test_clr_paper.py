@@ -4,11 +4,11 @@ import math
 
 import pandas as pd
 import pytest
+from test_runner import REPO
 
 from lrsearch.clr_paper import iterations_to, load_clr_paper, scale_schedule, table1
 from lrsearch.config import ConfigError
 from lrsearch.schedules import make_schedule
-from test_runner import REPO
 
 CONFIG = REPO / "experiments" / "clr_paper.toml"
 
