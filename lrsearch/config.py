@@ -20,6 +20,7 @@
     table = "results/benchmark-cpu-table"  # a folder `lrsearch tabulate` wrote
     check = "results/replay-check-cpu"     # optional: real runs to compare the replay with
     check_budgets = [4, 8]                 # optional: budgets of that comparison
+    seed_draw = "trial"                    # optional: a recorded seed per trial (default) or per run
 
 `seeds` is a list, or a count n for seeds 0 .. n-1 (replays use hundreds).
 """
@@ -27,7 +28,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 try:
     import tomllib
@@ -51,6 +52,9 @@ class ReplaySettings(BaseModel):
     check: str | None = None
     check_budgets: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
     workers: int | None = Field(default=None, ge=1)  # processes (default: one per CPU core)
+    # which recorded seed answers a trial: a fresh draw per trial, or one per run (as a real run trains
+    # every trial with its own seed, but with only as many landscapes as recorded seeds)
+    seed_draw: Literal["trial", "run"] = "trial"
 
 
 class Experiment(BaseModel):

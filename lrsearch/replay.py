@@ -149,20 +149,24 @@ class ReplayTable:
 class ReplayObjective:
     """The objective strategies see in a replay: params -> Evaluation from the table, no training.
 
-    Each trial draws one recorded seed (seeded by the run's seed, in trial order); a real run
-    trains all its trials with its own seed instead, one of the differences the check measures."""
+    With seed_draw "trial", each trial draws one recorded seed (seeded by the run's seed, in trial
+    order); with "run", every trial of the run gets the same recorded seed, as a real run trains all
+    its trials with its own seed (but there are only as many such landscapes as recorded seeds)."""
 
     table: ReplayTable
     target_acc: float
     seed: int = 0
+    seed_draw: str = "trial"
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
+        self._run_seed = self.table.seeds[int(self._rng.integers(len(self.table.seeds)))]
 
     def __call__(self, params: dict, report: ReportHook | None = None) -> Evaluation:
         if set(params) != {"lr"}:
             raise ValueError(f"a replay answers params {{'lr': ...}} only, got {sorted(params)}")
-        recorded_seed = self.table.seeds[int(self._rng.integers(len(self.table.seeds)))]
+        recorded_seed = (self._run_seed if self.seed_draw == "run"
+                         else self.table.seeds[int(self._rng.integers(len(self.table.seeds)))])
         curve = self.table.curve(recorded_seed, float(params["lr"]))
         status, n = curve.status, len(curve.steps)
         reached = np.flatnonzero(curve.val_acc >= self.target_acc)
@@ -219,10 +223,10 @@ def _init_worker(table: ReplayTable) -> None:
 
 def _replay_runs(job: tuple) -> list[dict]:
     """One strategy at one budget for a list of seeds: its trials as rows."""
-    strategy_name, budget, seeds, space, options, target_acc = job
+    strategy_name, budget, seeds, space, options, target_acc, seed_draw = job
     rows = []
     for seed in seeds:
-        objective = ReplayObjective(_worker_table, target_acc, seed)
+        objective = ReplayObjective(_worker_table, target_acc, seed, seed_draw)
         strategy = get_strategy(strategy_name, space, seed=seed, **options)
         for i, ev in enumerate(strategy.run(objective, budget)):
             rows.append({"strategy": strategy_name, "run_budget": budget, "seed": seed, "trial_index": i,
@@ -250,7 +254,7 @@ def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, 
         options = experiment.options.get(name, {})
         for budget in budgets:
             for chunk in np.array_split(np.array(experiment.seeds), max(1, min(len(experiment.seeds), 8))):
-                jobs.append((name, budget, chunk.tolist(), space, options, target))
+                jobs.append((name, budget, chunk.tolist(), space, options, target, experiment.replay.seed_draw))
     workers = workers or experiment.replay.workers or os.cpu_count() or 1
     rows: list[dict] = []
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(table,)) as pool:

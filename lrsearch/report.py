@@ -83,7 +83,8 @@ def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], 
              f"(task `{experiment.task}`, target {target:.1%} validation accuracy, space "
              f"`{json.dumps(experiment.search_space().to_dict())}`): {n_trials} replayed trials in {elapsed_s:.0f} s "
              "of wall-clock. No model was trained: each trial's curve and training seconds come from the table "
-             "(interpolated in log-LR between recorded LRs, one recorded seed drawn per trial); the time each "
+             f"(interpolated in log-LR between recorded LRs, one recorded seed drawn per {experiment.replay.seed_draw}); "
+             "the time each "
              "library spent proposing is real (`median_overhead_s`). A strategy that does not size its proposals "
              "to the budget ran once at the largest budget and each smaller budget is its first trials; grid ran "
              "at every budget.", "",

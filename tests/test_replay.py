@@ -117,6 +117,14 @@ def test_each_trial_draws_a_recorded_seed_reproducibly(table):
     assert set(seeds(4)) == {0, 1, 2}
 
 
+def test_seed_draw_per_run_answers_every_trial_of_a_run_from_one_recorded_seed(table):
+    def seeds(run_seed):
+        objective = ReplayObjective(table, 0.3, run_seed, seed_draw="run")
+        return {objective({"lr": 0.1}).record["recorded_seed"] for _ in range(20)}
+    per_run = [seeds(s) for s in range(12)]
+    assert all(len(s) == 1 for s in per_run) and set.union(*per_run) == {0, 1, 2}
+
+
 @pytest.mark.parametrize("name", ["random", "optuna-tpe", "hyperopt-tpe", "nni-tpe"])
 def test_strategies_run_unchanged_against_the_replay_and_find_the_optimum(table, name):
     evaluations = get_strategy(name, SPACE, seed=0).run(ReplayObjective(table, 0.3, seed=0), 24)
