@@ -199,3 +199,16 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
         f.unlink()
     assert main(["report", str(out)]) == 0 and (out / "tables" / "runs.csv").exists()
     assert json.loads((out / "experiment.json").read_text())["task"]["name"] == "smoke"
+
+
+def test_missing_data_stops_before_any_run_is_recorded(tmp_path, monkeypatch):
+    """A missing data source is one message at the start, not every trial stored as failed (and then skipped
+    as complete by the next, resumed, run)."""
+    from lrsearch.data import DataError
+    from lrsearch.runner import run_experiment
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(tmp_path / "no-such-archive.tar.gz"))
+    experiment = load_experiment(_write(tmp_path, GOOD))
+    with pytest.raises(DataError, match="no-such-archive.tar.gz"):
+        run_experiment(experiment, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
