@@ -55,6 +55,7 @@ class Quick(BaseModel):
     scale: int = Field(ge=1)
     train_subset: int
     test_subset: int
+    eval_every: int | None = Field(default=None, gt=0)  # iterations of the quick run; default: eval_every / scale
 
 
 class ClrPaper(BaseModel):
@@ -108,7 +109,7 @@ def plan(config: ClrPaper, quick: bool):
     q = config.quick
     task = task.with_overrides(train_subset=q.train_subset, test_subset=q.test_subset)
     policies = [(p, max(1, p.iterations // q.scale), scale_schedule(p.schedule, q.scale)) for p in config.policy]
-    return task, policies, max(1, config.eval_every // q.scale), "clr-paper-quick"
+    return task, policies, q.eval_every or max(1, config.eval_every // q.scale), "clr-paper-quick"
 
 
 def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | None = None, device: str | None = None,

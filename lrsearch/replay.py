@@ -19,6 +19,7 @@ recordings, in three steps:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -134,7 +135,6 @@ class ReplayTable:
             recorded.setdefault(int(row.seed), []).append(RecordedCurve(
                 float(row.lr), row.status, g["step"].to_numpy(), acc, g["test_acc"].to_numpy(dtype=float),
                 g["train_s"].to_numpy(dtype=float)))
-        import json
         return cls(str(trials["task"].iloc[0]), recorded, str(results_dir), json.loads(runs["environment"].iloc[0]))
 
     def curve(self, seed: int, lr: float) -> RecordedCurve:

@@ -62,8 +62,8 @@ def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     tiny = tmp_path / "clr.toml"
-    text = CONFIG.read_text().replace("scale = 40", "scale = 1000").replace("train_subset = 10000", "train_subset = 1000")
-    tiny.write_text(text.replace("test_subset = 2000", "test_subset = 500").replace("epochs = 8", "epochs = 1"))
+    text = CONFIG.read_text().replace("scale = 100", "scale = 1000").replace("train_subset = 10000", "train_subset = 1000")
+    tiny.write_text(text.replace("test_subset = 1000", "test_subset = 500").replace("epochs = 8", "epochs = 1"))
     out = tmp_path / "out"
     assert main(["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "fixed", "triangular2",
                  "range-test"]) == 0

@@ -80,7 +80,11 @@ class NNIGP(_NNI):
     def tuner(self):
         from nni.algorithms.hpo.gp_tuner import GPTuner, util
         _patch_gp_minimize(util)
-        return GPTuner(optimize_mode="maximize", cold_start_num=self.options.get("cold_start_num", 5))
+        # The acquisition search's size is NNI's default (1e5 random points, 250 L-BFGS starts) unless
+        # options say otherwise; replays of many seeds use a smaller one (experiments/budgets-replay.toml).
+        return GPTuner(optimize_mode="maximize", cold_start_num=self.options.get("cold_start_num", 5),
+                       selection_num_warm_up=self.options.get("selection_num_warm_up", 100_000),
+                       selection_num_starting_points=self.options.get("selection_num_starting_points", 250))
 
 
 @contextlib.contextmanager
