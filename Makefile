@@ -51,7 +51,7 @@ replay-check: install
 	$(BIN)/lrsearch run experiments/replay-check-cpu.toml
 
 # Reproduce the CLR paper's CIFAR-10 experiment -> results/clr-paper/ (a GPU: minutes; resumes across calls).
-# QUICK=1: scaled down for a CPU, a few minutes -> results/clr-paper-quick/
+# QUICK=1: scaled down for a CPU, about 5 minutes on 2 cores -> results/clr-paper-quick/
 clr-paper: install
 	$(BIN)/lrsearch clr-paper experiments/clr_paper.toml $(if $(QUICK),--quick)
 
