@@ -40,8 +40,9 @@ benchmark: install
 # Compare search budgets: 2..32 trials over 5 seeds, real training -> results/budgets/
 # REPLAY=1: budgets 1..64 over 100 seeds in about 2 minutes, replayed from recorded curves
 # (results/benchmark-cpu-table, see `make tabulate`) -> results/budgets-replay/
+# REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way, about 13 minutes -> results/budgets-replay-slow/
 budgets: install
-	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay.toml,run experiments/budgets.toml)
+	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml)
 
 # The recordings behind REPLAY=1 (both committed under results/; each resumes):
 # 48 LRs x 3 seeds of the cpu task (~15 min), and real runs to check the replay against (~15 min)
