@@ -40,7 +40,7 @@ benchmark: install
 # Compare search budgets: 2..32 trials over 5 seeds, real training -> results/budgets/
 # REPLAY=1: budgets 1..64 over 100 seeds in about 2 minutes, replayed from recorded curves
 # (results/benchmark-cpu-table, see `make tabulate`) -> results/budgets-replay/
-# REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way, about 13 minutes -> results/budgets-replay-slow/
+# REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way over 30 seeds -> results/budgets-replay-slow/
 budgets: install
 	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml)
 

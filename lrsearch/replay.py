@@ -212,6 +212,12 @@ _worker_table: ReplayTable | None = None
 def _init_worker(table: ReplayTable) -> None:
     global _worker_table
     _worker_table = table
+    # one thread per worker process: several processes each running multi-threaded BLAS / torch
+    # (GP strategies) oversubscribe the cores and run slower than one
+    import torch
+    from threadpoolctl import threadpool_limits
+    torch.set_num_threads(1)
+    threadpool_limits(1)
     import logging
     import warnings
     warnings.filterwarnings("ignore")

@@ -138,7 +138,9 @@ def test_pruning_strategies_stop_replayed_trials_early(table):
     assert any(e.status == "pruned" for e in evaluations)
 
 
-REPLAYED = load_experiment(REPO / "experiments" / "budgets-replay.toml").strategies
+REPLAYED = {name: experiment.options.get(name, {}) for experiment in
+            (load_experiment(REPO / "experiments" / f"{config}.toml") for config in ("budgets-replay", "budgets-replay-slow"))
+            for name in experiment.strategies}
 
 
 @pytest.mark.parametrize("name", [n for n in REPLAYED if not REGISTRY[n].budget_aware])
@@ -147,7 +149,7 @@ def test_a_run_at_a_small_budget_is_the_first_trials_of_a_larger_run(name):
     def proposals(budget):
         def objective(params, report=None):
             return Evaluation(params, math.exp(-(math.log10(params["lr"]) + 1.0) ** 2))
-        return [e.params for e in get_strategy(name, SPACE, seed=3).run(objective, budget)]
+        return [e.params for e in get_strategy(name, SPACE, seed=3, **REPLAYED[name]).run(objective, budget)]
     assert proposals(5) == proposals(12)[:5]
 
 
