@@ -133,9 +133,14 @@ def test_strategies_run_unchanged_against_the_replay_and_find_the_optimum(table,
     assert 0.1 / 3 < best.params["lr"] < 0.1 * 3  # the synthetic optimum is at 0.1
 
 
-def test_pruning_strategies_stop_replayed_trials_early(table):
-    evaluations = get_strategy("optuna-tpe-asha", SPACE, seed=0).run(ReplayObjective(table, 0.3, seed=0), 24)
-    assert any(e.status == "pruned" for e in evaluations)
+@pytest.mark.parametrize("name", ["optuna-tpe-asha", "optuna-tpe-hyperband"])
+def test_pruning_strategies_stop_replayed_trials_early_and_repeat_themselves(table, name):
+    def run():
+        evaluations = get_strategy(name, SPACE, seed=0).run(ReplayObjective(table, 0.3, seed=0), 24)
+        return [(e.params["lr"], e.status, e.train_s) for e in evaluations]
+    first = run()
+    assert any(status == "pruned" for _, status, _ in first)
+    assert run() == first  # Hyperband's brackets come from the study's name: it must not be random
 
 
 REPLAYED = {name: experiment.options.get(name, {}) for experiment in

@@ -23,7 +23,10 @@ class _Optuna(Strategy):
 
     def _search(self, objective, n_trials):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=self.sampler(), pruner=self.pruner())
+        # A fixed study name: Optuna's HyperbandPruner assigns trials to brackets by a hash of the study
+        # name, and the default name is a fresh UUID, which would make a seeded run prune differently.
+        study = optuna.create_study(study_name=f"lrsearch-{self.name}-seed{self.seed}", direction="maximize",
+                                    sampler=self.sampler(), pruner=self.pruner())
         distributions = _distributions(self.space)
         for _ in range(n_trials):
             trial = study.ask(distributions)
