@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lrsearch.config import Experiment
+from lrsearch.data import resolve_source
 from lrsearch.objective import TrainingObjective
 from lrsearch.provenance import environment
 from lrsearch.store import Store, StoredTrial
@@ -121,7 +122,9 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
     """Run what is not complete yet; return the results folder."""
     task, space = experiment.task_spec(), experiment.search_space()
     # A missing or unreadable data source stops here with its one-line message (DataError), instead of
-    # every trial being recorded as failed and the runs as complete.
+    # every trial being recorded as failed and the runs as complete. Resolved once, so that every trial
+    # reads the same source (and the in-process data cache is keyed by it, not by "the default").
+    data_source = str(resolve_source(data_source))
     prepare_data(task, resolve_device(device), data_source)
     out = experiment.results_dir(results_dir)
     store = Store(out / "results.sqlite")
