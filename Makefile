@@ -13,7 +13,7 @@ TORCH  ?= torch==2.13.0
 # checkout when it exists, else ./data/ (see README).
 SHARED_DATA := $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
 export LRSEARCH_DATA ?= $(SHARED_DATA)
-# benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a 1-minute check
+# benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
 .PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer clean
