@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,8 +384,6 @@ def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.
 def run_replay(experiment: Experiment, results: str | Path | None = None, workers: int | None = None,
                progress: bool = True) -> Path:
     """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder."""
-    import time
-
     from lrsearch.figures import budget_figures, replay_check_figure
     from lrsearch.provenance import environment
     from lrsearch.report import write_replay_report

@@ -160,8 +160,8 @@ def test_a_run_at_a_small_budget_is_the_first_trials_of_a_larger_run(name):
 
 def test_grid_is_sized_to_its_budget_so_it_runs_every_budget():
     def lrs(budget):
-        return [p["lr"] for p, _ in [(e.params, 0) for e in get_strategy("grid", SPACE).run(
-            lambda params, report=None: Evaluation(params, 0.0), budget)]]
+        evaluations = get_strategy("grid", SPACE).run(lambda params, report=None: Evaluation(params, 0.0), budget)
+        return [e.params["lr"] for e in evaluations]
     assert REGISTRY["grid"].budget_aware and lrs(4) != lrs(8)[:4]
 
 

@@ -63,12 +63,15 @@ class HyperoptATPE(_Hyperopt):
     name, summary = "hyperopt-atpe", "Hyperopt's adaptive TPE (atpe.suggest; needs lightgbm and scikit-learn)"
 
     def suggest(self):
-        from hyperopt import atpe  # imports lightgbm and scikit-learn
+        from hyperopt import atpe
         return atpe.suggest
 
     def _search(self, objective, n_trials):
         # ATPE ignores fmin's rstate and draws from the global generators: seed those, after the
-        # first import of its dependencies (which draws from them too).
+        # first import of its dependencies (which draws from them too). atpe.suggest imports
+        # lightgbm and scikit-learn on its first call, so import them here, before seeding.
+        import lightgbm  # noqa: F401
+        import sklearn.preprocessing  # noqa: F401
         self.suggest()
         random.seed(self.seed)
         np.random.seed(self.seed)
