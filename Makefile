@@ -16,14 +16,14 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer bench-executors clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,ray]"
 	touch $@
 
 test: install
@@ -63,6 +63,10 @@ report: install
 # Trainer speed (images/s, s/epoch per model) on this machine -> results/trainer-{cpu,gpu}/
 bench-trainer: install
 	$(BIN)/python benchmarks/trainer.py
+
+# The smoke preset under the local executor and Ray with 1 and 2 workers -> results/executors-<device>/
+bench-executors: install
+	$(BIN)/python benchmarks/executors.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lrsearch.cli import UserError
@@ -21,13 +22,41 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
     try:
+        executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
-                             data_source=args.data)
-    except ValueError as err:
+                             data_source=args.data, executor=executor)
+    except (ValueError, ImportError) as err:
         raise UserError(str(err)) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: every finished trial is in the store; `lrsearch run {args.experiment}` again resumes",
+              file=sys.stderr)
+        return 130
     report = build_report(out)
     print(f"results in {out}/ (results.sqlite, tables/, figures/); report: {report}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of trials, 1 or more")
+    return int(text)
+
+
+def _executor(experiment, args: argparse.Namespace):
+    """The config's [executor], with the command line's flags over it."""
+    from lrsearch.executor import make_executor
+
+    settings = experiment.executor.model_dump()
+    flags = {"kind": args.executor, "address": args.address, "workers": args.workers, "num_gpus": args.gpus_per_trial,
+             "num_cpus": args.cpus_per_trial}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if settings["kind"] == "local" and any(settings[k] is not None for k in ("address", "workers", "num_gpus", "num_cpus")):
+        raise UserError("--address, --workers, --gpus-per-trial and --cpus-per-trial are for the Ray executor: "
+                        "add --executor ray")
+    executor = make_executor(**settings)
+    if hasattr(executor, "describe"):
+        print(f"executor: {executor.describe()}", flush=True)
+    return executor
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -77,6 +106,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "
+                   "else local: here, one at a time); ray: as Ray tasks, several at once")
+    p.add_argument("--address", help="Ray: an existing cluster, 'auto' or HOST:PORT (default: a private Ray on 127.0.0.1)")
+    p.add_argument("--workers", type=_positive_int, help="Ray: trials at once (default: GPUs, else CPU cores)")
+    p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial; 0.5 packs two trials on a GPU "
+                   "(default: 1 where there are GPUs)")
+    p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs per trial (default: CPUs / workers)")
     p.set_defaults(func=_run)
     n = sub.add_parser("nni-experiment", help="run trials through a real NNI experiment (manager + web UI on 127.0.0.1)")
     n.add_argument("experiment")

@@ -22,6 +22,13 @@
     check_budgets = [4, 8]                 # optional: budgets of that comparison
     seed_draw = "trial"                    # optional: a recorded seed per trial (default) or per run
 
+    [executor]                        # optional: where trials run (default: here, one at a time)
+    kind = "ray"                      # local | ray
+    address = "auto"                  # optional: an existing Ray cluster (default: a private one on 127.0.0.1)
+    workers = 8                       # optional: trials at once (default: GPUs, else CPU cores)
+    num_gpus = 0.5                    # optional: per trial; a fraction packs trials on a GPU (default 1 if GPUs)
+    num_cpus = 1                      # optional: per trial (default: CPUs / workers)
+
 `seeds` is a list, or a count n for seeds 0 .. n-1 (replays use hundreds).
 """
 
@@ -57,6 +64,23 @@ class ReplaySettings(BaseModel):
     seed_draw: Literal["trial", "run"] = "trial"
 
 
+class ExecutorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, min_length=1)
+    workers: int | None = Field(default=None, ge=1)
+    num_gpus: float | None = Field(default=None, ge=0)
+    num_cpus: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ray_options_need_ray(self) -> ExecutorSettings:
+        given = [k for k in ("address", "workers", "num_gpus", "num_cpus") if getattr(self, k) is not None]
+        if self.kind == "local" and given:
+            raise ValueError(f"{', '.join(given)}: options of the Ray executor; set kind = \"ray\"")
+        return self
+
+
 class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # strict: "8" is not a number
 
@@ -73,6 +97,7 @@ class Experiment(BaseModel):
     task_overrides: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     replay: ReplaySettings | None = None
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @field_validator("seeds", mode="before")
     @classmethod

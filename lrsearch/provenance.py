@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-LIBRARIES = ("lrsearch", "torch", "numpy", "pandas", "optuna", "hyperopt", "nni", "seaborn", "pyarrow")
+LIBRARIES = ("lrsearch", "torch", "numpy", "pandas", "optuna", "hyperopt", "nni", "seaborn", "pyarrow", "ray")
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

@@ -6,17 +6,28 @@ at that position gets the stored result back (its pruning reports re-issued from
 curve), so the library reaches the same state without training again; from the first
 proposal that differs (a library that does not repeat itself), the stored trials are
 dropped and trained afresh. Nothing finished is lost, nothing is recorded twice.
+
+With a parallel executor (`executor.slots` > 1, e.g. Ray), runs go side by side in driver
+threads, one per slot, and a run of a strategy that can propose while trials run
+(`Strategy.parallel`) keeps up to `slots` trials in flight; the executor's slots bound the
+total. A trial's index is its proposal's position, whatever order trials finish in. Only
+these threads write the store (its writes are serialised).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from lrsearch.config import Experiment
 from lrsearch.data import resolve_source
+from lrsearch.executor import Cancelled, Executor, LocalExecutor
 from lrsearch.objective import TrainingObjective
 from lrsearch.provenance import environment
 from lrsearch.store import Store, StoredTrial
@@ -29,19 +40,6 @@ class RunSpec:
     strategy: str
     budget: int
     seed: int
-
-
-class Executor:
-    """How trials are evaluated. The local executor runs them one after another in this
-    process; a parallel or distributed one overrides `evaluate` (and may run several
-    `RunSpec`s side by side) without the strategies knowing."""
-
-    def evaluate(self, objective: TrainingObjective, params: dict, report: ReportHook | None) -> Evaluation:
-        return objective(params, report)
-
-
-class LocalExecutor(Executor):
-    pass
 
 
 def plan(experiment: Experiment, only: list[str] | None = None, seeds: list[int] | None = None) -> list[RunSpec]:
@@ -67,24 +65,62 @@ def representative_lr(params: dict) -> float | None:
 
 class _RecordingObjective:
     """The objective as the runner hands it to a strategy: replays stored trials, trains the
-    rest through the executor; `record` (the on_trial callback) commits each new trial."""
+    rest through the executor; `record` (the on_trial callback) commits each new trial.
+    For `run_parallel` it is also the strategy's TrialPool (`reserve`, `submit`, `wait`)."""
 
-    def __init__(self, objective: TrainingObjective, executor: Executor, store: Store, run_id: int):
+    def __init__(self, objective: TrainingObjective, executor: Executor, store: Store, run_id: int, width: int = 1):
         self.objective, self.executor, self.store, self.run_id = objective, executor, store, run_id
-        self.stored: list[StoredTrial] = store.stored_trials(run_id)
+        self.width = width
+        self.stored: dict[int, StoredTrial] = {t.trial_index: t for t in store.stored_trials(run_id)}
         self.index = 0
+        self._index_of: dict[int, int] = {}  # id(evaluation) -> trial index, until recorded
         self._replayed: set[int] = set()
 
-    def __call__(self, params: dict, report: ReportHook | None) -> Evaluation:
+    def _stored(self, params: dict) -> tuple[int, StoredTrial | None]:
+        """The next proposal's index, and its stored trial if the store has it with these params
+        (if it has another, that trial and those after it are dropped)."""
         k = self.index
         self.index += 1
-        if k < len(self.stored):
-            old = self.stored[k]
-            if old.params == json.loads(json.dumps(params)):
-                return self._replay(old, report)
+        old = self.stored.get(k)
+        if old is not None and old.params != json.loads(json.dumps(params)):
             self.store.drop_trials_from(self.run_id, k)
-            self.stored = self.stored[:k]
-        return self.executor.evaluate(self.objective, params, report)
+            self.stored = {i: t for i, t in self.stored.items() if i < k}
+            old = None
+        return k, old
+
+    def __call__(self, params: dict, report: ReportHook | None) -> Evaluation:
+        k, old = self._stored(params)
+        evaluation = self._replay(old, report) if old else self.executor.evaluate(self.objective, params, report)
+        self._index_of[id(evaluation)] = k
+        return evaluation
+
+    # ------------------------------------------------------------ TrialPool, for run_parallel
+
+    def reserve(self, block: bool) -> bool:
+        return self.executor.reserve(block)
+
+    def release(self) -> None:
+        self.executor.release()
+
+    def submit(self, params: dict) -> Future:
+        k, old = self._stored(params)
+        if old is not None:
+            self.release()
+            future: Future = Future()
+            future.set_result(self._replay(old, None))
+        else:
+            future = self.executor.submit(self.objective, params)
+        future.trial_index = k
+        return future
+
+    def wait(self, futures: list[Future]) -> tuple[Future, Evaluation]:
+        done = [f for f in futures if f.done()] or list(wait(futures, return_when=FIRST_COMPLETED).done)
+        future = min(done, key=lambda f: f.trial_index)  # of those finished, the first proposed
+        evaluation = future.result()  # raises Cancelled when the executor is stopping
+        self._index_of[id(evaluation)] = future.trial_index
+        return future, evaluation
+
+    # ------------------------------------------------------------ replay and record
 
     def _replay(self, old: StoredTrial, report: ReportHook | None) -> Evaluation:
         if report is not None:
@@ -96,9 +132,9 @@ class _RecordingObjective:
         return evaluation
 
     def record(self, evaluation: Evaluation) -> None:
+        index = self._index_of.pop(id(evaluation))
         if id(evaluation) in self._replayed:
             return
-        index = self.index - 1
         kind = evaluation.extra.get("kind", "train")
         record, curve = {}, []
         if kind == "range_test":
@@ -109,6 +145,8 @@ class _RecordingObjective:
         elif evaluation.record is not None:
             record = evaluation.record.to_dict()
             curve = record.pop("curve")
+        else:  # the executor lost the trial (e.g. its worker process was killed)
+            record = {"error": evaluation.extra.get("error")}
         self.store.add_trial(self.run_id, index, kind, evaluation.params,
                              None if kind == "range_test" else representative_lr(evaluation.params),
                              evaluation.status, evaluation.value, evaluation.train_s, evaluation.overhead_s,
@@ -119,47 +157,81 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                    seeds: list[int] | None = None, executor: Executor | None = None, device: str | None = None,
                    data_source: str | None = None, progress: bool = True,
                    on_trial: Callable[[RunSpec, Evaluation], None] | None = None) -> Path:
-    """Run what is not complete yet; return the results folder."""
-    task, space = experiment.task_spec(), experiment.search_space()
-    # A missing or unreadable data source stops here with its one-line message (DataError), instead of
-    # every trial being recorded as failed and the runs as complete. Resolved once, so that every trial
-    # reads the same source (and the in-process data cache is keyed by it, not by "the default").
-    data_source = str(resolve_source(data_source))
-    prepare_data(task, resolve_device(device), data_source)
-    out = experiment.results_dir(results_dir)
-    store = Store(out / "results.sqlite")
-    write_experiment_json(experiment, out)
+    """Run what is not complete yet; return the results folder. The executor (default: local) is
+    closed at the end, also on errors and Ctrl-C (a Ray executor then stops its trials and its Ray)."""
     executor = executor or LocalExecutor()
-    env = environment()
-    specs = plan(experiment, only, seeds)
-    bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None
-    try:
-        for spec in specs:
+    with executor:
+        task, space = experiment.task_spec(), experiment.search_space()
+        # A missing or unreadable data source stops here with its one-line message (DataError), instead of
+        # every trial being recorded as failed and the runs as complete. Resolved once, so that every trial
+        # reads the same source (and the in-process data cache is keyed by it, not by "the default").
+        # Trials in other processes load their own copy: here the data only need a CPU.
+        data_source = str(resolve_source(data_source))
+        prepare_data(task, torch.device("cpu") if executor.remote else resolve_device(device), data_source)
+        out = experiment.results_dir(results_dir)
+        store = Store(out / "results.sqlite")
+        write_experiment_json(experiment, out)
+        env = environment()
+        specs = plan(experiment, only, seeds)
+        bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None
+        lock = threading.Lock()  # progress and the caller's callback, from several threads
+
+        def run_one(spec: RunSpec) -> None:
             if store.run_status(experiment.name, spec.strategy, spec.budget, spec.seed) == "complete":
                 if bar:
                     bar.skip(spec.budget)
-                continue
+                return
             run_id = store.open_run(experiment.name, task.name, spec.strategy, spec.budget, spec.seed, env)
             objective = TrainingObjective(task, spec.seed, device, data_source)
-            recording = _RecordingObjective(objective, executor, store, run_id)
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
+            parallel = executor.slots > 1 and strategy.parallel
+            recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1)
 
-            def after_trial(evaluation: Evaluation, spec=spec, recording=recording) -> None:
+            def after_trial(evaluation: Evaluation) -> None:
                 recording.record(evaluation)
-                if bar:
-                    bar.trial(spec, evaluation)
-                if on_trial:
-                    on_trial(spec, evaluation)
+                with lock:
+                    if bar:
+                        bar.trial(spec, evaluation)
+                    if on_trial:
+                        on_trial(spec, evaluation)
 
-            evaluations = strategy.run(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
+            if parallel:
+                evaluations = strategy.run_parallel(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
+            else:
+                evaluations = strategy.run(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
             store.complete_run(run_id)
             if bar:
                 bar.skip(spec.budget - len(evaluations))  # budget a strategy left unused (grid, range tests)
-    finally:
-        if bar:
-            bar.close()
-        store.close()
+
+        try:
+            if executor.slots == 1:
+                for spec in specs:
+                    run_one(spec)
+            else:
+                _side_by_side(run_one, specs, executor)
+        finally:
+            if bar:
+                bar.close()
+            store.close()
     return out
+
+
+def _side_by_side(run_one: Callable[[RunSpec], None], specs: list[RunSpec], executor: Executor) -> None:
+    """Runs in `executor.slots` threads, in plan order. The first error (Ctrl-C included) cancels
+    the executor's trials; the runs it interrupts stay open in the store, for the next call to resume."""
+    with ThreadPoolExecutor(executor.slots, thread_name_prefix="lrsearch-run") as threads:
+        futures = [threads.submit(run_one, spec) for spec in specs]
+        try:
+            for future in wait(futures, return_when=FIRST_EXCEPTION).done:
+                future.result()
+        except BaseException:
+            executor.cancel()
+            threads.shutdown(wait=True, cancel_futures=True)
+            errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+            real = [e for e in errors if not isinstance(e, Cancelled)]
+            if real:  # an error in a run, not the cancelling that followed it
+                raise real[0] from None
+            raise
 
 
 def write_experiment_json(experiment: Experiment, out: Path) -> None:

@@ -3,14 +3,18 @@
 Runs, trials and curve points. A trial and its curve are committed in one transaction
 as the trial finishes, so a process killed at any moment leaves every finished trial
 whole and no half trial. (strategy, budget, seed) is unique per run and (run, index)
-per trial, so a restart can neither duplicate a run nor a trial.
+per trial, so a restart can neither duplicate a run nor a trial. One Store may serve several
+threads of one process (a parallel runner's): each method holds the store's lock, so no
+transaction interleaves with another thread's.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,25 +92,37 @@ def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
+def _locked(method):
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30)
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self.conn.execute("PRAGMA foreign_keys = ON")
         with self.conn:
             self.conn.executescript(SCHEMA)
 
+    @_locked
     def close(self) -> None:
         self.conn.close()
 
     # ------------------------------------------------------------ runs
 
+    @_locked
     def run_status(self, experiment: str, strategy: str, budget: int, seed: int) -> str | None:
         row = self.conn.execute("SELECT status FROM runs WHERE experiment=? AND strategy=? AND budget=? AND seed=?",
                                 (experiment, strategy, budget, seed)).fetchone()
         return row[0] if row else None
 
+    @_locked
     def open_run(self, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict) -> int:
         """The run's id: a new run, or the unfinished one left by an earlier process."""
         with self.conn:
@@ -117,18 +133,21 @@ class Store:
         return self.conn.execute("SELECT run_id FROM runs WHERE experiment=? AND strategy=? AND budget=? AND seed=?",
                                  (experiment, strategy, budget, seed)).fetchone()[0]
 
+    @_locked
     def complete_run(self, run_id: int) -> None:
         with self.conn:
             self.conn.execute("UPDATE runs SET status='complete', finished_at=? WHERE run_id=?", (time.time(), run_id))
 
     # ------------------------------------------------------------ trials
 
+    @_locked
     def stored_trials(self, run_id: int) -> list[StoredTrial]:
         rows = self.conn.execute(
             "SELECT trial_index, params, status, value, train_s, overhead_s, extra FROM trials "
             "WHERE run_id=? ORDER BY trial_index", (run_id,)).fetchall()
         return [StoredTrial(i, json.loads(p), s, v, t, o, json.loads(x)) for i, p, s, v, t, o, x in rows]
 
+    @_locked
     def reported_values(self, run_id: int, trial_index: int) -> list[tuple[int, float]]:
         """(step, accuracy) as the trainer reported them to a pruner: validation accuracy,
         or test accuracy where the task has no validation split."""
@@ -137,6 +156,7 @@ class Store:
             "WHERE t.run_id=? AND t.trial_index=? AND COALESCE(c.val_acc, c.test_acc) IS NOT NULL ORDER BY c.step",
             (run_id, trial_index)).fetchall()
 
+    @_locked
     def drop_trials_from(self, run_id: int, trial_index: int) -> None:
         """Forget trials from `trial_index` on (a resumed strategy proposed something else there)."""
         with self.conn:
@@ -145,6 +165,7 @@ class Store:
             self.conn.executemany("DELETE FROM curves WHERE trial_id=?", [(i,) for i in ids])
             self.conn.executemany("DELETE FROM trials WHERE trial_id=?", [(i,) for i in ids])
 
+    @_locked
     def add_trial(self, run_id: int, trial_index: int, kind: str, params: dict, lr: float | None, status: str,
                   value: float, train_s: float, overhead_s: float, extra: dict, curve: list[dict],
                   record: dict | None = None) -> None:
@@ -165,14 +186,17 @@ class Store:
 
     # ------------------------------------------------------------ tables
 
+    @_locked
     def runs_frame(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", self.conn)
 
+    @_locked
     def trials_frame(self) -> pd.DataFrame:
         return pd.read_sql_query(
             "SELECT r.experiment, r.task, r.strategy, r.budget, r.seed, r.status AS run_status, t.* "
             "FROM trials t JOIN runs r USING (run_id) ORDER BY t.run_id, t.trial_index", self.conn)
 
+    @_locked
     def curves_frame(self) -> pd.DataFrame:
         return pd.read_sql_query(
             "SELECT r.strategy, r.budget, r.seed, t.trial_index, t.kind, c.* FROM curves c "

@@ -14,7 +14,7 @@ import random
 
 import numpy as np
 
-from lrsearch.strategies.base import Strategy, register
+from lrsearch.strategies.base import AskTellStrategy, Proposal, register
 from lrsearch.strategies.space import SearchSpace
 
 
@@ -28,22 +28,28 @@ def nni_space(space: SearchSpace) -> dict:
     return out
 
 
-class _NNI(Strategy):
+class _NNI(AskTellStrategy):
     def tuner(self):
         raise NotImplementedError
 
-    def _search(self, objective, n_trials):
+    def _start(self, n_trials, in_flight):
         for name in ("nni", "hyperopt"):
             logging.getLogger(name).setLevel(logging.WARNING)
         random.seed(self.seed)
         np.random.seed(self.seed)
         with _seeded_random_states(self.seed):
-            tuner = self.tuner()
-            tuner.update_search_space(nni_space(self.space))
-        for parameter_id in range(n_trials):
-            params = tuner.generate_parameters(parameter_id)
-            evaluation = objective(dict(params), None)
-            tuner.receive_trial_result(parameter_id, params, evaluation.value)
+            self._tuner = self.tuner()
+            self._tuner.update_search_space(nni_space(self.space))
+        self._ids = itertools.count()
+
+    def _ask(self):
+        parameter_id = next(self._ids)
+        params = self._tuner.generate_parameters(parameter_id)
+        return Proposal(dict(params), None, (parameter_id, params))
+
+    def _tell(self, proposal, evaluation):
+        parameter_id, params = proposal.handle
+        self._tuner.receive_trial_result(parameter_id, params, evaluation.value)
 
 
 @register

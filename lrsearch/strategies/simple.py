@@ -7,16 +7,16 @@ import math
 
 import numpy as np
 
-from lrsearch.strategies.base import Strategy, register
+from lrsearch.strategies.base import AskTellStrategy, Proposal, register
 
 
 @register
-class GridSearch(Strategy):
+class GridSearch(AskTellStrategy):
     name = "grid"
     summary = "log-spaced grid sized to the budget (a product grid for several parameters), in ascending order"
     budget_aware = True
 
-    def _search(self, objective, n_trials):
+    def _start(self, n_trials, in_flight):
         # k points on each numeric axis, every choice on each categorical one, k^d * choices <= budget
         n_choices = math.prod(len(d.choices) for d in self.space if d.categorical)
         n_numeric = sum(not d.categorical for d in self.space)
@@ -29,16 +29,26 @@ class GridSearch(Strategy):
                 axes.append([dim.from_unit(0.5)])  # one point: the middle of the range (geometric if log)
             else:
                 axes.append([dim.from_unit(i / (per_dim - 1)) for i in range(per_dim)])
-        for point in itertools.islice(itertools.product(*axes), n_trials):
-            objective(dict(zip(self.space.names, point)), None)
+        self._points = itertools.islice(itertools.product(*axes), n_trials)
+
+    def _ask(self):
+        point = next(self._points, None)
+        return None if point is None else Proposal(dict(zip(self.space.names, point)))
+
+    def _tell(self, proposal, evaluation):
+        pass  # a grid does not learn
 
 
 @register
-class RandomSearch(Strategy):
+class RandomSearch(AskTellStrategy):
     name = "random"
     summary = "independent draws, log-uniform where the space says log (seeded numpy generator)"
 
-    def _search(self, objective, n_trials):
-        rng = np.random.default_rng(self.seed)
-        for _ in range(n_trials):
-            objective({d.name: d.from_unit(rng.random()) for d in self.space}, None)
+    def _start(self, n_trials, in_flight):
+        self._rng = np.random.default_rng(self.seed)
+
+    def _ask(self):
+        return Proposal({d.name: d.from_unit(self._rng.random()) for d in self.space})
+
+    def _tell(self, proposal, evaluation):
+        pass  # independent draws

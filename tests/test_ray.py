@@ -1,0 +1,169 @@
+"""The Ray executor on this CPU: a private Ray on 127.0.0.1 only, the smoke preset with two
+workers against the local executor, a worker killed mid-trial, Ctrl-C and resume."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytest.importorskip("ray")
+
+from lrsearch.config import load_experiment  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+SMALL = """
+name = "ray-small"
+task = "smoke"
+strategies = {strategies}
+budgets = [4]
+seeds = [0, 1]
+[task_overrides]
+epochs = 1
+[space]
+lr = {{ low = 1e-3, high = 3.0, log = true }}
+"""
+
+
+def _family() -> list[psutil.Process]:
+    """This process and everything it started (gcs_server, raylet, Ray's agents and workers)."""
+    me = psutil.Process()
+    return [me, *me.children(recursive=True)]
+
+
+def _trials(results: Path) -> list[tuple]:
+    with sqlite3.connect(results / "results.sqlite") as conn:
+        return conn.execute(
+            "SELECT r.strategy, r.budget, r.seed, t.trial_index, t.params, t.status, t.error FROM trials t "
+            "JOIN runs r USING (run_id) ORDER BY 1, 2, 3, 4").fetchall()
+
+
+def _count(results: Path) -> int:
+    try:
+        with sqlite3.connect(results / "results.sqlite", timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_private_ray_listens_on_loopback_only_and_is_gone_after(monkeypatch):
+    from conftest import JPEG
+
+    from lrsearch.objective import TrainingObjective
+    from lrsearch.ray_executor import RayExecutor
+    from lrsearch.tasks import get_task
+
+    objective = TrainingObjective(get_task("smoke", epochs=1), seed=0, data_source=str(JPEG))
+    with RayExecutor(workers=2) as executor:
+        evaluation = executor.evaluate(objective, {"lr": 0.05}, None)
+        assert evaluation.status == "ok" and evaluation.value > 0.15
+        family = _family()
+        names = {p.name() for p in family}
+        assert {"gcs_server", "raylet"} <= names
+        listeners = [(p.name(), c.laddr) for p in family for c in p.net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+    assert len(listeners) >= 4  # the GCS, the raylet's servers, the workers': something to check
+    assert all(addr.ip in LOOPBACK for _, addr in listeners), listeners
+    time.sleep(1)
+    assert not [p for p in family[1:] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_path):
+    """Same runs, same trials, same params (seeded; the smoke budget is within every model-based
+    strategy's random start-up); values may differ in the last digits (one thread per trial vs two)."""
+    from conftest import JPEG
+
+    env = dict(os.environ, LRSEARCH_DATA=str(JPEG))
+    command = [sys.executable, "-m", "lrsearch", "run", str(REPO / "experiments" / "benchmark-smoke.toml"), "--seeds", "0"]
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--workers", "2"])):
+        done = subprocess.run([*command, "--results", str(tmp_path / name), *extra], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 trials at once" in done.stdout
+    local, ray_ = _trials(tmp_path / "local"), _trials(tmp_path / "ray")
+    assert len(local) == 20  # 7 strategies x 3 trials, lr-range-clr: a range test and one training run
+    assert [r[:5] for r in ray_] == [r[:5] for r in local]
+    assert {r[5] for r in ray_} <= {"ok", "pruned", "diverged"}
+    with sqlite3.connect(tmp_path / "ray" / "results.sqlite") as conn:
+        assert {s for (s,) in conn.execute("SELECT status FROM runs")} == {"complete"}
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path, monkeypatch):
+    from conftest import JPEG
+
+    from lrsearch.ray_executor import RayExecutor
+    from lrsearch.runner import run_experiment
+
+    config = tmp_path / "exp.toml"
+    config.write_text(SMALL.format(strategies='["random", "optuna-tpe-asha"]'))
+    killed: list[int] = []
+
+    def kill_one_trial():
+        deadline = time.time() + 120
+        while not killed and time.time() < deadline:
+            for p in _family():
+                try:
+                    if p.cmdline()[:1] == ["ray::lrsearch-trial"] and _count(tmp_path / "out") >= 2:
+                        p.kill()  # SIGKILL, as the OOM killer would
+                        killed.append(p.pid)
+                        return
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_one_trial)
+    watcher.start()
+    run_experiment(load_experiment(config), tmp_path / "out", executor=RayExecutor(workers=2), data_source=str(JPEG),
+                   progress=False)
+    watcher.join()
+    assert killed, "no trial's worker was seen running"
+    trials = _trials(tmp_path / "out")
+    assert len(trials) == 16  # every trial of every run: the killed one recorded, none twice
+    failed = [t for t in trials if t[5] == "failed"]
+    assert len(failed) == 1 and "Worker" in failed[0][6], failed
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as conn:
+        assert {s for (s,) in conn.execute("SELECT status FROM runs")} == {"complete"}
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
+    from conftest import JPEG
+
+    config = tmp_path / "exp.toml"
+    config.write_text(SMALL.format(strategies='["random", "grid", "optuna-tpe"]'))
+    env = dict(os.environ, LRSEARCH_DATA=str(JPEG), PYTHONUNBUFFERED="1")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "lrsearch", "run", str(config), "--results", str(out), "--executor", "ray",
+               "--workers", "2"]
+    # its own process group, which Ctrl-C in a terminal signals whole (Ray's processes included)
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while _count(out) < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert any(p.name() == "raylet" for p in family)
+    os.killpg(proc.pid, signal.SIGINT)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "resumes" in stderr, stderr[-2000:]
+    time.sleep(1)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # Ray is gone
+    partial = _trials(out)
+    assert 5 <= len(partial) < 24
+    assert subprocess.run(command, env=env, cwd=REPO, capture_output=True, timeout=600).returncode == 0
+    resumed = _trials(out)
+    keys = [t[:4] for t in resumed]
+    assert len(keys) == len(set(keys)) == 24  # 3 strategies x 2 seeds x 4 trials, none twice
+    assert set(partial) <= set(resumed)  # nothing finished before Ctrl-C was lost or changed
+    assert not [t for t in resumed if t[5] == "failed"]  # an interrupted trial is not recorded as failed
