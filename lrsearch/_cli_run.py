@@ -11,6 +11,7 @@ from lrsearch.cli import UserError
 
 def _run(args: argparse.Namespace) -> int:
     from lrsearch.config import ConfigError, load_experiment
+    from lrsearch.data import resolve_source
     from lrsearch.report import build_report
     from lrsearch.runner import run_experiment
 
@@ -22,13 +23,14 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
     try:
+        resolve_source(args.data)  # a missing data source: its message before any Ray starts
         executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
                              data_source=args.data, executor=executor)
     except (ValueError, ImportError) as err:
         raise UserError(str(err)) from None
     except KeyboardInterrupt:
-        print(f"interrupted: every finished trial is in the store; `lrsearch run {args.experiment}` again resumes",
+        print("interrupted: every finished trial is in the store; the same command again resumes",
               file=sys.stderr)
         return 130
     report = build_report(out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -48,6 +49,18 @@ def _evaluate(objective, params: dict, relay, key: str, threads: int) -> Evaluat
         def report(step: int, value: float) -> bool:
             return ray.get(relay.report.remote(key, step, value))
     return objective(params, report)
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT where no cluster answers: one message now, instead of Ray retrying for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise ValueError(f"--address {address}: no Ray cluster answers there ({err.strerror or err}); start one with "
+                         "`ray start --head --port PORT`, or leave --address out for a private Ray on this machine") from None
 
 
 class ReportRelay:
@@ -91,15 +104,19 @@ class RayExecutor(SlotExecutor):
         # Ray >= 2.52 warns, for every num_gpus=0 task, that it will stop hiding the GPUs from them; we want them hidden.
         warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
         if address is None:
-            # A private node: loopback only, no dashboard (nor the metrics agent it would feed), no usage
-            # report, scratch files in a temporary folder.
+            # A private node: loopback only, no dashboard, no usage report, scratch files in a temporary folder.
+            # (Without the dashboard's agent, Ray logs once that it cannot export metrics: harmless.)
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             self._scratch = tempfile.mkdtemp(prefix="lrsearch-ray-")
             ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                     _temp_dir=self._scratch, log_to_driver=False, configure_logging=False,
-                     _system_config={"enable_metrics_collection": False})
+                     _temp_dir=self._scratch, log_to_driver=False, configure_logging=False)
         else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            _check_reachable(address)
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except ConnectionError as err:
+                raise ValueError(f"--address {address}: {err} (start one with `ray start --head`, or leave --address "
+                                 "out for a private Ray on this machine)") from None
         resources = ray.cluster_resources()
         gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
         self.num_gpus = (1.0 if gpus else 0.0) if num_gpus is None else float(num_gpus)

@@ -2,10 +2,13 @@
 workers against the local executor, a worker killed mid-trial, Ctrl-C and resume."""
 
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -167,3 +170,53 @@ def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
     assert len(keys) == len(set(keys)) == 24  # 3 strategies x 2 seeds x 4 trials, none twice
     assert set(partial) <= set(resumed)  # nothing finished before Ctrl-C was lost or changed
     assert not [t for t in resumed if t[5] == "failed"]  # an interrupted trial is not recorded as failed
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path):
+    """`ray start --head` (here on loopback, in the foreground so that the test can stop exactly it),
+    then --address: the trials run there, and lrsearch leaves the cluster as it found it."""
+    import ray
+    from conftest import JPEG
+
+    from lrsearch.ray_executor import RayExecutor
+    from lrsearch.runner import run_experiment
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ValueError, match=f"--address 127.0.0.1:{port}: no Ray cluster answers there"):
+        RayExecutor(address=f"127.0.0.1:{port}")
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    scratch = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths under it must fit in 107 characters
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--include-dashboard=false", "--num-cpus=2", f"--temp-dir={scratch}"],
+                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        config = tmp_path / "exp.toml"
+        config.write_text(SMALL.format(strategies='["random"]'))
+        deadline = time.time() + 60
+        while time.time() < deadline and not _answers("127.0.0.1", port):
+            time.sleep(0.2)
+        executor = RayExecutor(address=f"127.0.0.1:{port}")
+        assert executor.slots == 2 and "127.0.0.1:" in executor.describe()
+        run_experiment(load_experiment(config), tmp_path / "out", executor=executor, data_source=str(JPEG),
+                       progress=False)
+        assert len(_trials(tmp_path / "out")) == 8 and not ray.is_initialized()
+        assert head.poll() is None  # the cluster still runs
+        ray.init(address=f"127.0.0.1:{port}")
+        assert ray.cluster_resources()["CPU"] == 2
+        ray.shutdown()
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
