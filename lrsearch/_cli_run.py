@@ -56,7 +56,7 @@ def _executor(experiment, args: argparse.Namespace):
         raise UserError("--address, --workers, --gpus-per-trial and --cpus-per-trial are for the Ray executor: "
                         "add --executor ray")
     executor = make_executor(**settings)
-    if hasattr(executor, "describe"):
+    if settings["kind"] != "local":
         print(f"executor: {executor.describe()}", flush=True)
     return executor
 

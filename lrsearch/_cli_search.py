@@ -13,7 +13,8 @@ def _strategies(args: argparse.Namespace) -> int:
 
     for name in strategy_names():
         cls = REGISTRY[name]
-        print(f"{name:<22} {cls.summary}" + ("  [prunes]" if cls.prunes else ""))
+        marks = ("  [prunes]" if cls.prunes else "") + ("  [parallel]" if cls.parallel else "")
+        print(f"{name:<22} {cls.summary}{marks}")
     return 0
 
 

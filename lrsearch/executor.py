@@ -31,6 +31,9 @@ class Executor:
     slots = 1
     remote = False  # whether trials run in other processes (the data then need not be on this one's device)
 
+    def describe(self) -> str:
+        return "local: one trial at a time, in this process"
+
     def __enter__(self) -> Executor:
         return self
 

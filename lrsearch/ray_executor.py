@@ -150,7 +150,7 @@ class RayExecutor(SlotExecutor):
         try:
             if relay is not None:
                 self._serve_reports(ref, relay, key, report)
-            return self._result(ref, params)
+            return self._result(lambda: ray.get(ref), params)
         finally:
             if relay is not None:
                 relay.done.remote(key)
@@ -162,11 +162,11 @@ class RayExecutor(SlotExecutor):
         ref = self._start(objective, params, None, "")
         future: Future = Future()
 
-        def finished(_):
+        def finished(ray_future: Future) -> None:  # in a Ray thread: no ray.get here
             self._in_flight.discard(ref)
             self.release()
             try:
-                future.set_result(self._result(ref, params))
+                future.set_result(self._result(ray_future.result, params))
             except Cancelled as err:
                 future.set_exception(err)
 
@@ -181,11 +181,11 @@ class RayExecutor(SlotExecutor):
         self._in_flight.add(ref)
         return ref
 
-    def _result(self, ref, params: dict) -> Evaluation:
-        """The trial's Evaluation; a task that failed (its worker killed, an error outside the
-        trainer's own handling) is a failed trial, unless we are stopping: then Cancelled."""
+    def _result(self, get, params: dict) -> Evaluation:
+        """The trial's Evaluation (`get()` returns it); a task that failed (its worker killed, an error
+        outside the trainer's own handling) is a failed trial, unless we are stopping: then Cancelled."""
         try:
-            return ray.get(ref)
+            return get()
         except ray.exceptions.RayError as err:
             if isinstance(getattr(err, "cause", None), KeyboardInterrupt):
                 raise Cancelled from None  # Ctrl-C in a terminal reaches Ray's workers too

@@ -44,6 +44,8 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
         lines += [f"- command: `{env['command']}`", f"  - date: {env['date']}", f"  - device: {env['device']}",
                   f"  - git commit: `{env['git_commit']}`",
                   "  - versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())]
+        if "executor" in env:  # stores written before executors were recorded have none
+            lines += [f"  - executor: {env['executor']}"]
     lines += [f"- report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} "
               "from `results.sqlite` alone (`lrsearch report`)", ""]
     summary = tables["summary"]

@@ -171,7 +171,7 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         out = experiment.results_dir(results_dir)
         store = Store(out / "results.sqlite")
         write_experiment_json(experiment, out)
-        env = environment()
+        env = environment() | {"executor": executor.describe()}
         specs = plan(experiment, only, seeds)
         bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None
         lock = threading.Lock()  # progress and the caller's callback, from several threads

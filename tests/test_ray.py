@@ -101,7 +101,9 @@ def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_pat
 
 
 @pytest.mark.usefixtures("jpeg_data")
-def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path, monkeypatch):
+def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
+    """Two kills: one trial of `random` (several in flight, `submit`), then, once both random runs are
+    complete, one of `optuna-tpe-asha` (one at a time, its pruning reports relayed, `evaluate`)."""
     from conftest import JPEG
 
     from lrsearch.ray_executor import RayExecutor
@@ -109,32 +111,42 @@ def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path, mo
 
     config = tmp_path / "exp.toml"
     config.write_text(SMALL.format(strategies='["random", "optuna-tpe-asha"]'))
+    results = tmp_path / "out"
     killed: list[int] = []
 
-    def kill_one_trial():
-        deadline = time.time() + 120
-        while not killed and time.time() < deadline:
-            for p in _family():
-                try:
-                    if p.cmdline()[:1] == ["ray::lrsearch-trial"] and _count(tmp_path / "out") >= 2:
-                        p.kill()  # SIGKILL, as the OOM killer would
-                        killed.append(p.pid)
-                        return
-                except psutil.Error:
-                    pass
+    def ready_for_kill() -> bool:
+        with sqlite3.connect(results / "results.sqlite", timeout=1) as conn:
+            random_done, asha_trials = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM runs WHERE strategy='random' AND status='complete'), "
+                "(SELECT COUNT(*) FROM trials JOIN runs USING (run_id) WHERE strategy='optuna-tpe-asha')").fetchone()
+        return (random_done == 0 and _count(results) >= 2) if not killed else (random_done == 2 and asha_trials >= 1)
+
+    def kill_two_trials():
+        deadline = time.time() + 240
+        while len(killed) < 2 and time.time() < deadline:
+            try:
+                if ready_for_kill():
+                    for p in _family():
+                        if p.cmdline()[:1] == ["ray::lrsearch-trial"]:
+                            p.kill()  # SIGKILL, as the OOM killer would
+                            killed.append(p.pid)
+                            break
+            except (psutil.Error, sqlite3.Error):
+                pass
             time.sleep(0.05)
 
-    watcher = threading.Thread(target=kill_one_trial)
+    watcher = threading.Thread(target=kill_two_trials)
     watcher.start()
-    run_experiment(load_experiment(config), tmp_path / "out", executor=RayExecutor(workers=2), data_source=str(JPEG),
+    run_experiment(load_experiment(config), results, executor=RayExecutor(workers=2), data_source=str(JPEG),
                    progress=False)
     watcher.join()
-    assert killed, "no trial's worker was seen running"
-    trials = _trials(tmp_path / "out")
-    assert len(trials) == 16  # every trial of every run: the killed one recorded, none twice
+    assert len(killed) == 2, "a trial's worker was not seen running when it could be killed"
+    trials = _trials(results)
+    assert len(trials) == 16  # every trial of every run: the killed ones recorded, none twice
     failed = [t for t in trials if t[5] == "failed"]
-    assert len(failed) == 1 and "Worker" in failed[0][6], failed
-    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as conn:
+    assert sorted(t[0] for t in failed) == ["optuna-tpe-asha", "random"], failed
+    assert all("WorkerCrashedError" in t[6] for t in failed), failed
+    with sqlite3.connect(results / "results.sqlite") as conn:
         assert {s for (s,) in conn.execute("SELECT status FROM runs")} == {"complete"}
 
 
