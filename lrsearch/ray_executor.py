@@ -122,7 +122,8 @@ class RayExecutor(SlotExecutor):
         self.num_gpus = (1.0 if gpus else 0.0) if num_gpus is None else float(num_gpus)
         if self.num_gpus > gpus:
             self.close()
-            raise ValueError(f"num_gpus {self.num_gpus:g} per trial: the Ray cluster has {gpus:g} GPUs")
+            raise ValueError(f"--gpus-per-trial (num_gpus) {self.num_gpus:g}: the Ray cluster has {gpus:g} GPUs; "
+                             "give 0 to train on CPUs, or a fraction to share a GPU")
         if workers is None:
             workers = int(gpus // self.num_gpus) if self.num_gpus else int(cpus // (num_cpus or 1))
         self.num_cpus = float(num_cpus) if num_cpus is not None else max(1.0, float(cpus // max(workers, 1)))
@@ -136,8 +137,12 @@ class RayExecutor(SlotExecutor):
 
     def describe(self) -> str:
         where = self.address or "local Ray on 127.0.0.1"
+        fit = self.cluster["CPU"] // self.num_cpus
+        if self.num_gpus:
+            fit = min(fit, self.cluster["GPU"] // self.num_gpus)
+        crowded = f"; only {fit:g} fit at once, Ray queues the rest" if fit < self.slots else ""
         return (f"Ray ({where}): {self.slots} trials at once, {self.num_gpus:g} GPU and {self.num_cpus:g} CPU each "
-                f"(cluster: {self.cluster['GPU']:g} GPU, {self.cluster['CPU']:g} CPU)")
+                f"(cluster: {self.cluster['GPU']:g} GPU, {self.cluster['CPU']:g} CPU{crowded})")
 
     # ------------------------------------------------------------ trials
 
