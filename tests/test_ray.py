@@ -232,3 +232,26 @@ def _answers(host: str, port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_an_error_in_a_run_stops_the_private_ray_too(tmp_path):
+    """A run that raises (here: a range test over a space without `lr`) ends the experiment with its
+    error, and the private Ray is shut down and its scratch folder removed."""
+    from conftest import JPEG
+
+    from lrsearch.ray_executor import RayExecutor
+    from lrsearch.runner import run_experiment
+
+    config = tmp_path / "exp.toml"
+    config.write_text(SMALL.format(strategies='["random", "lr-range-clr"]').replace(
+        "lr = { low = 1e-3, high = 3.0, log = true }", "momentum = { low = 0.8, high = 0.95 }"))
+    executor = RayExecutor(workers=2)
+    family, scratch = _family()[1:], Path(executor._scratch)
+    assert any(p.name() == "raylet" for p in family) and scratch.is_dir()
+    with pytest.raises(ValueError, match="lr-range-clr: the search space needs a numeric `lr`"):
+        run_experiment(load_experiment(config), tmp_path / "out", executor=executor, data_source=str(JPEG),
+                       progress=False)
+    time.sleep(1)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not scratch.exists()
