@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results") / ("executors-gpu" if torch.cuda.is_available()
                                                                        else "executors-cpu"))
     args = parser.parse_args()
+    env = environment()  # before any output is written: the commit is the code's, not dirtied by results
     experiment = load_experiment(args.experiment)
     prepare_data(experiment.task_spec(), torch.device("cpu"), str(resolve_source(None)))
 
@@ -70,7 +71,6 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(args.out / "executor_runs.csv", index=False)
     table.to_csv(args.out / "executors.csv", index=False)
-    env = environment()
     (args.out / "metadata.json").write_text(json.dumps(env, indent=2))
     (args.out / "README.md").write_text(
         f"# Executors: `{experiment.name}` under the local executor and Ray\n\n{as_markdown(env)}\n"
