@@ -1,3 +1,4 @@
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,12 @@ def mini_data():
 
     assert MINI.exists(), f"{MINI} is missing: the tests read the shared CIFAR-10 archives beside the checkout"
     return load_cifar10(MINI)
+
+
+def trial_count(results: Path) -> int:
+    """Trials committed so far in a results folder another process is writing (0 before its store exists)."""
+    try:
+        with sqlite3.connect(results / "results.sqlite", timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -18,6 +18,8 @@ import pytest
 
 pytest.importorskip("ray")
 
+from conftest import trial_count  # noqa: E402
+
 from lrsearch.config import load_experiment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,14 +48,6 @@ def _trials(results: Path) -> list[tuple]:
         return conn.execute(
             "SELECT r.strategy, r.budget, r.seed, t.trial_index, t.params, t.status, t.error FROM trials t "
             "JOIN runs r USING (run_id) ORDER BY 1, 2, 3, 4").fetchall()
-
-
-def _count(results: Path) -> int:
-    try:
-        with sqlite3.connect(results / "results.sqlite", timeout=1) as conn:
-            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.usefixtures("jpeg_data")
@@ -119,7 +113,7 @@ def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
             random_done, asha_trials = conn.execute(
                 "SELECT (SELECT COUNT(*) FROM runs WHERE strategy='random' AND status='complete'), "
                 "(SELECT COUNT(*) FROM trials JOIN runs USING (run_id) WHERE strategy='optuna-tpe-asha')").fetchone()
-        return (random_done == 0 and _count(results) >= 2) if not killed else (random_done == 2 and asha_trials >= 1)
+        return (random_done == 0 and trial_count(results) >= 2) if not killed else (random_done == 2 and asha_trials >= 1)
 
     def kill_two_trials():
         deadline = time.time() + 240
@@ -164,7 +158,7 @@ def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.time() + 180
-    while _count(out) < 5 and time.time() < deadline and proc.poll() is None:
+    while trial_count(out) < 5 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     family = psutil.Process(proc.pid).children(recursive=True)

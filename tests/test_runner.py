@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import trial_count
 
 from lrsearch.analysis import bootstrap_ci, median_with_failures, runs_table, search_time_to_target
 from lrsearch.config import ConfigError, load_experiment
@@ -132,14 +133,6 @@ def _rows(results):
             "ORDER BY 1, 2, 3, 4").fetchall()
 
 
-def _count(results):
-    try:
-        with sqlite3.connect(results / "results.sqlite", timeout=1) as conn:
-            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.usefixtures("jpeg_data")
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     from conftest import JPEG
@@ -150,7 +143,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     proc = _run_cli(config, killed, env)
     deadline = time.time() + 120
-    while _count(killed) < 7 and time.time() < deadline and proc.poll() is None:
+    while trial_count(killed) < 7 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
