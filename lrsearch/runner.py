@@ -27,7 +27,7 @@ import torch
 
 from lrsearch.config import Experiment
 from lrsearch.data import resolve_source
-from lrsearch.executor import Cancelled, Executor, LocalExecutor
+from lrsearch.executor import Cancelled, Executor, make_executor
 from lrsearch.objective import TrainingObjective
 from lrsearch.provenance import environment
 from lrsearch.store import Store, StoredTrial
@@ -157,9 +157,10 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                    seeds: list[int] | None = None, executor: Executor | None = None, device: str | None = None,
                    data_source: str | None = None, progress: bool = True,
                    on_trial: Callable[[RunSpec, Evaluation], None] | None = None) -> Path:
-    """Run what is not complete yet; return the results folder. The executor (default: local) is
-    closed at the end, also on errors and Ctrl-C (a Ray executor then stops its trials and its Ray)."""
-    executor = executor or LocalExecutor()
+    """Run what is not complete yet; return the results folder. The executor (default: the one the
+    experiment's [executor] names, local unless it says otherwise) is closed at the end, also on
+    errors and Ctrl-C (a Ray executor then stops its trials and its Ray)."""
+    executor = executor or make_executor(**experiment.executor.model_dump())
     with executor:
         task, space = experiment.task_spec(), experiment.search_space()
         # A missing or unreadable data source stops here with its one-line message (DataError), instead of
