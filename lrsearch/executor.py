@@ -26,7 +26,8 @@ class Cancelled(BaseException):
 
 class Executor:
     """One trial at a time, in the calling thread (subclasses: more). `evaluate` blocks and may
-    call `report`, the pruning hook; `submit` returns a Future of the Evaluation."""
+    call `report`, the pruning hook; `submit` (executors with `slots` > 1) returns a Future of
+    the Evaluation."""
 
     slots = 1
     remote = False  # whether trials run in other processes (the data then need not be on this one's device)
@@ -56,9 +57,7 @@ class Executor:
         return objective(params, report)
 
     def submit(self, objective, params: dict) -> Future:
-        future: Future = Future()
-        future.set_result(self.evaluate(objective, params, None))
-        return future
+        raise NotImplementedError  # only executors with several slots run trials side by side
 
 
 class LocalExecutor(Executor):
