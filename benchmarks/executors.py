@@ -21,12 +21,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lrsearch.config import load_experiment
-from lrsearch.data import resolve_source
-from lrsearch.executor import LocalExecutor
-from lrsearch.provenance import as_markdown, environment
-from lrsearch.runner import run_experiment
-from lrsearch.train import prepare_data
+from lrsearch.experiment.config import load_experiment
+from lrsearch.experiment.executors import LocalExecutor
+from lrsearch.experiment.provenance import as_markdown, environment
+from lrsearch.experiment.runner import run_experiment
+from lrsearch.training.data import resolve_source
+from lrsearch.training.trainer import prepare_data
 
 
 def main() -> int:
@@ -49,7 +49,7 @@ def main() -> int:
                 if workers is None:
                     executor = LocalExecutor()
                 else:
-                    from lrsearch.ray_executor import RayExecutor
+                    from lrsearch.experiment.executors.ray_executor import RayExecutor
                     executor = RayExecutor(workers=workers)
                 out = Path(scratch) / f"{repeat}-{workers}"
                 started = time.perf_counter()

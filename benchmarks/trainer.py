@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lrsearch.provenance import as_markdown, environment
-from lrsearch.tasks import get_task
-from lrsearch.train import train
+from lrsearch.experiment.provenance import as_markdown, environment
+from lrsearch.training.tasks import get_task
+from lrsearch.training.trainer import train
 
 ON_GPU = torch.cuda.is_available()
 # (task whose model/batch/precision to use, steps to time): short on a CPU, where the fast net is slow

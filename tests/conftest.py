@@ -19,7 +19,7 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def jpeg_data():
-    from lrsearch.data import load_cifar10
+    from lrsearch.training.data import load_cifar10
 
     assert JPEG.exists(), f"{JPEG} is missing: the tests read the shared CIFAR-10 archives beside the checkout"
     return load_cifar10(JPEG)
@@ -27,7 +27,7 @@ def jpeg_data():
 
 @pytest.fixture(scope="session")
 def mini_data():
-    from lrsearch.data import load_cifar10
+    from lrsearch.training.data import load_cifar10
 
     assert MINI.exists(), f"{MINI} is missing: the tests read the shared CIFAR-10 archives beside the checkout"
     return load_cifar10(MINI)

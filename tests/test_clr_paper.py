@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from test_runner import REPO
 
-from lrsearch.clr_paper import iterations_to, load_clr_paper, scale_schedule, table1
-from lrsearch.config import ConfigError
-from lrsearch.schedules import make_schedule
+from lrsearch.experiment.config import ConfigError
+from lrsearch.paper.clr import iterations_to, load_clr_paper, scale_schedule, table1
+from lrsearch.training.schedules import make_schedule
 
 CONFIG = REPO / "experiments" / "clr_paper.toml"
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from lrsearch.cli import main
-from lrsearch.data import (
+from lrsearch.training.data import (
     CLASSES,
     DataError,
     DeviceLoader,
@@ -175,7 +175,7 @@ def test_no_source_anywhere_says_where_to_put_it(tmp_path, monkeypatch):
 
 
 def test_download_offline_fails_clearly(tmp_path):
-    from lrsearch.data import download
+    from lrsearch.training.data import download
 
     with pytest.raises(DataError, match="could not download"):
         download(tmp_path, url="http://127.0.0.1:9/cifar-10-python.tar.gz")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lrsearch.lr_finder import (
+from lrsearch.search.lr_finder import (
     clean,
     minimum,
     range_schedule,
@@ -96,7 +96,7 @@ def test_loss_max_lr_lies_below_the_largest_stable_lr(seed, steps):
 
 
 def test_range_schedule_rises_from_min_to_max():
-    from lrsearch.schedules import make_schedule
+    from lrsearch.training.schedules import make_schedule
 
     for mode in ("linear", "exp"):
         fn = make_schedule(range_schedule(1e-4, 1.0, 50, mode), 50)
@@ -111,8 +111,8 @@ def test_range_test_on_the_smoke_task(monkeypatch, tmp_path):
     from conftest import JPEG
 
     from lrsearch.cli import main
-    from lrsearch.lr_finder import range_test
-    from lrsearch.tasks import get_task
+    from lrsearch.search.lr_finder import range_test
+    from lrsearch.training.tasks import get_task
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     test = range_test(get_task("smoke", train_subset=5500, val_size=1000), 1e-3, 10.0, steps=150, mode="exp", n_evals=30)
@@ -136,9 +136,9 @@ def test_range_test_on_the_smoke_task(monkeypatch, tmp_path):
 def test_range_test_strategies_through_the_common_interface(monkeypatch, name, schedule):
     from conftest import JPEG
 
-    from lrsearch.objective import TrainingObjective
-    from lrsearch.strategies import get_strategy
-    from lrsearch.tasks import get_task
+    from lrsearch.search.objective import TrainingObjective
+    from lrsearch.search.strategies import get_strategy
+    from lrsearch.training.tasks import get_task
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     objective = TrainingObjective(get_task("smoke", epochs=4), seed=0)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrsearch.models import (
+from lrsearch.training.models import (
     CaffeCifar10Full,
     FastNet,
     TinyNet,

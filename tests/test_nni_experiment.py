@@ -26,8 +26,8 @@ def _node_processes():
 def test_nni_experiment_runs_trials_on_loopback_only(tmp_path, monkeypatch):
     from conftest import JPEG
 
-    from lrsearch.config import load_experiment
-    from lrsearch.nni_experiment import run_nni_experiment
+    from lrsearch.experiment.config import load_experiment
+    from lrsearch.experiment.nni_experiment import run_nni_experiment
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     monkeypatch.setenv("HOME", str(tmp_path))  # NNI keeps its experiment registry under ~/nni-experiments

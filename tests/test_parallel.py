@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 
-from lrsearch.strategies import REGISTRY, Evaluation, get_strategy, strategy_names
+from lrsearch.search.strategies import REGISTRY, Evaluation, get_strategy, strategy_names
 
 SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}}
 PARALLEL = [name for name in strategy_names() if REGISTRY[name].parallel]

@@ -20,7 +20,7 @@ pytest.importorskip("ray")
 
 from conftest import trial_count  # noqa: E402
 
-from lrsearch.config import load_experiment  # noqa: E402
+from lrsearch.experiment.config import load_experiment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
@@ -54,9 +54,9 @@ def _trials(results: Path) -> list[tuple]:
 def test_private_ray_listens_on_loopback_only_and_is_gone_after(monkeypatch):
     from conftest import JPEG
 
-    from lrsearch.objective import TrainingObjective
-    from lrsearch.ray_executor import RayExecutor
-    from lrsearch.tasks import get_task
+    from lrsearch.experiment.executors.ray_executor import RayExecutor
+    from lrsearch.search.objective import TrainingObjective
+    from lrsearch.training.tasks import get_task
 
     objective = TrainingObjective(get_task("smoke", epochs=1), seed=0, data_source=str(JPEG))
     with RayExecutor(workers=2) as executor:
@@ -100,8 +100,8 @@ def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
     complete, one of `optuna-tpe-asha` (one at a time, its pruning reports relayed, `evaluate`)."""
     from conftest import JPEG
 
-    from lrsearch.ray_executor import RayExecutor
-    from lrsearch.runner import run_experiment
+    from lrsearch.experiment.executors.ray_executor import RayExecutor
+    from lrsearch.experiment.runner import run_experiment
 
     config = tmp_path / "exp.toml"
     config.write_text(SMALL.format(strategies='["random", "optuna-tpe-asha"]'))
@@ -185,8 +185,8 @@ def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path):
     import ray
     from conftest import JPEG
 
-    from lrsearch.ray_executor import RayExecutor
-    from lrsearch.runner import run_experiment
+    from lrsearch.experiment.executors.ray_executor import RayExecutor
+    from lrsearch.experiment.runner import run_experiment
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -234,8 +234,8 @@ def test_an_error_in_a_run_stops_the_private_ray_too(tmp_path):
     error, and the private Ray is shut down and its scratch folder removed."""
     from conftest import JPEG
 
-    from lrsearch.ray_executor import RayExecutor
-    from lrsearch.runner import run_experiment
+    from lrsearch.experiment.executors.ray_executor import RayExecutor
+    from lrsearch.experiment.runner import run_experiment
 
     config = tmp_path / "exp.toml"
     config.write_text(SMALL.format(strategies='["random", "lr-range-clr"]').replace(

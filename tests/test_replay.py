@@ -10,19 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lrsearch.analysis import wilson_interval
-from lrsearch.config import ConfigError, load_experiment
-from lrsearch.replay import (
+from lrsearch.experiment.config import ConfigError, load_experiment
+from lrsearch.experiment.replay import (
     RecordedCurve,
     ReplayObjective,
     ReplayTable,
-    budget_needed,
-    budget_runs,
     interpolate_curve,
     tabulation,
 )
-from lrsearch.store import Store
-from lrsearch.strategies import REGISTRY, Evaluation, get_strategy
+from lrsearch.experiment.store import Store
+from lrsearch.reporting.budgets import budget_needed, budget_runs
+from lrsearch.reporting.tables import wilson_interval
+from lrsearch.search.strategies import REGISTRY, Evaluation, get_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = [10, 20, 30]

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from conftest import trial_count
 
-from lrsearch.analysis import bootstrap_ci, median_with_failures, runs_table, search_time_to_target
-from lrsearch.config import ConfigError, load_experiment
+from lrsearch.experiment.config import ConfigError, load_experiment
+from lrsearch.reporting.tables import bootstrap_ci, median_with_failures, runs_table, search_time_to_target
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = """
@@ -197,8 +197,8 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
 def test_missing_data_stops_before_any_run_is_recorded(tmp_path, monkeypatch):
     """A missing data source is one message at the start, not every trial stored as failed (and then skipped
     as complete by the next, resumed, run)."""
-    from lrsearch.data import DataError
-    from lrsearch.runner import run_experiment
+    from lrsearch.experiment.runner import run_experiment
+    from lrsearch.training.data import DataError
 
     monkeypatch.setenv("LRSEARCH_DATA", str(tmp_path / "no-such-archive.tar.gz"))
     experiment = load_experiment(_write(tmp_path, GOOD))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lrsearch.schedules import (
+from lrsearch.training.schedules import (
     FunctionLR,
     constant,
     cosine,

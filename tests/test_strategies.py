@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lrsearch.strategies import (
+from lrsearch.search.strategies import (
     REGISTRY,
     Evaluation,
     SpaceError,

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from lrsearch.tasks import get_task, schedule_spec
-from lrsearch.train import train
+from lrsearch.training.tasks import get_task, schedule_spec
+from lrsearch.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("jpeg_data")
 

@@ -1,0 +1,53 @@
+"""`lrsearch tabulate` and `lrsearch replay`."""
+
+from __future__ import annotations
+
+import argparse
+
+from lrsearch.cli.errors import UserError
+
+
+def _tabulate(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.replay import tabulation
+    from lrsearch.experiment.runner import run_experiment
+    from lrsearch.reporting.report import build_report
+
+    try:
+        table = tabulation(load_experiment(args.experiment), args.lrs, args.seeds, args.results)
+        out = run_experiment(table, device=args.device, data_source=args.data)
+    except (ConfigError, ValueError) as err:
+        raise UserError(str(err)) from None
+    build_report(out)
+    print(f"replay table in {out}/results.sqlite ({args.lrs} LRs x {len(table.seeds)} seeds); "
+          f"replay it with a config whose [replay] table = \"{out}\"")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.reporting.budgets import run_replay
+
+    try:
+        experiment = load_experiment(args.experiment)
+        out = run_replay(experiment, args.results, args.workers)
+    except (ConfigError, ValueError) as err:
+        raise UserError(str(err)) from None
+    print(f"results in {out}/ (tables/, figures/); report: {out / 'REPORT.md'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("tabulate", help="record a dense table of real trials (LR grid x seeds) for replay")
+    t.add_argument("experiment", help="experiment config whose task and lr space to tabulate")
+    t.add_argument("--lrs", type=int, default=48, help="log-spaced learning rates (default 48)")
+    t.add_argument("--seeds", nargs="+", type=int, help="training seeds (default 0 1 2)")
+    t.add_argument("--results", help="results folder (default: the experiment's folder + '-table')")
+    t.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
+    t.add_argument("--device", default="auto")
+    t.set_defaults(func=_tabulate)
+    r = sub.add_parser("replay", help="run every strategy against recorded curves (a [replay] table): budgets at scale")
+    r.add_argument("experiment", help="experiment config with a [replay] section, e.g. experiments/budgets-replay.toml")
+    r.add_argument("--results", help="results folder (default: the config's `results`, else results/<name>)")
+    r.add_argument("--workers", type=int, help="processes (default: the config's, else one per CPU core)")
+    r.set_defaults(func=_replay)

@@ -1,0 +1,137 @@
+"""`lrsearch run` and `lrsearch report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lrsearch.cli.errors import UserError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.runner import run_experiment
+    from lrsearch.reporting.report import build_report
+    from lrsearch.training.data import resolve_source
+
+    try:
+        experiment = load_experiment(args.experiment)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    if experiment.replay is not None:
+        raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
+                        f"run it with `lrsearch replay {args.experiment}`")
+    try:
+        resolve_source(args.data)  # a missing data source: its message before any Ray starts
+        executor = _executor(experiment, args)
+        out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
+                             data_source=args.data, executor=executor)
+    except (ValueError, ImportError) as err:
+        raise UserError(str(err)) from None
+    except KeyboardInterrupt:
+        print("interrupted: every finished trial is in the store; the same command again resumes",
+              file=sys.stderr)
+        return 130
+    report = build_report(out)
+    print(f"results in {out}/ (results.sqlite, tables/, figures/); report: {report}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of trials, 1 or more")
+    return int(text)
+
+
+def _executor(experiment, args: argparse.Namespace):
+    """The config's [executor], with the command line's flags over it."""
+    from lrsearch.experiment.executors import make_executor
+
+    settings = experiment.executor.model_dump()
+    flags = {"kind": args.executor, "address": args.address, "workers": args.workers, "num_gpus": args.gpus_per_trial,
+             "num_cpus": args.cpus_per_trial}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if settings["kind"] == "local" and any(settings[k] is not None for k in ("address", "workers", "num_gpus", "num_cpus")):
+        raise UserError("--address, --workers, --gpus-per-trial and --cpus-per-trial are for the Ray executor: "
+                        "add --executor ray")
+    executor = make_executor(**settings)
+    if settings["kind"] != "local":
+        print(f"executor: {executor.describe()}", flush=True)
+    return executor
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lrsearch.reporting.report import build_report
+
+    if not (args.results / "results.sqlite").exists():
+        raise UserError(f"{args.results}: no results.sqlite here; give the folder an `lrsearch run` wrote")
+    print(build_report(args.results))
+    return 0
+
+
+def _nni_experiment(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.nni_experiment import run_nni_experiment
+    from lrsearch.reporting.report import build_report
+
+    try:
+        experiment = load_experiment(args.experiment)
+        summary = run_nni_experiment(experiment, args.tuner, args.trials, args.seed, args.port, args.results)
+    except (ConfigError, ValueError) as err:
+        raise UserError(str(err)) from None
+    print(f"NNI experiment: {summary}")
+    if "results" in summary:
+        print(f"report: {build_report(summary['results'])}")
+    return 0 if summary.get("nni_status", "DONE") == "DONE" else 1
+
+
+def _clr_paper(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.config import ConfigError
+    from lrsearch.paper.clr import load_clr_paper, run_clr_paper
+
+    try:
+        config = load_clr_paper(args.config)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    out = run_clr_paper(config, quick=args.quick, results=args.results, device=args.device, data_source=args.data,
+                        only=args.only)
+    print(f"results in {out}/; report: {out / 'REPORT.md'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an experiment (resumes: only runs not yet complete), then write its report")
+    p.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-cpu.toml")
+    p.add_argument("--results", help="results folder (default: the config's `results`, else results/<name>)")
+    p.add_argument("--only", nargs="+", metavar="STRATEGY", help="run only these strategies")
+    p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
+    p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "
+                   "else local: here, one at a time); ray: as Ray tasks, several at once")
+    p.add_argument("--address", help="Ray: an existing cluster, 'auto' or HOST:PORT (default: a private Ray on 127.0.0.1)")
+    p.add_argument("--workers", type=_positive_int, help="Ray: trials at once (default: GPUs, else CPU cores)")
+    p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial; 0.5 packs two trials on a GPU "
+                   "(default: 1 where there are GPUs)")
+    p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs per trial (default: CPUs / workers)")
+    p.set_defaults(func=_run)
+    n = sub.add_parser("nni-experiment", help="run trials through a real NNI experiment (manager + web UI on 127.0.0.1)")
+    n.add_argument("experiment")
+    n.add_argument("--tuner", default="tpe", help="NNI built-in tuner: tpe, evolution, anneal, random")
+    n.add_argument("--trials", type=int, help="number of trials (default: the config's first budget)")
+    n.add_argument("--seed", type=int)
+    n.add_argument("--port", type=int, default=8080, help="web UI / REST port on 127.0.0.1")
+    n.add_argument("--results")
+    n.set_defaults(func=_nni_experiment)
+    c = sub.add_parser("clr-paper", help="reproduce the CLR paper's CIFAR-10 Figure 1, Table 1 and Figure 3")
+    c.add_argument("config", nargs="?", default="experiments/clr_paper.toml")
+    c.add_argument("--quick", action="store_true", help="scaled down for a CPU (see the config's [quick])")
+    c.add_argument("--only", nargs="+", metavar="POLICY", help="run only these policies ('range-test' for Fig. 3)")
+    c.add_argument("--results")
+    c.add_argument("--data")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_clr_paper)
+    r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
+    r.add_argument("results", type=Path)
+    r.set_defaults(func=_report)

@@ -1,0 +1,189 @@
+"""Experiment configs (TOML), validated at the edge.
+
+    name = "benchmark-cpu"
+    task = "cpu"                      # see `lrsearch tasks`
+    strategies = ["grid", "random", "optuna-tpe", "lr-range-clr"]
+    budgets = [8]                     # trials per (strategy, seed) run
+    seeds = [0, 1, 2]
+    target_acc = 0.45                 # optional: overrides the task's target
+    time_budget_s = 120               # optional: training seconds per run
+    results = "results/benchmark-cpu" # optional: output folder (default results/<name>)
+
+    [space]                           # optional: default lr in [1e-4, 1], log scale
+    lr = { low = 1e-3, high = 3.0, log = true }
+
+    [task_overrides]                  # optional: any Task field, e.g. epochs = 4
+    [options.lr-range-clr]            # optional: per-strategy options
+    metric = "loss"
+
+    [replay]                          # optional: replay recorded curves instead of training
+    table = "results/benchmark-cpu-table"  # a folder `lrsearch tabulate` wrote
+    check = "results/replay-check-cpu"     # optional: real runs to compare the replay with
+    check_budgets = [4, 8]                 # optional: budgets of that comparison
+    seed_draw = "trial"                    # optional: a recorded seed per trial (default) or per run
+
+    [executor]                        # optional: where trials run (default: here, one at a time)
+    kind = "ray"                      # local | ray
+    address = "auto"                  # optional: an existing Ray cluster (default: a private one on 127.0.0.1)
+    workers = 8                       # optional: trials at once (default: GPUs, else CPU cores)
+    num_gpus = 0.5                    # optional: per trial; a fraction packs trials on a GPU (default 1 if GPUs)
+    num_cpus = 1                      # optional: per trial (default: CPUs / workers)
+
+`seeds` is a list, or a count n for seeds 0 .. n-1 (replays use hundreds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrsearch.search.strategies import SpaceError, parse_space, strategy_names
+from lrsearch.training.tasks import TASKS, get_task
+
+
+class ConfigError(ValueError):
+    """A bad experiment config; the message names the file, the field and what is allowed."""
+
+
+class ReplaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    table: str = Field(min_length=1)
+    check: str | None = None
+    check_budgets: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
+    workers: int | None = Field(default=None, ge=1)  # processes (default: one per CPU core)
+    # which recorded seed answers a trial: a fresh draw per trial, or one per run (as a real run trains
+    # every trial with its own seed, but with only as many landscapes as recorded seeds)
+    seed_draw: Literal["trial", "run"] = "trial"
+
+
+class ExecutorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, min_length=1)
+    workers: int | None = Field(default=None, ge=1)
+    num_gpus: float | None = Field(default=None, ge=0)
+    num_cpus: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ray_options_need_ray(self) -> ExecutorSettings:
+        given = [k for k in ("address", "workers", "num_gpus", "num_cpus") if getattr(self, k) is not None]
+        if self.kind == "local" and given:
+            raise ValueError(f"{', '.join(given)}: options of the Ray executor; set kind = \"ray\"")
+        return self
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # strict: "8" is not a number
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    task: str
+    strategies: list[str] = Field(min_length=1)
+    budgets: list[int] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    target_acc: float | None = Field(default=None, gt=0, le=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    results: str | None = None
+    description: str = ""
+    space: dict[str, Any] | None = None
+    task_overrides: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    replay: ReplaySettings | None = None
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise ValueError("a seed count is >= 1 (or give a list of seeds)")
+            return list(range(v))
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
+        return v
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, v: list[str]) -> list[str]:
+        known = strategy_names()
+        unknown = [s for s in v if s not in known]
+        if unknown:
+            raise ValueError(f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(known)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a strategy is listed twice")
+        return v
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_budgets(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError("budgets are trial counts >= 1")
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _valid_space(cls, v: dict | None) -> dict | None:
+        try:
+            parse_space(v, "space")
+        except SpaceError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        unknown = set(self.options) - set(self.strategies)
+        if unknown:
+            raise ValueError(f"options: {', '.join(sorted(unknown))} is not in strategies")
+        try:
+            self.task_spec()
+        except ValueError as err:
+            raise ValueError(f"task_overrides: {err}") from None
+        return self
+
+    def task_spec(self):
+        overrides = dict(self.task_overrides)
+        if self.target_acc is not None:
+            overrides["target_acc"] = self.target_acc
+        return get_task(self.task, **overrides)
+
+    def search_space(self):
+        return parse_space(self.space, "space")
+
+    def results_dir(self, override: str | Path | None = None) -> Path:
+        return Path(override or self.results or Path("results") / self.name)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file; the configs live in experiments/*.toml")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    try:
+        return Experiment(**raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key; allowed keys: {', '.join(Experiment.model_fields)}"
+        elif first["type"] == "missing":
+            message = "required"
+        field = ".".join(str(p) for p in first["loc"])
+        # errors across fields (options, task_overrides) start with the field's name already
+        raise ConfigError(f"{path}: field {field!r}: {message}" if field else f"{path}: {message}") from None

@@ -1,0 +1,262 @@
+"""The experiment runner: every (strategy, budget, seed) run not yet complete in the store.
+
+Resuming is the default. A run left unfinished by a killed process is resumed by replaying
+its strategy from the start with the same seed: each proposal that matches the stored trial
+at that position gets the stored result back (its pruning reports re-issued from the stored
+curve), so the library reaches the same state without training again; from the first
+proposal that differs (a library that does not repeat itself), the stored trials are
+dropped and trained afresh. Nothing finished is lost, nothing is recorded twice.
+
+With a parallel executor (`executor.slots` > 1, e.g. Ray), runs go side by side in driver
+threads, one per slot, and a run of a strategy that can propose while trials run
+(`Strategy.parallel`) keeps up to `slots` trials in flight; the executor's slots bound the
+total. A trial's index is its proposal's position, whatever order trials finish in. Only
+these threads write the store (its writes are serialised).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from lrsearch.experiment.config import Experiment
+from lrsearch.experiment.executors import Cancelled, Executor, make_executor
+from lrsearch.experiment.provenance import environment
+from lrsearch.experiment.store import Store, StoredTrial
+from lrsearch.search.objective import TrainingObjective
+from lrsearch.search.strategies import Evaluation, ReportHook, get_strategy
+from lrsearch.training.data import resolve_source
+from lrsearch.training.trainer import prepare_data, resolve_device
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    strategy: str
+    budget: int
+    seed: int
+
+
+def plan(experiment: Experiment, only: list[str] | None = None, seeds: list[int] | None = None) -> list[RunSpec]:
+    strategies = experiment.strategies
+    if only:
+        unknown = [s for s in only if s not in strategies]
+        if unknown:
+            raise ValueError(f"--only {', '.join(unknown)}: not in the experiment's strategies ({', '.join(strategies)})")
+        strategies = [s for s in strategies if s in only]
+    return [RunSpec(s, b, seed) for s in strategies for b in experiment.budgets for seed in (seeds or experiment.seeds)]
+
+
+def representative_lr(params: dict) -> float | None:
+    """The LR a trial is known by: its `lr`, or its schedule's peak."""
+    if "lr" in params:
+        return float(params["lr"])
+    schedule = params.get("schedule", {})
+    for key in ("max_lr", "lr", "base_lr", "start_lr"):
+        if key in schedule:
+            return float(schedule[key])
+    return None
+
+
+class _RecordingObjective:
+    """The objective as the runner hands it to a strategy: replays stored trials, trains the
+    rest through the executor; `record` (the on_trial callback) commits each new trial.
+    For `run_parallel` it is also the strategy's TrialPool (`reserve`, `submit`, `wait`)."""
+
+    def __init__(self, objective: TrainingObjective, executor: Executor, store: Store, run_id: int, width: int = 1):
+        self.objective, self.executor, self.store, self.run_id = objective, executor, store, run_id
+        self.width = width
+        self.stored: dict[int, StoredTrial] = {t.trial_index: t for t in store.stored_trials(run_id)}
+        self.index = 0
+        self._index_of: dict[int, int] = {}  # id(evaluation) -> trial index, until recorded
+        self._replayed: set[int] = set()
+
+    def _stored(self, params: dict) -> tuple[int, StoredTrial | None]:
+        """The next proposal's index, and its stored trial if the store has it with these params
+        (if it has another, that trial and those after it are dropped)."""
+        k = self.index
+        self.index += 1
+        old = self.stored.get(k)
+        if old is not None and old.params != json.loads(json.dumps(params)):
+            self.store.drop_trials_from(self.run_id, k)
+            self.stored = {i: t for i, t in self.stored.items() if i < k}
+            old = None
+        return k, old
+
+    def __call__(self, params: dict, report: ReportHook | None) -> Evaluation:
+        k, old = self._stored(params)
+        evaluation = self._replay(old, report) if old else self.executor.evaluate(self.objective, params, report)
+        self._index_of[id(evaluation)] = k
+        return evaluation
+
+    # ------------------------------------------------------------ TrialPool, for run_parallel
+
+    def reserve(self, block: bool) -> bool:
+        return self.executor.reserve(block)
+
+    def release(self) -> None:
+        self.executor.release()
+
+    def submit(self, params: dict) -> Future:
+        k, old = self._stored(params)
+        if old is not None:
+            self.release()
+            future: Future = Future()
+            future.set_result(self._replay(old, None))
+        else:
+            future = self.executor.submit(self.objective, params)
+        future.trial_index = k
+        return future
+
+    def wait(self, futures: list[Future]) -> tuple[Future, Evaluation]:
+        done = [f for f in futures if f.done()] or list(wait(futures, return_when=FIRST_COMPLETED).done)
+        future = min(done, key=lambda f: f.trial_index)  # of those finished, the first proposed
+        evaluation = future.result()  # raises Cancelled when the executor is stopping
+        self._index_of[id(evaluation)] = future.trial_index
+        return future, evaluation
+
+    # ------------------------------------------------------------ replay and record
+
+    def _replay(self, old: StoredTrial, report: ReportHook | None) -> Evaluation:
+        if report is not None:
+            for step, acc in self.store.reported_values(self.run_id, old.trial_index):
+                if report(step, acc):
+                    break
+        evaluation = Evaluation(old.params, old.value, old.status, old.train_s, old.overhead_s, extra=old.extra)
+        self._replayed.add(id(evaluation))
+        return evaluation
+
+    def record(self, evaluation: Evaluation) -> None:
+        index = self._index_of.pop(id(evaluation))
+        if id(evaluation) in self._replayed:
+            return
+        kind = evaluation.extra.get("kind", "train")
+        record, curve = {}, []
+        if kind == "range_test":
+            test = evaluation.record
+            if test is not None:
+                curve = test.table.to_dict("records")  # step, lr, train_loss, val_acc are stored
+                record = {"wall_s": test.wall_s, "steps": len(test.table), "error": None if test.status == "ok" else test.stop_reason}
+        elif evaluation.record is not None:
+            record = evaluation.record.to_dict()
+            curve = record.pop("curve")
+        else:  # the executor lost the trial (e.g. its worker process was killed)
+            record = {"error": evaluation.extra.get("error")}
+        self.store.add_trial(self.run_id, index, kind, evaluation.params,
+                             None if kind == "range_test" else representative_lr(evaluation.params),
+                             evaluation.status, evaluation.value, evaluation.train_s, evaluation.overhead_s,
+                             dict(evaluation.extra), curve, record)
+
+
+def run_experiment(experiment: Experiment, results_dir: str | Path | None = None, only: list[str] | None = None,
+                   seeds: list[int] | None = None, executor: Executor | None = None, device: str | None = None,
+                   data_source: str | None = None, progress: bool = True,
+                   on_trial: Callable[[RunSpec, Evaluation], None] | None = None) -> Path:
+    """Run what is not complete yet; return the results folder. The executor (default: the one the
+    experiment's [executor] names, local unless it says otherwise) is closed at the end, also on
+    errors and Ctrl-C (a Ray executor then stops its trials and its Ray)."""
+    executor = executor or make_executor(**experiment.executor.model_dump())
+    with executor:
+        task, space = experiment.task_spec(), experiment.search_space()
+        # A missing or unreadable data source stops here with its one-line message (DataError), instead of
+        # every trial being recorded as failed and the runs as complete. Resolved once, so that every trial
+        # reads the same source (and the in-process data cache is keyed by it, not by "the default").
+        # Trials in other processes load their own copy: here the data only need a CPU.
+        data_source = str(resolve_source(data_source))
+        prepare_data(task, torch.device("cpu") if executor.remote else resolve_device(device), data_source)
+        out = experiment.results_dir(results_dir)
+        store = Store(out / "results.sqlite")
+        write_experiment_json(experiment, out)
+        env = environment() | {"executor": executor.describe()}
+        specs = plan(experiment, only, seeds)
+        bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None
+        lock = threading.Lock()  # progress and the caller's callback, from several threads
+
+        def run_one(spec: RunSpec) -> None:
+            if store.run_status(experiment.name, spec.strategy, spec.budget, spec.seed) == "complete":
+                if bar:
+                    bar.skip(spec.budget)
+                return
+            run_id = store.open_run(experiment.name, task.name, spec.strategy, spec.budget, spec.seed, env)
+            objective = TrainingObjective(task, spec.seed, device, data_source)
+            strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
+            parallel = executor.slots > 1 and strategy.parallel
+            recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1)
+
+            def after_trial(evaluation: Evaluation) -> None:
+                recording.record(evaluation)
+                with lock:
+                    if bar:
+                        bar.trial(spec, evaluation)
+                    if on_trial:
+                        on_trial(spec, evaluation)
+
+            if parallel:
+                evaluations = strategy.run_parallel(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
+            else:
+                evaluations = strategy.run(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
+            store.complete_run(run_id)
+            if bar:
+                bar.skip(spec.budget - len(evaluations))  # budget a strategy left unused (grid, range tests)
+
+        try:
+            if executor.slots == 1:
+                for spec in specs:
+                    run_one(spec)
+            else:
+                _side_by_side(run_one, specs, executor)
+        finally:
+            if bar:
+                bar.close()
+            store.close()
+    return out
+
+
+def _side_by_side(run_one: Callable[[RunSpec], None], specs: list[RunSpec], executor: Executor) -> None:
+    """Runs in `executor.slots` threads, in plan order. The first error (Ctrl-C included) cancels
+    the executor's trials; the runs it interrupts stay open in the store, for the next call to resume."""
+    with ThreadPoolExecutor(executor.slots, thread_name_prefix="lrsearch-run") as threads:
+        futures = [threads.submit(run_one, spec) for spec in specs]
+        try:
+            for future in wait(futures, return_when=FIRST_EXCEPTION).done:
+                future.result()
+        except BaseException:
+            executor.cancel()
+            threads.shutdown(wait=True, cancel_futures=True)
+            errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+            real = [e for e in errors if not isinstance(e, Cancelled)]
+            if real:  # an error in a run, not the cancelling that followed it
+                raise real[0] from None
+            raise
+
+
+def write_experiment_json(experiment: Experiment, out: Path) -> None:
+    """The validated config and the task it resolves to, for the report."""
+    config = experiment.model_dump() | {"task": asdict(experiment.task_spec()), "space": experiment.search_space().to_dict()}
+    (out / "experiment.json").write_text(json.dumps(config, indent=2))
+
+
+class _Progress:
+    def __init__(self, total: int, name: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.best = 0.0
+        self.progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+        self.progress.start()
+        self.id = self.progress.add_task(name, total=total, info="")
+
+    def trial(self, spec: RunSpec, evaluation: Evaluation) -> None:
+        self.best = max(self.best, evaluation.value)
+        info = f"{spec.strategy} b{spec.budget} s{spec.seed}  last {evaluation.value:.3f} ({evaluation.status})  best {self.best:.3f}"
+        self.progress.update(self.id, advance=1, info=info)
+
+    def skip(self, n: int) -> None:
+        self.progress.update(self.id, advance=n)
+
+    def close(self) -> None:
+        self.progress.stop()

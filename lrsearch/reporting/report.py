@@ -1,0 +1,116 @@
+"""REPORT.md: the tables and figures of one results folder, with where they came from."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lrsearch.reporting.figures import build_figures
+from lrsearch.reporting.tables import build_tables
+
+
+def _fmt(frame: pd.DataFrame, columns: list[str]) -> str:
+    return frame[columns].to_markdown(index=False, floatfmt=".3g")
+
+
+def build_report(results_dir: str | Path, title: str | None = None) -> Path:
+    results_dir = Path(results_dir)
+    tables = build_tables(results_dir)
+    runs_meta = tables["runs_meta"]
+    config_path = results_dir / "experiment.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    target = config.get("task", {}).get("target_acc")
+    trials = tables["trials"]
+    figures = build_figures(tables, results_dir / "figures", target)
+    envs = [json.loads(e) for e in runs_meta["environment"].drop_duplicates()] if len(runs_meta) else []
+    lines = [f"# {title or results_dir.name}", ""]
+    if len(runs_meta):
+        lines += [f"Experiment `{runs_meta['experiment'].iloc[0]}`, task `{runs_meta['task'].iloc[0]}`: "
+                  f"{len(runs_meta)} runs ({(runs_meta['status'] == 'complete').sum()} complete), {len(trials)} trials.", ""]
+    if config:
+        task = config["task"]
+        lines += [f"{config.get('description') or ''}", "",
+                  f"- task: {task['description']}; model `{task['model']}`, batch {task['batch_size']}, "
+                  f"{task['epochs'] or task['steps']} {'epochs' if task['epochs'] else 'steps'} per trial, "
+                  f"schedule `{json.dumps(task['schedule'])}`",
+                  f"- target: {target:.1%} validation accuracy; search space `{json.dumps(config['space'])}`",
+                  f"- strategies: {', '.join(config['strategies'])}; budgets {config['budgets']} trials; seeds {config['seeds']}",
+                  ""]
+    lines += ["## Where these numbers come from", ""]
+    for env in envs:
+        lines += [f"- command: `{env['command']}`", f"  - date: {env['date']}", f"  - device: {env['device']}",
+                  f"  - git commit: `{env['git_commit']}`",
+                  "  - versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())]
+        if "executor" in env:  # stores written before executors were recorded have none
+            lines += [f"  - executor: {env['executor']}"]
+    lines += [f"- report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} "
+              "from `results.sqlite` alone (`lrsearch report`)", ""]
+    summary = tables["summary"]
+    if len(summary):
+        lines += ["## Summary", "",
+                  "Per strategy and budget, over seeds: the **search time-to-target** (training seconds spent, trial "
+                  "after trial, until a trial reaches the target validation accuracy; a seed that never reaches it "
+                  "counts as infinite), its bootstrap 95% interval, the share of seeds that reached the target, and "
+                  "the best validation accuracy found (median, bootstrap 95% interval) with the test accuracy of "
+                  "the chosen configuration.", "",
+                  _fmt(summary, ["rank", "strategy", "budget", "n_seeds", "median_time_to_target_s", "ttt_ci_low_s",
+                                 "ttt_ci_high_s", "success_rate", "median_best_val_acc", "acc_ci_low", "acc_ci_high",
+                                 "median_test_acc_of_best", "median_train_s", "median_overhead_s"]), ""]
+    for fig in figures:
+        lines += [f"![{fig.stem}](figures/{fig.name})", ""]
+    runs = tables["runs"]
+    if len(runs):
+        lines += ["## Runs", "", _fmt(runs, ["strategy", "budget", "seed", "n_trials", "n_diverged", "n_pruned",
+                                             "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
+                                             "search_time_to_target_s", "trials_to_target"]), ""]
+    lines += ["Tables: `tables/{trials,runs,anytime,summary,curves}.{csv,parquet}`.", ""]
+    path = results_dir / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], figures: list[Path], env: dict,
+                        table_env: dict, elapsed_s: float, n_trials: int) -> Path:
+    """REPORT.md of a replay (`lrsearch replay`): what was replayed, from which recordings, and the results."""
+    from lrsearch.experiment.provenance import as_markdown
+
+    summary, needed = tables["summary"], tables["budget_needed"]
+    target = experiment.task_spec().target_acc
+    lines = [f"# {experiment.name}", "", experiment.description, "",
+             f"Replayed {len(experiment.strategies)} strategies x {len(experiment.seeds)} seeds x budgets "
+             f"{experiment.budgets} against the recorded curves in `{experiment.replay.table}` "
+             f"(task `{experiment.task}`, target {target:.1%} validation accuracy, space "
+             f"`{json.dumps(experiment.search_space().to_dict())}`): {n_trials} replayed trials in {elapsed_s:.0f} s "
+             "of wall-clock. No model was trained: each trial's curve and training seconds come from the table "
+             f"(interpolated in log-LR between recorded LRs, one recorded seed drawn per {experiment.replay.seed_draw}); "
+             "the time each "
+             "library spent proposing is real (`median_overhead_s`). A strategy that does not size its proposals "
+             "to the budget ran once at the largest budget and each smaller budget is its first trials; grid ran "
+             "at every budget.", "",
+             "## Where these numbers come from", "", "The replay:", "", as_markdown(env),
+             "The recorded table (`lrsearch tabulate`):", "", as_markdown(table_env) if table_env else "-", "",
+             "## Budget needed to reach the target with 90% probability", "",
+             "Smallest budget at which at least 90% of the seeds reach the target; `optimistic` / `pessimistic` read "
+             "the same off the upper / lower end of the Wilson 95% interval. Empty: not within the budgets replayed.",
+             "", needed.to_markdown(index=False, floatfmt=".3g"), ""]
+    for fig in figures:
+        if fig.name.startswith("budgets"):
+            lines += [f"![{fig.stem}](figures/{fig.name})", ""]
+    if "check" in tables:
+        lines += ["## Check against real runs", "",
+                  f"Real runs from `{experiment.replay.check}` (trained, not replayed) against the replay, best "
+                  "validation accuracy per seed. `median_gap` = replay - real; KS: two-sample Kolmogorov-Smirnov; "
+                  "Wasserstein: mean absolute gap between the two quantile functions (accuracy units).", "",
+                  tables["check"].to_markdown(index=False, floatfmt=".3g"), "",
+                  "![replay_check](figures/replay_check.png)", ""]
+    shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
+    lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",
+              shown.to_markdown(index=False, floatfmt=".3g"), "",
+              "Tables: `tables/{summary,budget_needed,check,check_runs}.{csv,parquet}`, `tables/{runs,trials}.parquet`.",
+              ""]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path

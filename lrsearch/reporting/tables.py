@@ -1,0 +1,151 @@
+"""Tidy tables from the store, with pandas: trials, runs, anytime, summary.
+
+The math is in small pure functions (`search_time_to_target`, `bootstrap_ci`,
+`median_with_failures`), tested on hand-made records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrsearch.experiment.store import Store
+from lrsearch.search.strategies import USABLE
+
+
+def search_time_to_target(train_s: list[float], time_to_target_s: list[float | None]) -> tuple[float | None, int | None]:
+    """Training seconds spent, trial after trial in order, until the first trial that reaches the
+    target, that trial counted up to the point it reached it; (None, None) when none does.
+    Returns (seconds, 1-based index of that trial)."""
+    spent = 0.0
+    for i, (cost, ttt) in enumerate(zip(train_s, time_to_target_s)):
+        if ttt is not None and not (isinstance(ttt, float) and math.isnan(ttt)):
+            return spent + ttt, i + 1
+        spent += cost
+    return None, None
+
+
+def median_with_failures(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """Median where a failure (NaN: target never reached) counts as +inf, i.e. worse than any time."""
+    result = np.median(np.where(np.isnan(values), np.inf, values), axis=axis)
+    return float(result) if axis is None else result
+
+
+def bootstrap_ci(values, statistic=median_with_failures, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic` over the values (resampled with replacement).
+    `statistic(samples, axis=1)` reduces each of the n_boot resamples (rows) at once."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    stats = statistic(values[rng.integers(0, len(values), (n_boot, len(values)))], axis=1)
+    low, high = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2], method="lower")
+    return float(low), float(high)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (Wilson 1927; as statsmodels' proportion_confint(method="wilson"))."""
+    if n == 0:
+        return math.nan, math.nan
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def trials_table(store: Store) -> pd.DataFrame:
+    trials = store.trials_frame()
+    trials["params"] = trials["params"].map(json.loads)
+    return trials
+
+
+def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
+        group = group.sort_values("trial_index")
+        candidates = group[group["status"].isin(USABLE) & (group["kind"] == "train")]
+        best = candidates.loc[candidates["value"].idxmax()] if len(candidates) else None
+        ttt = group["time_to_target_s"].astype(float).where(group["kind"] == "train")
+        seconds, index = search_time_to_target(group["train_s"].tolist(),
+                                               [None if math.isnan(v) else v for v in ttt.tolist()])
+        rows.append({
+            "strategy": strategy, "budget": budget, "seed": seed, "run_status": group["run_status"].iloc[0],
+            "n_trials": len(group), "n_diverged": int((group["status"] == "diverged").sum()),
+            "n_pruned": int((group["status"] == "pruned").sum()), "n_failed": int((group["status"] == "failed").sum()),
+            "best_val_acc": float(best["value"]) if best is not None else math.nan,
+            "best_lr": float(best["lr"]) if best is not None and best["lr"] is not None else math.nan,
+            "test_acc_of_best": float(best["final_test_acc"]) if best is not None and best["final_test_acc"] is not None else math.nan,
+            "train_s": float(group["train_s"].sum()), "overhead_s": float(group["overhead_s"].sum()),
+            "wall_s": float(group["wall_s"].fillna(0).sum() + group["overhead_s"].sum()),
+            "search_time_to_target_s": seconds if seconds is not None else math.nan,
+            "trials_to_target": index if index is not None else math.nan,
+            "reached_target": seconds is not None,
+        })
+    return pd.DataFrame(rows)
+
+
+def anytime_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Best-so-far validation accuracy after each trial, against trials used and training seconds spent."""
+    frames = []
+    for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
+        group = group.sort_values("trial_index")
+        value = group["value"].where(group["status"].isin(USABLE) & (group["kind"] == "train"), 0.0)
+        frames.append(pd.DataFrame({
+            "strategy": strategy, "budget": budget, "seed": seed, "trials_used": np.arange(1, len(group) + 1),
+            "cum_train_s": group["train_s"].cumsum().to_numpy(), "best_val_acc": value.cummax().to_numpy()}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summary_table(runs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    rows = []
+    for (strategy, budget), group in runs.groupby(["strategy", "budget"], sort=False):
+        times = group["search_time_to_target_s"].to_numpy(dtype=float)
+        low, high = bootstrap_ci(times, n_boot=n_boot)
+        acc = group["best_val_acc"].to_numpy(dtype=float)
+        acc_low, acc_high = bootstrap_ci(acc, statistic=np.median, n_boot=n_boot)
+        rows.append({
+            "strategy": strategy, "budget": budget, "n_seeds": len(group),
+            "median_time_to_target_s": median_with_failures(times), "ttt_ci_low_s": low, "ttt_ci_high_s": high,
+            "success_rate": float(group["reached_target"].mean()),
+            "median_best_val_acc": float(np.median(acc)), "acc_ci_low": acc_low, "acc_ci_high": acc_high,
+            "median_test_acc_of_best": float(group["test_acc_of_best"].median()),
+            "median_train_s": float(group["train_s"].median()), "median_overhead_s": float(group["overhead_s"].median()),
+        })
+    summary = pd.DataFrame(rows)
+    if len(summary):
+        # rank within a budget: fastest to the target first, then by accuracy
+        summary["rank"] = (summary.sort_values(["median_time_to_target_s", "median_best_val_acc"], ascending=[True, False])
+                           .groupby("budget").cumcount() + 1)
+        summary = summary.sort_values(["budget", "rank"]).reset_index(drop=True)
+    return summary
+
+
+def build_tables(results_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Read the store, write every table as CSV and Parquet under results_dir/tables/, return them."""
+    results_dir = Path(results_dir)
+    store = Store(results_dir / "results.sqlite")
+    try:
+        trials = trials_table(store)
+        curves = store.curves_frame()
+        runs_meta = store.runs_frame()
+    finally:
+        store.close()
+    runs = runs_table(trials) if len(trials) else pd.DataFrame()
+    tables = {"trials": trials, "runs": runs, "anytime": anytime_table(trials) if len(trials) else pd.DataFrame(),
+              "summary": summary_table(runs) if len(runs) else pd.DataFrame(), "curves": curves, "runs_meta": runs_meta}
+    out = results_dir / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("trials", "runs", "anytime", "summary", "curves"):
+        frame = tables[name].copy()
+        if "params" in frame:
+            frame["params"] = frame["params"].map(lambda p: json.dumps(p, sort_keys=True))
+        frame.to_csv(out / f"{name}.csv", index=False)
+        frame.to_parquet(out / f"{name}.parquet", index=False)
+    return tables

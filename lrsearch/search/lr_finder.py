@@ -1,0 +1,284 @@
+"""Leslie Smith's LR range test and the rules that read a learning rate off its curve.
+
+`range_test(task, ...)` trains once while the learning rate rises (linearly, as in Smith
+2017 Sec. 3.3, or exponentially, as fastai's `lr_find`) and returns a tidy table. The
+rules are pure functions of `(lrs, values)`:
+
+- `suggest_range(lrs, values, metric)`: Smith's (base_lr, max_lr) for a cyclical LR;
+- `valley`, `steep`, `minimum`, `slide`: fastai's single-LR suggestions;
+- `steepest_gradient`: torch-lr-finder's suggestion.
+
+All of them cut the curve at its first non-finite value, drop `skip_start` / `skip_end`
+points, and smooth it with a centred moving average (no lag, unlike an EMA, so a
+suggestion is not pushed towards larger rates). The default for CLR bounds is
+`suggest_range(metric="acc")`, Smith's rule on validation accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lrsearch.training.schedules import make_schedule
+from lrsearch.training.tasks import Task
+
+RULES = ("valley", "steep", "minimum", "slide", "steepest_gradient")
+
+
+# ---------------------------------------------------------------- curve helpers
+
+
+def clean(lrs, values, skip_start: int = 0, skip_end: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut at the first NaN/inf, then drop the first `skip_start` and last `skip_end` points."""
+    lrs, values = np.asarray(lrs, dtype=float), np.asarray(values, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        lrs, values = lrs[:bad[0]], values[:bad[0]]
+    end = len(values) - skip_end
+    return lrs[skip_start:end], values[skip_start:end]
+
+
+def smooth(values, window: int) -> np.ndarray:
+    """Centred moving average over `window` points; near the ends the window shrinks
+    symmetrically (a one-sided window would bend a steep end of the curve)."""
+    values = np.asarray(values, dtype=float)
+    n, half = len(values), window // 2
+    if half < 1 or n < 3:
+        return values
+    i = np.arange(n)
+    h = np.minimum(half, np.minimum(i, n - 1 - i))
+    cumsum = np.concatenate([[0.0], np.cumsum(values)])
+    return (cumsum[i + h + 1] - cumsum[i - h]) / (2 * h + 1)
+
+
+def ema(values, beta: float = 0.98) -> np.ndarray:
+    """Debiased exponential moving average, as fastai and torch-lr-finder show the loss."""
+    out, avg = np.empty(len(values)), 0.0
+    for i, v in enumerate(values):
+        avg = beta * avg + (1 - beta) * v
+        out[i] = avg / (1 - beta ** (i + 1))
+    return out
+
+
+def _prepare(lrs, values, skip_start, skip_end, window):
+    lrs, values = clean(lrs, values, skip_start, skip_end)
+    if len(values) < 3:
+        raise ValueError(f"only {len(values)} usable points on the curve; run the range test longer")
+    return lrs, smooth(values, window if window else max(1, len(values) // 20))
+
+
+# ---------------------------------------------------------------- Smith's range rule
+
+
+def suggest_range(lrs, values, metric: str = "acc", rise_start: float = 0.1, rise_end: float = 0.95,
+                  backoff: float = 10.0, skip_start: int = 0, skip_end: int = 0,
+                  window: int | None = None) -> tuple[float, float]:
+    """(base_lr, max_lr) for a cyclical learning rate (Smith 2017, Sec. 3.3).
+
+    metric "acc": base_lr where accuracy starts to rise (the first point above `rise_start` of
+    the total rise), max_lr where it stops rising (the first point at `rise_end` of the rise,
+    after which it flattens, turns ragged or falls).
+    metric "loss": base_lr where the loss starts to fall (first point below `rise_start` of the
+    total fall), max_lr where it starts to rise (its minimum) divided by `backoff`. The minimum
+    overshoots the largest stable LR: an instability needs steps to show in the loss while the
+    LR keeps rising (on least squares, where gradient descent diverges above 2/L, the minimum
+    of a 300-step exponential sweep lies at ~2.6 x 2/L). Like fastai's `minimum`, divide by 10.
+    """
+    if metric not in ("acc", "loss"):
+        raise ValueError(f"metric {metric!r}: expected 'acc' or 'loss'")
+    lrs, v = _prepare(lrs, values, skip_start, skip_end, window if window else (3 if metric == "acc" else None))
+    if metric == "loss":
+        v = -v  # a fall in loss is a rise in -loss
+    start = v[0]
+    peak = int(np.argmax(v))
+    rise = v[peak] - start
+    if rise <= 0:
+        raise ValueError(f"the {metric} never {'rises' if metric == 'acc' else 'falls'} over the range test")
+    base = int(np.argmax(v >= start + rise_start * rise))
+    if metric == "loss":
+        base_lr, max_lr = float(lrs[base]), float(lrs[peak]) / backoff
+    else:
+        base_lr, max_lr = float(lrs[base]), float(lrs[int(np.argmax(v >= start + rise_end * rise))])
+    if max_lr <= base_lr:
+        raise ValueError(f"no range: base_lr {base_lr:.3g} >= max_lr {max_lr:.3g} on the {metric}; "
+                         "use a wider, finer or longer range test")
+    return base_lr, max_lr
+
+
+# ---------------------------------------------------------------- single-LR rules
+
+
+def valley(lrs, losses, skip_start: int = 0, skip_end: int = 0, window: int | None = None) -> float:
+    """fastai's `valley`: the longest stretch over which the loss keeps falling (longest
+    decreasing subsequence), then the point halfway along it."""
+    lrs, v = _prepare(lrs, losses, skip_start, skip_end, window)
+    n = len(v)
+    run = np.ones(n, dtype=int)  # run[i]: length of the longest decreasing subsequence ending at i
+    for i in range(1, n):
+        earlier = run[:i][v[:i] > v[i]]
+        if len(earlier):
+            run[i] = earlier.max() + 1
+    end = int(np.argmax(run))
+    start = end - run[end] + 1
+    third = (end - start) / 3
+    return float(lrs[start + int(third) + int(third / 2)])
+
+
+def steep(lrs, losses, skip_start: int = 0, skip_end: int = 0, window: int | None = None) -> float:
+    """fastai's `steep`: where the loss falls fastest against log(lr)."""
+    lrs, v = _prepare(lrs, losses, skip_start, skip_end, window)
+    slopes = np.diff(v) / np.diff(np.log(lrs))
+    return float(lrs[int(np.argmin(slopes))])
+
+
+def minimum(lrs, losses, skip_start: int = 0, skip_end: int = 0, window: int | None = None) -> float:
+    """fastai's `minimum`: the lr of the lowest loss, divided by 10."""
+    lrs, v = _prepare(lrs, losses, skip_start, skip_end, window)
+    return float(lrs[int(np.argmin(v))] / 10)
+
+
+def slide(lrs, losses, lr_diff: int = 15, thresh: float = 0.005, adjust_value: float = 1.0,
+          skip_start: int = 0, skip_end: int = 0, window: int | None = None) -> float:
+    """fastai's `slide`: slide a window of `lr_diff` points from the high-lr end towards the
+    low end while the loss gradient at its two ends differs by more than `thresh`; the lr at
+    the window's left end when it stops."""
+    lrs, v = _prepare(lrs, losses, skip_start, skip_end, window)
+    grad = np.gradient(v)
+    right = len(v) - 1
+    left = right - lr_diff
+    suggestion = lrs[max(left, 0)]
+    while left >= 0 and abs(grad[right] - grad[left]) > thresh:
+        suggestion = lrs[left]
+        right -= 1
+        left -= 1
+    return float(suggestion * adjust_value)
+
+
+def steepest_gradient(lrs, losses, skip_start: int = 10, skip_end: int = 5, window: int | None = None) -> float:
+    """torch-lr-finder's suggestion: the point of steepest descent of the loss (np.gradient over
+    the points, its defaults skipping 10 at the start and 5 at the end)."""
+    lrs, v = _prepare(lrs, losses, skip_start, skip_end, window)
+    return float(lrs[int(np.argmin(np.gradient(v)))])
+
+
+def suggest_lr(lrs, losses, rule: str = "valley", **kwargs) -> float:
+    rules = {"valley": valley, "steep": steep, "minimum": minimum, "slide": slide, "steepest_gradient": steepest_gradient}
+    if rule not in rules:
+        raise ValueError(f"rule {rule!r}: expected one of {', '.join(rules)}")
+    return rules[rule](lrs, losses, **kwargs)
+
+
+# ---------------------------------------------------------------- the test itself
+
+
+@dataclass
+class RangeTest:
+    table: pd.DataFrame  # one row per step: step, lr, train_loss, smoothed_loss, val_acc (at evaluations)
+    stop_reason: str  # "completed", or why it stopped early
+    status: str  # the trainer's status: ok, diverged or failed
+    train_s: float
+    wall_s: float
+    mode: str
+    steps_per_epoch: int
+
+    def evaluations(self) -> pd.DataFrame:
+        return self.table.dropna(subset=["val_acc"])
+
+    def suggest_range(self, metric: str = "acc", **kwargs) -> tuple[float, float]:
+        if metric == "acc":
+            ev = self.evaluations()
+            return suggest_range(ev["lr"], ev["val_acc"], "acc", **kwargs)
+        return suggest_range(self.table["lr"], self.table["train_loss"], "loss", **kwargs)
+
+    def suggest_lr(self, rule: str = "valley", **kwargs) -> float:
+        return suggest_lr(self.table["lr"], self.table["train_loss"], rule, **kwargs)
+
+
+def range_schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> dict:
+    """A schedule rising from min_lr at step 0 to max_lr at the last step."""
+    if not 0 <= min_lr < max_lr:
+        raise ValueError(f"range test: need 0 <= min_lr < max_lr (got {min_lr}, {max_lr})")
+    if mode == "linear":
+        return {"name": "linear_decay", "start_lr": min_lr, "end_lr": max_lr, "n_iters": max(steps - 1, 1)}
+    if mode == "exp":
+        if min_lr <= 0:
+            raise ValueError("range test: mode 'exp' needs min_lr > 0")
+        return {"name": "exponential", "base_lr": min_lr, "gamma": (max_lr / min_lr) ** (1 / max(steps - 1, 1))}
+    raise ValueError(f"range test mode {mode!r}: expected 'linear' or 'exp'")
+
+
+def range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps: int | None = None,
+               epochs: float | None = None, mode: str = "exp", seed: int = 0, n_evals: int = 25,
+               device=None, data_source: str | None = None) -> RangeTest:
+    """Train once while the LR rises from min_lr to max_lr over `steps` (or `epochs`), evaluating
+    validation accuracy `n_evals` times. Stops early when the loss diverges (an evaluation
+    interval's mean loss above the task's `diverge_factor` times its best, or NaN), as fastai and
+    torch-lr-finder do, and records why it stopped."""
+    from lrsearch.training.trainer import train  # the trainer pulls in torch; the rules above need only numpy
+
+    if steps is None:
+        if epochs is None:
+            raise ValueError("range test: give steps or epochs")
+        steps_per_epoch = _steps_per_epoch(task)
+        steps = max(2, round(epochs * steps_per_epoch))
+    spec = range_schedule(min_lr, max_lr, steps, mode)
+    eval_every = max(1, steps // n_evals)
+    run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, eval_every=eval_every)
+    result = train(run_task, {"schedule": spec}, seed=seed, device=device, data_source=data_source,
+                   record_step_losses=True)
+    losses = result.step_losses or []
+    schedule = make_schedule(spec, steps)
+    table = pd.DataFrame({"step": np.arange(1, len(losses) + 1), "lr": [schedule(i) for i in range(len(losses))],
+                          "train_loss": losses})
+    table["smoothed_loss"] = ema(table["train_loss"].to_numpy()) if len(table) else []
+    acc = {row["step"]: (row["val_acc"] if row["val_acc"] is not None else row["test_acc"]) for row in result.curve}
+    table["val_acc"] = table["step"].map(acc).astype(float)
+    reason = "completed" if result.status == "ok" else f"{result.status}: {result.error.splitlines()[0] if result.error else ''}"
+    return RangeTest(table, reason, result.status, result.train_s, result.wall_s, mode, result.steps_per_epoch)
+
+
+def _steps_per_epoch(task: Task) -> int:
+    n = (task.train_subset or 50_000) - task.val_size
+    return n // task.batch_size
+
+
+# ---------------------------------------------------------------- figure
+
+
+def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr: float | None = None,
+                    title: str = "LR range test") -> None:
+    """Loss and validation accuracy against the LR, base_lr and max_lr marked (as Smith's Fig. 3)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(test.table["lr"], test.table["train_loss"], color="0.75", lw=0.8, label="training loss")
+    ax.plot(test.table["lr"], test.table["smoothed_loss"], color="C0", label="smoothed loss (EMA)")
+    ax.set_xlabel("learning rate" + (" (log scale)" if test.mode == "exp" else ""))
+    ax.set_ylabel("training loss")
+    if test.mode == "exp":
+        ax.set_xscale("log")
+    finite = test.table["smoothed_loss"].replace([np.inf, -np.inf], np.nan).dropna()
+    if len(finite):
+        ax.set_ylim(finite.min() * 0.9, min(finite.max(), finite.iloc[0] * 2.5) * 1.05)
+    ev = test.evaluations()
+    ax2 = ax.twinx()
+    ax2.plot(ev["lr"], ev["val_acc"], "o-", color="C1", ms=3, label="validation accuracy")
+    ax2.set_ylabel("validation accuracy")
+    ax2.grid(False)
+    for lr, name in ((base_lr, "base_lr"), (max_lr, "max_lr")):
+        if lr is not None:
+            ax.axvline(lr, color="C2" if name == "base_lr" else "C3", ls="--", lw=1.2)
+            ax.annotate(f"{name} {lr:.3g}", (lr, 0.97), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize=8)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
+    ax.set_title(f"{title} ({test.stop_reason})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,58 @@
+"""Search strategies behind one interface (see `base.Strategy`), and a registry by name.
+
+For library users and tests:
+
+    from lrsearch.search.strategies import search
+    trials = search("optuna-tpe", lambda p: accuracy(p["lr"]), {"lr": {"low": 1e-4, "high": 1, "log": True}},
+                    n_trials=16, seed=0)   # [(params, value), ...] in evaluation order
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lrsearch.search.strategies import hyperopt_, nni_, optuna_, simple  # noqa: F401  (registers the strategies)
+from lrsearch.search.strategies.base import (
+    REGISTRY,
+    USABLE,
+    BudgetExhausted,
+    Evaluation,
+    Objective,
+    ReportHook,
+    Strategy,
+)
+from lrsearch.search.strategies.space import DEFAULT_SPACE, SearchSpace, SpaceError, parse_space
+
+__all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Evaluation", "Objective", "ReportHook", "SearchSpace",
+           "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
+
+
+_FAMILIES = ("grid", "random", "optuna", "hyperopt", "nni", "lr-range")
+
+
+def strategy_names() -> list[str]:
+    """Every strategy, family by family (registration order within a family)."""
+    _load_optional()
+    return sorted(REGISTRY, key=lambda name: next(i for i, f in enumerate(_FAMILIES) if name.startswith(f)))
+
+
+def get_strategy(name: str, space: dict | SearchSpace | None = None, seed: int = 0, **options) -> Strategy:
+    _load_optional()
+    if name not in REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; `lrsearch strategies` lists them: {', '.join(strategy_names())}")
+    return REGISTRY[name](parse_space(space), seed=seed, **options)
+
+
+def search(name: str, objective: Callable[[dict], float], space: dict | None = None, n_trials: int = 16,
+           seed: int = 0, **options) -> list[tuple[dict, float]]:
+    """Run strategy `name` on `objective(params) -> value to maximise`; return (params, value) in order."""
+    def wrapped(params: dict, report: ReportHook | None) -> Evaluation:
+        return Evaluation(params, float(objective(params)))
+
+    evaluations = get_strategy(name, space, seed, **options).run(wrapped, n_trials)
+    return [(e.params, e.value) for e in evaluations]
+
+
+def _load_optional() -> None:
+    """Strategies that need the trainer (the range-test family) register on first use."""
+    from lrsearch.search.strategies import range_test  # noqa: F401

@@ -1,0 +1,206 @@
+"""The strategy contract.
+
+A strategy proposes params, hands each to the objective, and learns from the result.
+It knows nothing of torch: the objective is a plain function
+
+    objective(params: dict, report: ReportHook | None) -> Evaluation
+
+where `report(step, value) -> stop?` is the pruning hook the trainer calls at each
+evaluation. The base class wraps the objective so that every strategy keeps to its
+budget exactly (a call past it raises BudgetExhausted, which `run` absorbs) and so that
+the time spent inside the library between trials is measured as `overhead_s`.
+
+Strategies whose library can propose while trials run (Optuna's, NNI's tuners, grid,
+random) are written as ask/tell (`AskTellStrategy`): the same three methods serve the
+one-at-a-time loop and `run_parallel`, which keeps several trials in flight on a
+`TrialPool` (the runner's view of a parallel executor, e.g. Ray).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lrsearch.search.strategies.space import SearchSpace
+
+ReportHook = Callable[[int, float], bool]
+
+
+USABLE = ("ok", "pruned")  # statuses whose model counts as a candidate configuration
+
+
+@dataclass
+class Evaluation:
+    params: dict
+    value: float  # to maximise (validation accuracy); 0.0 for diverged or failed trials
+    status: str = "ok"  # ok, diverged, pruned, failed
+    train_s: float = 0.0  # training seconds this trial cost (counts against a time budget)
+    overhead_s: float = 0.0  # seconds the strategy spent before this trial (filled in by the base class)
+    record: Any = None  # whatever the objective wants to keep (the trainer's TrialResult); opaque here
+    extra: dict = field(default_factory=dict)  # strategy-specific notes (e.g. a range test's suggestion)
+
+
+Objective = Callable[[dict, ReportHook | None], Evaluation]
+
+
+class BudgetExhausted(Exception):
+    """Raised inside a strategy when it asks for a trial past its budget."""
+
+
+class _Budgeted:
+    """The objective as a strategy sees it: counts trials and time, and measures overhead."""
+
+    def __init__(self, objective: Objective, space: SearchSpace, n_trials: int, time_budget_s: float | None,
+                 on_trial: Callable[[Evaluation], None] | None):
+        self.objective, self.space = objective, space
+        self.n_trials, self.time_budget_s, self.on_trial = n_trials, time_budget_s, on_trial
+        self.evaluations: list[Evaluation] = []
+        self.train_s = 0.0
+        self._last_return = time.perf_counter()
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.evaluations) >= self.n_trials or (
+            self.time_budget_s is not None and self.train_s >= self.time_budget_s)
+
+    def __call__(self, params: dict, report: ReportHook | None = None) -> Evaluation:
+        overhead = time.perf_counter() - self._last_return
+        if self.exhausted:
+            raise BudgetExhausted
+        params = {k: _plain(v) for k, v in params.items()}
+        evaluation = self.objective(params, report)
+        evaluation.overhead_s = overhead
+        self.evaluations.append(evaluation)
+        self.train_s += evaluation.train_s
+        self._last_return = time.perf_counter()  # recording the trial (on_trial) is not strategy overhead
+        if self.on_trial is not None:
+            self.on_trial(evaluation)
+            self._last_return = time.perf_counter()
+        return evaluation
+
+
+def _plain(value):
+    """numpy scalars -> Python scalars, so params serialise and compare cleanly."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class Strategy:
+    """Base class. Subclasses set `name` and `summary` and implement `_search(objective, n_trials)`,
+    calling `objective(params, report)` until it raises BudgetExhausted or they are done."""
+
+    name: str = ""
+    summary: str = ""
+    prunes: bool = False  # whether it passes a report hook that can stop trials early
+    # Whether its proposals depend on the budget (grid: sized to it). When they do not, the first b
+    # trials of a run are a run at budget b, which the replay uses to read every budget from one run.
+    budget_aware: bool = False
+    # Whether it can propose while trials run (ask/tell, see AskTellStrategy): a parallel executor keeps
+    # several of its trials in flight; the others run one trial at a time, their runs side by side.
+    parallel: bool = False
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **options):
+        self.space, self.seed, self.options = space, seed, options
+
+    def run(self, objective: Objective, n_trials: int, time_budget_s: float | None = None,
+            on_trial: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
+        budgeted = _Budgeted(objective, self.space, n_trials, time_budget_s, on_trial)
+        try:
+            self._search(budgeted, n_trials)
+        except BudgetExhausted:
+            pass
+        return budgeted.evaluations
+
+    def _search(self, objective: _Budgeted, n_trials: int) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Proposal:
+    """One trial an ask/tell strategy wants: its params, its pruning hook, and the library's
+    handle for it (an Optuna trial, an NNI parameter id)."""
+    params: dict
+    report: ReportHook | None = None
+    handle: Any = None
+
+
+class TrialPool(Protocol):
+    """Where `run_parallel` sends trials. `reserve(block)` claims a slot for one more trial
+    (False: none free now); `submit` starts a trial in it; `wait` returns one finished trial's
+    token and Evaluation (its slot freed); `release` gives back a slot reserved but not used."""
+
+    width: int  # the most trials one run may keep in flight
+
+    def reserve(self, block: bool) -> bool: ...
+    def release(self) -> None: ...
+    def submit(self, params: dict) -> Any: ...
+    def wait(self, tokens: list) -> tuple[Any, Evaluation]: ...
+
+
+class AskTellStrategy(Strategy):
+    """A strategy as ask/tell. Subclasses implement `_start(n_trials, in_flight)` (build the
+    library's state; `in_flight` > 1 where trials will run side by side, e.g. Optuna's
+    constant liar), `_ask() -> Proposal | None` (None: nothing more to propose) and
+    `_tell(proposal, evaluation)`."""
+
+    parallel = True
+
+    def _start(self, n_trials: int, in_flight: int) -> None:
+        raise NotImplementedError
+
+    def _ask(self) -> Proposal | None:
+        raise NotImplementedError
+
+    def _tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
+        raise NotImplementedError
+
+    def _search(self, objective, n_trials):
+        self._start(n_trials, in_flight=1)
+        for _ in range(n_trials):
+            proposal = self._ask()
+            if proposal is None:
+                return
+            self._tell(proposal, objective(proposal.params, proposal.report))
+
+    def run_parallel(self, pool: TrialPool, n_trials: int, time_budget_s: float | None = None,
+                     on_trial: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
+        """Keep up to `pool.width` trials in flight: propose whenever a slot is free, learn from
+        each trial as it finishes. Budgets hold as in `run`: at most `n_trials` trials, and no new
+        one once the finished ones' training seconds reach `time_budget_s`. A trial's overhead_s
+        is the time spent in `_ask` for it and in `_tell` for it."""
+        self._start(n_trials, in_flight=pool.width)
+        evaluations: list[Evaluation] = []
+        in_flight: dict[Any, tuple[Proposal, float]] = {}
+        train_s, proposing = 0.0, True
+        while True:
+            while proposing and len(in_flight) < pool.width and pool.reserve(block=not in_flight):
+                started = time.perf_counter()
+                proposal = None
+                if len(evaluations) + len(in_flight) < n_trials and (time_budget_s is None or train_s < time_budget_s):
+                    proposal = self._ask()
+                if proposal is None:
+                    pool.release()
+                    proposing = False
+                    break
+                proposal.params = {k: _plain(v) for k, v in proposal.params.items()}
+                in_flight[pool.submit(proposal.params)] = (proposal, time.perf_counter() - started)
+            if not in_flight:
+                return evaluations
+            token, evaluation = pool.wait(list(in_flight))
+            proposal, ask_s = in_flight.pop(token)
+            started = time.perf_counter()
+            self._tell(proposal, evaluation)
+            evaluation.overhead_s = ask_s + time.perf_counter() - started
+            evaluations.append(evaluation)
+            train_s += evaluation.train_s
+            if on_trial is not None:
+                on_trial(evaluation)
+
+
+REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    REGISTRY[cls.name] = cls
+    return cls

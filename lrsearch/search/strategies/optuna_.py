@@ -1,0 +1,103 @@
+"""Optuna samplers and pruners, driven with ask/tell."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
+from lrsearch.search.strategies.space import SearchSpace
+
+
+def _distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
+    return {d.name: (optuna.distributions.CategoricalDistribution(d.choices) if d.categorical
+                     else optuna.distributions.FloatDistribution(d.low, d.high, log=d.log)) for d in space}
+
+
+class _Optuna(AskTellStrategy):
+    def sampler(self, in_flight: int = 1) -> optuna.samplers.BaseSampler:
+        raise NotImplementedError
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        return optuna.pruners.NopPruner()
+
+    def _start(self, n_trials, in_flight):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # A fixed study name: Optuna's HyperbandPruner assigns trials to brackets by a hash of the study
+        # name, and the default name is a fresh UUID, which would make a seeded run prune differently.
+        self._study = optuna.create_study(study_name=f"lrsearch-{self.name}-seed{self.seed}", direction="maximize",
+                                          sampler=self.sampler(in_flight), pruner=self.pruner())
+        self._distributions = _distributions(self.space)
+
+    def _ask(self):
+        trial = self._study.ask(self._distributions)
+
+        def report(step: int, value: float) -> bool:
+            trial.report(value, step)
+            return trial.should_prune()
+
+        return Proposal(dict(trial.params), report if self.prunes else None, trial)
+
+    def _tell(self, proposal, evaluation):
+        if evaluation.status == "pruned":
+            self._study.tell(proposal.handle, state=TrialState.PRUNED)
+        else:
+            self._study.tell(proposal.handle, evaluation.value)
+
+
+@register
+class OptunaTPE(_Optuna):
+    name, summary = "optuna-tpe", "Optuna's TPESampler (Bayesian, tree-structured Parzen estimator)"
+
+    def sampler(self, in_flight=1):
+        # With trials in flight, the constant liar (Optuna's advice for parallel TPE) counts the running
+        # ones as bad results, so that the next proposals spread out instead of repeating them.
+        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.options.get("n_startup_trials", 10),
+                                          constant_liar=in_flight > 1)
+
+
+@register
+class OptunaGP(_Optuna):
+    name, summary = "optuna-gp", "Optuna's GPSampler (Gaussian-process Bayesian optimisation)"
+
+    def sampler(self, in_flight=1):
+        return optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=self.options.get("n_startup_trials", 10))
+
+
+@register
+class OptunaCMAES(_Optuna):
+    name, summary = "optuna-cmaes", "Optuna's CmaEsSampler (evolution strategy, via the cmaes package)"
+
+    def sampler(self, in_flight=1):
+        return optuna.samplers.CmaEsSampler(seed=self.seed, n_startup_trials=self.options.get("n_startup_trials", 1),
+                                            warn_independent_sampling=False)
+
+
+@register
+class OptunaQMC(_Optuna):
+    name, summary = "optuna-qmc", "Optuna's QMCSampler (scrambled Sobol quasi-random points)"
+
+    def sampler(self, in_flight=1):
+        return optuna.samplers.QMCSampler(seed=self.seed, scramble=True)
+
+
+@register
+class OptunaTPEASHA(OptunaTPE):
+    name = "optuna-tpe-asha"
+    summary = "TPE with Optuna's SuccessiveHalvingPruner (asynchronous successive halving)"
+    prunes = True
+    parallel = False  # its pruner decides during a trial, from the study in this process: one trial at a time
+
+    def pruner(self):
+        return optuna.pruners.SuccessiveHalvingPruner(reduction_factor=self.options.get("reduction_factor", 3))
+
+
+@register
+class OptunaTPEHyperband(OptunaTPE):
+    name = "optuna-tpe-hyperband"
+    summary = "TPE with Optuna's HyperbandPruner (several successive-halving brackets)"
+    prunes = True
+    parallel = False  # as optuna-tpe-asha
+
+    def pruner(self):
+        return optuna.pruners.HyperbandPruner(reduction_factor=self.options.get("reduction_factor", 3))

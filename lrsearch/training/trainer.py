@@ -1,0 +1,320 @@
+"""One trial: train a task's model under given params and seed, and return its record.
+
+What `train_s` counts: the seconds spent in training steps (forward, backward, optimizer,
+schedule, augmentation), measured between device synchronisations at each evaluation;
+evaluation itself, model construction, data upload and warm-up are left out. On CUDA,
+a few throwaway steps on a copy of the model run first (cuDNN autotuning, compilation) and
+are reported as `warmup_s`. `wall_s` is everything from the call to the return.
+
+The step loop never synchronises with the device except at evaluations: the running loss
+is summed on the device and read once per evaluation interval.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lrsearch.training.data import DeviceLoader, load_cifar10, stratified_split, stratified_subset, to_device
+from lrsearch.training.models import build_model
+from lrsearch.training.schedules import FunctionLR, make_schedule
+from lrsearch.training.tasks import Task, schedule_spec
+
+ReportHook = Callable[[int, float], bool]  # (step, val_acc) -> stop?
+STATUSES = ("ok", "diverged", "pruned", "failed")
+
+
+@dataclass
+class TrialResult:
+    params: dict
+    seed: int
+    status: str  # one of STATUSES
+    curve: list[dict] = field(default_factory=list)  # rows: step, epoch, samples, lr, train_loss, val_acc, test_acc, train_s, wall_s
+    steps: int = 0
+    train_s: float = 0.0
+    wall_s: float = 0.0
+    warmup_s: float = 0.0
+    final_val_acc: float | None = None
+    final_test_acc: float | None = None
+    best_val_acc: float | None = None
+    time_to_target_s: float | None = None
+    steps_to_target: int | None = None
+    target_acc: float | None = None
+    device: str = ""
+    error: str | None = None
+    steps_per_epoch: int = 0
+    step_losses: list[float] | None = None  # every step's training loss, when asked for (range tests)
+
+    @property
+    def value(self) -> float:
+        """What a search maximises: the last validation accuracy (test accuracy when the task has
+        no validation split). A diverged or failed trial scores 0.0: its model is not usable."""
+        if self.status in ("diverged", "failed") or self.final_val_acc is None:
+            return 0.0
+        return self.final_val_acc
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"value": self.value}
+
+
+@dataclass
+class TaskData:
+    """A task's splits, normalised and resident on the device, shared by all its trials."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor | None
+    val_y: torch.Tensor | None
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+_DATA_FIELDS = ("train_subset", "val_size", "test_subset", "split_seed", "normalization", "precision", "channels_last")
+
+
+def prepare_data(task: Task, device: torch.device, source: str | None = None) -> TaskData:
+    """The task's splits on the device, built once per (data fields, device, source) and reused."""
+    return _prepare_data(tuple(getattr(task, f) for f in _DATA_FIELDS), device, source)
+
+
+@lru_cache(maxsize=2)
+def _prepare_data(key: tuple, device: torch.device, source: str | None) -> TaskData:
+    task = SimpleNamespace(**dict(zip(_DATA_FIELDS, key)))
+    data = load_cifar10(source)
+    train_images, train_labels = data.train_images, data.train_labels
+    if task.train_subset:
+        idx = stratified_subset(train_labels, task.train_subset, task.split_seed)
+        train_images, train_labels = train_images[idx], train_labels[idx]
+    val_images = val_labels = None
+    if task.val_size:
+        keep, held = stratified_split(train_labels, task.val_size, task.split_seed)
+        val_images, val_labels = train_images[held], train_labels[held]
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    test_images, test_labels = data.test_images, data.test_labels
+    if task.test_subset:
+        idx = stratified_subset(test_labels, task.test_subset, task.split_seed)
+        test_images, test_labels = test_images[idx], test_labels[idx]
+
+    pixels = train_images.astype(np.float64)
+    if task.normalization == "pixel_mean":  # Caffe's mean image: per-pixel mean, no scaling
+        mean, std = pixels.mean(0).transpose(2, 0, 1), None
+    else:
+        mean = pixels.mean((0, 1, 2))[:, None, None]
+        std = pixels.std((0, 1, 2))[:, None, None]
+    dtype = torch.bfloat16 if task.precision == "bf16" and device.type == "cuda" else torch.float32
+
+    def put(images, labels):
+        if images is None:
+            return None, None
+        return (to_device(images, device, mean, std, dtype, task.channels_last), torch.from_numpy(labels).to(device))
+
+    return TaskData(*put(train_images, train_labels), *put(val_images, val_labels), *put(test_images, test_labels))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for start in range(0, len(y), batch_size):
+        with autocast():
+            logits = model(x[start:start + batch_size])
+        correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
+    model.train()
+    return correct.item() / len(y)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def total_steps(task: Task, steps_per_epoch: int) -> int:
+    if task.steps is not None:
+        return int(task.steps)
+    if task.epochs is not None:
+        return max(1, round(task.epochs * steps_per_epoch))
+    raise ValueError(f"task {task.name!r}: give a budget in `steps` or `epochs`")
+
+
+def train(task: Task, params: dict | None = None, seed: int = 0, *, device: str | torch.device | None = None,
+          report: ReportHook | None = None, data_source: str | None = None, progress: bool = False,
+          record_step_losses: bool = False) -> TrialResult:
+    """Run one trial. Never raises for a bad learning rate: divergence and errors are
+    recorded in the result's status ("diverged", "failed") with the partial curve.
+
+    params: "lr" (fills the task's schedule), or a whole "schedule" spec; optionally
+    "momentum", "weight_decay", and "steps" (this trial's budget in steps instead of the task's).
+    """
+    params = dict(params or {})
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    result = TrialResult(params=params, seed=seed, status="ok", target_acc=task.target_acc, device=device_name(dev),
+                         step_losses=[] if record_step_losses else None)
+    try:
+        _run(task, params, seed, dev, report, data_source, progress, result, started)
+    except Exception as err:  # a trial's failure is recorded, and the search goes on
+        result.status = "failed"
+        result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportHook | None,
+         data_source: str | None, progress: bool, result: TrialResult, started: float) -> None:
+    data = prepare_data(task, dev, data_source)
+    torch.manual_seed(seed)
+    model = build_model(task.model, train_images=data.train_x.float()).to(dev)
+    if task.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, seed=seed)
+    n_steps = int(params["steps"]) if "steps" in params else total_steps(task, len(loader))
+    result.steps_per_epoch = len(loader)
+    schedule = make_schedule(schedule_spec(task, params), n_steps)
+    momentum = float(params.get("momentum", task.momentum))
+    weight_decay = float(params.get("weight_decay", task.weight_decay))
+    use_bf16 = task.precision == "bf16" and dev.type == "cuda"
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    def make_optimizer(m):
+        opt = torch.optim.SGD(m.param_groups(weight_decay), lr=schedule(0), momentum=momentum,
+                              nesterov=task.nesterov and momentum > 0)
+        return opt, FunctionLR(opt, schedule)
+
+    forward = torch.compile(model) if task.compile and dev.type == "cuda" else model
+
+    def step_fn(net, opt, sched, x, y):
+        with autocast():
+            loss = F.cross_entropy(net(x), y, label_smoothing=task.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss.detach()
+
+    if dev.type == "cuda":  # warm-up on a throwaway copy: autotuning and compilation stay out of train_s
+        t0 = time.perf_counter()
+        torch.backends.cudnn.benchmark = True
+        scratch = copy.deepcopy(model)
+        scratch_fwd = torch.compile(scratch) if task.compile else scratch
+        opt, sched = make_optimizer(scratch)
+        x, y = data.train_x[:task.batch_size], data.train_y[:task.batch_size]
+        for _ in range(3):
+            step_fn(scratch_fwd, opt, sched, x, y)
+        evaluate(scratch_fwd, data.test_x[:task.eval_batch_size], data.test_y[:task.eval_batch_size],
+                 task.eval_batch_size, autocast)
+        _sync(dev)
+        del scratch, scratch_fwd, opt, sched
+        result.warmup_s = time.perf_counter() - t0
+
+    optimizer, scheduler = make_optimizer(model)
+    has_val = data.val_x is not None
+    loss_sum = torch.zeros((), device=dev)
+    step_losses: list[torch.Tensor] = []
+    interval_steps = 0
+    # the reference starts at the chance-level loss ln(classes): a first interval already far above it diverged
+    best_loss = math.log(data.test_y.max().item() + 1)
+    step = 0
+    bar = _ProgressBar(n_steps, task.name) if progress else None
+    _sync(dev)
+    resumed = time.perf_counter()
+    for x, y in _batches(loader, n_steps):
+        lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
+        loss = step_fn(forward, optimizer, scheduler, x, y)
+        loss_sum += loss
+        if result.step_losses is not None:
+            step_losses.append(loss.float())
+        interval_steps += 1
+        step += 1
+        if step % task.eval_every and step != n_steps:
+            continue
+        _sync(dev)
+        result.train_s += time.perf_counter() - resumed
+        train_loss = loss_sum.item() / interval_steps
+        if step_losses:
+            result.step_losses += torch.stack(step_losses).tolist()
+            step_losses.clear()
+        diverged = not math.isfinite(train_loss) or train_loss > task.diverge_factor * best_loss
+        best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
+        row = {"step": step, "epoch": step / len(loader), "samples": step * task.batch_size, "lr": lr,
+               "train_loss": train_loss, "val_acc": None, "test_acc": None}
+        if not diverged:
+            row["val_acc"] = evaluate(forward, data.val_x, data.val_y, task.eval_batch_size, autocast) if has_val else None
+            row["test_acc"] = evaluate(forward, data.test_x, data.test_y, task.eval_batch_size, autocast)
+        row["train_s"], row["wall_s"] = result.train_s, time.perf_counter() - started
+        result.curve.append(row)
+        result.steps = step
+        if bar is not None:
+            bar.update(step, train_loss, row["test_acc"])
+        if diverged:
+            result.status = "diverged"
+            result.error = f"loss {train_loss:.4g} at step {step} (best {best_loss:.4g})"
+            break
+        acc = row["val_acc"] if has_val else row["test_acc"]
+        result.final_val_acc, result.final_test_acc = acc, row["test_acc"]
+        result.best_val_acc = max(result.best_val_acc or 0.0, acc)
+        if result.time_to_target_s is None and acc >= task.target_acc:
+            result.time_to_target_s, result.steps_to_target = result.train_s, step
+        if report is not None and report(step, acc):
+            result.status = "pruned"
+            break
+        if task.seconds is not None and result.train_s >= task.seconds:
+            break
+        loss_sum.zero_()
+        interval_steps = 0
+        _sync(dev)
+        resumed = time.perf_counter()
+    if bar is not None:
+        bar.close()
+
+
+def _batches(loader: DeviceLoader, n_steps: int):
+    """`n_steps` training batches, epoch after epoch."""
+    step = 0
+    while True:
+        for batch in loader:
+            yield batch
+            step += 1
+            if step == n_steps:
+                return
+
+
+class _ProgressBar:
+    """A rich progress bar for `lrsearch train`."""
+
+    def __init__(self, total: int, name: str):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        self.progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+        self.progress.start()
+        self.id = self.progress.add_task(name, total=total, info="")
+
+    def update(self, step: int, loss: float, acc: float | None) -> None:
+        info = f"loss {loss:.3f}" + (f"  test acc {acc:.3f}" if acc is not None else "")
+        self.progress.update(self.id, completed=step, info=info)
+
+    def close(self) -> None:
+        self.progress.stop()
