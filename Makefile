@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer bench-executors clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,12 @@ report: install
 # Trainer speed (images/s, s/epoch per model) on this machine -> results/trainer-{cpu,gpu}/
 bench-trainer: install
 	$(BIN)/python benchmarks/trainer.py
+
+# The GPU checks in one call of at most 9 minutes (fast net over seeds, trainer speed with and without
+# compile, the gpu benchmark preset) -> results/{fast-net-gpu,trainer-gpu,benchmark-gpu}/; TINY=1 on a CPU
+# checks the script itself. On the lent GPU machine run it as `bash benchmarks/gpu_suite.sh` (README).
+gpu-suite: install
+	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh
 
 # The smoke preset under the local executor and Ray with 1 and 2 workers -> results/executors-<device>/
 bench-executors: install

@@ -258,3 +258,34 @@ def test_eval_loader_covers_every_image_once_in_order():
     assert torch.all(x == -0.5)  # (0 - mean) / std
     loader = DeviceLoader(x, torch.arange(105), 50, train=False)
     assert len(loader) == 3 and torch.equal(torch.cat([y for _, y in loader]), torch.arange(105))
+
+
+def test_augmented_batches_keep_the_memory_format():
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    for channels_last in (True, False):
+        x = to_device(images, torch.device("cpu"), mean=np.zeros((3, 1, 1)), channels_last=channels_last)
+        for augment, pad, flip in ((True, 2, "alternating"), (True, 4, "random"), (False, 0, "random")):
+            batch, _ = next(iter(DeviceLoader(x, torch.arange(64), 16, augment=augment, pad=pad, flip=flip)))
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            assert batch.is_contiguous(memory_format=fmt), (channels_last, augment, pad, flip)
+            assert channels_last == (batch.stride(1) == 1)  # channels innermost only in channels_last
+
+
+def test_alternating_flip_shows_each_image_both_ways_in_consecutive_epochs():
+    loader, images = _loader(n=96, batch=32, augment=True, pad=0)
+    loader = DeviceLoader(loader.images, loader.labels, 32, augment=True, pad=0, flip="alternating", seed=1)
+    flipped_by_epoch = []
+    for _ in range(4):
+        flipped = {}
+        for x, y in loader:
+            for xi, yi in zip(x, y):
+                original = torch.from_numpy(images[yi.item()]).permute(2, 0, 1).float()
+                assert torch.equal(xi, original) or torch.equal(xi, original.flip(2))
+                flipped[yi.item()] = not torch.equal(xi, original)
+        flipped_by_epoch.append(flipped)
+    first = flipped_by_epoch[0]
+    assert 20 < sum(first.values()) < 76  # about half flipped in the first epoch
+    for epoch, flipped in enumerate(flipped_by_epoch):
+        assert all(flipped[i] == (first[i] ^ (epoch % 2 == 1)) for i in flipped)
+    with pytest.raises(ValueError, match="flip 'sometimes'"):
+        DeviceLoader(loader.images, loader.labels, 32, augment=True, flip="sometimes")

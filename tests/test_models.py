@@ -77,3 +77,44 @@ def test_tiny_net_is_small_and_models_by_name():
     assert isinstance(build_model("tiny"), TinyNet)
     with pytest.raises(ValueError, match="model 'resnet'"):
         build_model("resnet")
+
+
+def test_fast_net_is_airbench94s():
+    net = FastNet()
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 6
+    assert all(not n.weight.requires_grad and n.bias.requires_grad and n.eps == 1e-12 and n.momentum == 0.4
+               for n in norms)
+    assert torch.all(net.whiten.bias == 0)
+    # identity initialisation: a 3x3 conv whose first in_channels filters are the identity
+    group = net.groups[1]
+    x, y = torch.randn(2, group.conv1.in_channels, 8, 8), torch.randn(2, group.conv2.in_channels, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(group.conv2(y), y, atol=1e-6)
+        assert torch.allclose(group.conv1(x)[:, :group.conv1.in_channels], x, atol=1e-6)
+    groups = net.param_groups(weight_decay=0.002)
+    by_mult = {g["lr_mult"]: g for g in groups if "train_epochs" not in g}
+    assert {id(p) for p in by_mult[64.0]["params"]} == {id(n.bias) for n in norms}
+    (whiten_group,) = [g for g in groups if "train_epochs" in g]
+    assert whiten_group["params"] == [net.whiten.bias] and whiten_group["train_epochs"] == 3
+    trainable = {id(p) for p in net.parameters() if p.requires_grad}
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(trainable)
+
+
+def test_fast_net_whitening_is_fitted_on_a_random_sample_not_the_first_images():
+    """A class-sorted copy puts one class first: fitting on the first images whitens that class only."""
+    torch.manual_seed(0)
+    mixing = torch.randn(32, 32)
+    images = torch.cat([torch.randn(300, 3, 32, 32) * 0.2, torch.randn(300, 3, 32, 32) @ mixing * 0.3])
+
+    def whitened_cov(net):
+        with torch.no_grad():
+            out = F.conv2d(images, net.whiten.weight[:12])
+        return torch.cov(out.permute(0, 2, 3, 1).reshape(-1, 12).T)
+
+    torch.manual_seed(1)
+    sampled = FastNet(whiten_images=images, whiten_samples=300)
+    first = FastNet(whiten_images=images[:300], whiten_samples=300)
+    eye = torch.eye(12)
+    assert (whitened_cov(sampled) - eye).abs().max() < 0.3
+    assert (whitened_cov(first) - eye).abs().max() > 3

@@ -87,9 +87,13 @@ def test_runs_table_on_hand_made_trials():
         rows.append({"strategy": "s", "budget": 3, "seed": 0, "run_status": "complete", "trial_index": i,
                      "kind": "train", "status": status, "value": value, "lr": 0.1 * (i + 1),
                      "final_test_acc": value - 0.05, "time_to_target_s": ttt, "train_s": train_s,
-                     "overhead_s": 0.5, "wall_s": train_s + 1})
-    runs = runs_table(pd.DataFrame(rows))
-    row = runs.iloc[0]
+                     "overhead_s": 0.5, "wall_s": train_s + 1, "extra": json.dumps({"random_startup": i < 2})})
+    # the same trials for a model-based strategy that never left its start-up, and for one without a start-up
+    rows += [r | {"strategy": "t", "extra": json.dumps({"random_startup": True})} for r in rows[:3]]
+    rows += [r | {"strategy": "u", "extra": "{}"} for r in rows[:3]]
+    runs = runs_table(pd.DataFrame(rows)).set_index("strategy")
+    assert runs["random_startup_only"].to_dict() == {"s": False, "t": True, "u": False}
+    row = runs.loc["s"]
     assert row["search_time_to_target_s"] == 3.0 + 8.0 and row["trials_to_target"] == 2
     assert row["best_val_acc"] == 0.7 and row["best_lr"] == pytest.approx(0.3)
     assert row["test_acc_of_best"] == pytest.approx(0.65) and row["n_diverged"] == 1
@@ -185,7 +189,11 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
     assert len(runs) == 7 and set(runs["strategy"]) >= {"grid", "optuna-tpe", "lr-range-clr"}
     summary = pd.read_csv(out / "tables" / "summary.csv")
     assert sorted(summary["rank"]) == list(range(1, 8))
+    # a budget of 3 is inside the TPE strategies' default 10 start-up trials: flagged as random search in effect
+    flagged = set(runs.loc[runs["random_startup_only"], "strategy"])
+    assert flagged == {"optuna-tpe", "optuna-tpe-asha", "hyperopt-tpe", "nni-tpe"}
     report = (out / "REPORT.md").read_text()
+    assert "**nni-tpe** at budget 3: 1 of 1 runs never left the strategy's random start-up" in report
     assert "git commit" in report and "device" in report and "![anytime](figures/anytime.png)" in report
     # the report rebuilds from the store alone
     for f in (out / "tables").iterdir():
@@ -205,3 +213,21 @@ def test_missing_data_stops_before_any_run_is_recorded(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="no-such-archive.tar.gz"):
         run_experiment(experiment, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_store_from_before_eval_s_gains_the_column_and_keeps_its_trials(tmp_path):
+    from lrsearch.experiment.store import SCHEMA, Store
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the schema as released, without trials.eval_s
+        conn.executescript(SCHEMA.replace("    eval_s           REAL,               -- seconds in evaluations "
+                                          "(test-time augmentation included)\n", ""))
+        conn.execute("INSERT INTO runs VALUES (1, 'e', 'smoke', 'random', 2, 0, 'running', 0, NULL, '{}')")
+        conn.execute("INSERT INTO trials (run_id, trial_index, kind, params, status, value, train_s, overhead_s, extra, "
+                     "finished_at) VALUES (1, 0, 'train', '{}', 'ok', 0.5, 1.0, 0.0, '{}', 0)")
+        assert "eval_s" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}
+    store = Store(path)
+    store.add_trial(1, 1, "train", {"lr": 0.1}, 0.1, "ok", 0.6, 2.0, 0.0, {}, [], {"eval_s": 0.25})
+    trials = store.trials_frame()
+    store.close()
+    assert trials["trial_index"].tolist() == [0, 1] and trials["eval_s"].tolist()[1] == 0.25

@@ -17,6 +17,7 @@ from lrsearch.training.schedules import (
     multistep,
     one_cycle,
     staged,
+    warmup_linear_decay,
     with_warmup,
 )
 
@@ -130,3 +131,30 @@ def test_function_lr_drives_optimizer_with_lr_mult():
         sched.step()
     for it, (lr1, lr2) in enumerate(seen):
         assert lr1 == pytest.approx(cyclic_lr(it, 0.1, 0.5, 10)) and lr2 == pytest.approx(2 * lr1)
+
+
+@pytest.mark.parametrize("total", [430, 476, 97])
+def test_warmup_linear_decay_is_airbench94s_shape(total):
+    """airbench94's published points: 0.2x at step 0, 1x at int(0.23 * total), 0.07x at the end, linear between."""
+    import numpy as np
+
+    warmup = int(0.23 * total)
+    expected = np.interp(np.arange(total + 1), [0, warmup, total], [0.2, 1.0, 0.07]) * 1.5
+    got = [warmup_linear_decay(it, 1.5, total) for it in range(total + 1)]
+    assert got == pytest.approx(expected.tolist())
+    schedule = make_schedule({"name": "warmup_linear_decay", "lr": 1.5}, total)  # total_steps from the run
+    assert schedule(warmup) == pytest.approx(1.5) and schedule(total) == pytest.approx(0.105)
+
+
+def test_function_lr_freezes_a_group_from_its_step():
+    weights = [torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))]
+    opt = torch.optim.SGD([{"params": [weights[0]]}, {"params": [weights[1]], "frozen_from": 3}], lr=0.0, momentum=0.9)
+    sched = FunctionLR(opt, lambda it: 0.1)
+    for it in range(6):
+        assert opt.param_groups[1]["lr"] == (0.1 if it < 3 else 0.0)
+        before = weights[1].item()
+        (weights[0] + weights[1]).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+        assert (weights[1].item() == before) == (it >= 3)  # momentum does not move a frozen weight either

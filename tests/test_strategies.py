@@ -102,3 +102,25 @@ def test_unknown_strategy_names_the_list():
     with pytest.raises(ValueError, match="unknown strategy 'optuna-foo'.*optuna-tpe"):
         get_strategy("optuna-foo")
     assert {"grid", "random", "optuna-gp", "hyperopt-anneal", "nni-gp"} <= set(strategy_names())
+
+
+MODEL_BASED = ["optuna-tpe", "optuna-gp", "optuna-cmaes", "optuna-tpe-asha", "optuna-tpe-hyperband", "hyperopt-tpe",
+               "nni-tpe", "nni-gp"]
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+def test_model_based_strategies_take_their_start_up_from_the_options(name):
+    assert get_strategy(name, SPACE).startup_trials >= 1
+    assert get_strategy(name, SPACE, n_startup_trials=3).startup_trials == 3
+    assert get_strategy("random", SPACE).startup_trials is None
+
+
+def test_nni_tpe_leaves_its_random_start_up_when_told():
+    """NNI's TpeTuner draws its start-up proposals exactly as `random` does (same seed, same LRs), for 20 trials
+    unless told otherwise: at a budget of 8 it was random search under another name. The option reaches it."""
+    def lrs(name, **options):
+        return [p["lr"] for p, _ in search(name, bump, SPACE, n_trials=8, seed=0, **options)]
+
+    assert lrs("nni-tpe", n_startup_trials=20) == lrs("random")
+    told = lrs("nni-tpe", n_startup_trials=4)
+    assert told[:4] == lrs("random")[:4] and all(a != b for a, b in zip(told[4:], lrs("random")[4:]))

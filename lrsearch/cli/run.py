@@ -19,6 +19,8 @@ def _run(args: argparse.Namespace) -> int:
         experiment = load_experiment(args.experiment)
     except ConfigError as err:
         raise UserError(str(err)) from None
+    if args.target is not None:
+        experiment = experiment.model_copy(update={"target_acc": args.target})
     if experiment.replay is not None:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
@@ -36,6 +38,16 @@ def _run(args: argparse.Namespace) -> int:
     report = build_report(out)
     print(f"results in {out}/ (results.sqlite, tables/, figures/); report: {report}")
     return 0
+
+
+def _accuracy(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give an accuracy as a fraction, e.g. 0.93")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -106,6 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", help="results folder (default: the config's `results`, else results/<name>)")
     p.add_argument("--only", nargs="+", metavar="STRATEGY", help="run only these strategies")
     p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
+    p.add_argument("--target", type=_accuracy, help="target validation accuracy, overriding the config's "
+                   "(a fraction, e.g. 0.93); stored trials keep the time-to-target of the target they ran with")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto")
     p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "

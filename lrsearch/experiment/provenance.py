@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import os
 import platform
 import shlex
 import subprocess
@@ -16,6 +17,10 @@ LIBRARIES = ("lrsearch", "torch", "numpy", "pandas", "optuna", "hyperopt", "nni"
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
+    """HEAD (with "-dirty" for uncommitted changes to tracked files); where the code is a copy without its
+    git history (a GPU machine's working tree), the commit that `LRSEARCH_GIT_COMMIT` names."""
+    if os.environ.get("LRSEARCH_GIT_COMMIT"):
+        return os.environ["LRSEARCH_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,

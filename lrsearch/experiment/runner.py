@@ -68,9 +68,11 @@ class _RecordingObjective:
     rest through the executor; `record` (the on_trial callback) commits each new trial.
     For `run_parallel` it is also the strategy's TrialPool (`reserve`, `submit`, `wait`)."""
 
-    def __init__(self, objective: TrainingObjective, executor: Executor, store: Store, run_id: int, width: int = 1):
+    def __init__(self, objective: TrainingObjective, executor: Executor, store: Store, run_id: int, width: int = 1,
+                 startup_trials: int | None = None):
         self.objective, self.executor, self.store, self.run_id = objective, executor, store, run_id
         self.width = width
+        self.startup_trials = startup_trials  # the strategy's random start-up proposals, marked in each trial
         self.stored: dict[int, StoredTrial] = {t.trial_index: t for t in store.stored_trials(run_id)}
         self.index = 0
         self._index_of: dict[int, int] = {}  # id(evaluation) -> trial index, until recorded
@@ -147,10 +149,13 @@ class _RecordingObjective:
             curve = record.pop("curve")
         else:  # the executor lost the trial (e.g. its worker process was killed)
             record = {"error": evaluation.extra.get("error")}
+        extra = dict(evaluation.extra)
+        if self.startup_trials is not None:
+            extra["random_startup"] = index < self.startup_trials
         self.store.add_trial(self.run_id, index, kind, evaluation.params,
                              None if kind == "range_test" else representative_lr(evaluation.params),
                              evaluation.status, evaluation.value, evaluation.train_s, evaluation.overhead_s,
-                             dict(evaluation.extra), curve, record)
+                             extra, curve, record)
 
 
 def run_experiment(experiment: Experiment, results_dir: str | Path | None = None, only: list[str] | None = None,
@@ -186,7 +191,8 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
             objective = TrainingObjective(task, spec.seed, device, data_source)
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
             parallel = executor.slots > 1 and strategy.parallel
-            recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1)
+            recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1,
+                                            strategy.startup_trials)
 
             def after_trial(evaluation: Evaluation) -> None:
                 recording.record(evaluation)

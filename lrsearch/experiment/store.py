@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS trials (
     best_val_acc     REAL,
     train_s          REAL NOT NULL,
     wall_s           REAL,
+    eval_s           REAL,               -- seconds in evaluations (test-time augmentation included)
     overhead_s       REAL NOT NULL,      -- strategy time before this trial
     time_to_target_s REAL,
     steps_to_target  INTEGER,
@@ -73,6 +74,9 @@ CREATE TABLE IF NOT EXISTS curves (
     PRIMARY KEY (trial_id, step)
 );
 """
+
+# Columns added after a store's first release: (table, column, type), added to older files on open.
+ADDED_COLUMNS = [("trials", "eval_s", "REAL")]
 
 CURVE_COLUMNS = ("step", "epoch", "samples", "lr", "train_loss", "val_acc", "test_acc", "train_s", "wall_s")
 
@@ -109,6 +113,9 @@ class Store:
         self.conn.execute("PRAGMA foreign_keys = ON")
         with self.conn:
             self.conn.executescript(SCHEMA)
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @_locked
     def close(self) -> None:
@@ -174,10 +181,10 @@ class Store:
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO trials (run_id, trial_index, kind, params, lr, status, value, final_val_acc, final_test_acc, "
-                "best_val_acc, train_s, wall_s, overhead_s, time_to_target_s, steps_to_target, steps, device, error, "
-                "extra, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "best_val_acc, train_s, wall_s, eval_s, overhead_s, time_to_target_s, steps_to_target, steps, device, "
+                "error, extra, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, trial_index, kind, json.dumps(params), lr, status, value, record.get("final_val_acc"),
-                 record.get("final_test_acc"), record.get("best_val_acc"), train_s, record.get("wall_s"), overhead_s,
+                 record.get("final_test_acc"), record.get("best_val_acc"), train_s, record.get("wall_s"), record.get("eval_s"), overhead_s,
                  record.get("time_to_target_s"), record.get("steps_to_target"), record.get("steps"),
                  record.get("device"), record.get("error"), json.dumps(extra), time.time()))
             self.conn.executemany(

@@ -59,13 +59,21 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
                   _fmt(summary, ["rank", "strategy", "budget", "n_seeds", "median_time_to_target_s", "ttt_ci_low_s",
                                  "ttt_ci_high_s", "success_rate", "median_best_val_acc", "acc_ci_low", "acc_ci_high",
                                  "median_test_acc_of_best", "median_train_s", "median_overhead_s"]), ""]
+        random_only = summary[summary["runs_random_startup_only"] > 0]
+        for row in random_only.itertuples():
+            lines += [f"- **{row.strategy}** at budget {row.budget}: {row.runs_random_startup_only} of {row.n_seeds} "
+                      "runs never left the strategy's random start-up (every proposal random): there it compares "
+                      "random search, not its model. Set `n_startup_trials` below the budget in [options]."]
+        if len(random_only):
+            lines += [""]
     for fig in figures:
         lines += [f"![{fig.stem}](figures/{fig.name})", ""]
     runs = tables["runs"]
     if len(runs):
         lines += ["## Runs", "", _fmt(runs, ["strategy", "budget", "seed", "n_trials", "n_diverged", "n_pruned",
                                              "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
-                                             "search_time_to_target_s", "trials_to_target"]), ""]
+                                             "search_time_to_target_s", "trials_to_target", "random_startup_only"]),
+                  ""]
     lines += ["Tables: `tables/{trials,runs,anytime,summary,curves}.{csv,parquet}`.", ""]
     path = results_dir / "REPORT.md"
     path.write_text("\n".join(lines))

@@ -75,6 +75,7 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
         ttt = group["time_to_target_s"].astype(float).where(group["kind"] == "train")
         seconds, index = search_time_to_target(group["train_s"].tolist(),
                                                [None if math.isnan(v) else v for v in ttt.tolist()])
+        startup = [json.loads(e).get("random_startup") for e in group.loc[group["kind"] == "train", "extra"]]
         rows.append({
             "strategy": strategy, "budget": budget, "seed": seed, "run_status": group["run_status"].iloc[0],
             "n_trials": len(group), "n_diverged": int((group["status"] == "diverged").sum()),
@@ -87,6 +88,8 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
             "search_time_to_target_s": seconds if seconds is not None else math.nan,
             "trials_to_target": index if index is not None else math.nan,
             "reached_target": seconds is not None,
+            # a model-based strategy whose every proposal was a random start-up one: random search in effect
+            "random_startup_only": bool(startup) and all(flag is True for flag in startup),
         })
     return pd.DataFrame(rows)
 
@@ -117,6 +120,7 @@ def summary_table(runs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
             "median_best_val_acc": float(np.median(acc)), "acc_ci_low": acc_low, "acc_ci_high": acc_high,
             "median_test_acc_of_best": float(group["test_acc_of_best"].median()),
             "median_train_s": float(group["train_s"].median()), "median_overhead_s": float(group["overhead_s"].median()),
+            "runs_random_startup_only": int(group["random_startup_only"].sum()),
         })
     summary = pd.DataFrame(rows)
     if len(summary):

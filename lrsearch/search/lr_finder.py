@@ -225,7 +225,9 @@ def range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps: int
         steps = max(2, round(epochs * steps_per_epoch))
     spec = range_schedule(min_lr, max_lr, steps, mode)
     eval_every = max(1, steps // n_evals)
-    run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, eval_every=eval_every)
+    # the raw response to the LR: no averaged weights (lookahead) and no test-time augmentation
+    run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, eval_every=eval_every, lookahead_every=0,
+                                   tta_level=0)
     result = train(run_task, {"schedule": spec}, seed=seed, device=device, data_source=data_source,
                    record_step_losses=True)
     losses = result.step_losses or []

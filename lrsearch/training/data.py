@@ -313,19 +313,32 @@ def to_device(images: np.ndarray, device: torch.device, mean: np.ndarray, std: n
 class DeviceLoader:
     """Batches of one split that already lives on the device (see `to_device`), no workers.
 
-    Augmentation (random crop with reflect padding, horizontal flip) runs on the whole
-    batch on the device; the order is reshuffled each epoch from a seeded generator.
-    Training batches drop the last partial batch, so every epoch has exactly
-    `len(self)` steps of `batch_size` images; evaluation batches cover every image once.
+    Augmentation runs on the whole batch on the device: a random translation by up to `pad`
+    pixels (a crop of the reflect-padded image), and a horizontal flip, either `random` (each
+    image, each epoch, with probability 1/2) or `alternating` (airbench94: each image's flip is
+    drawn once, then inverted every other epoch, so that an image is seen both ways in any two
+    consecutive epochs). The order is reshuffled each epoch from a seeded generator. Training
+    batches drop the last partial batch, so every epoch has exactly `len(self)` steps of
+    `batch_size` images; evaluation batches cover every image once. Batches keep the images'
+    memory format (channels_last stays channels_last, so a compiled model sees one layout).
     """
 
+    FLIPS = ("random", "alternating")
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, train: bool = True,
-                 augment: bool = False, pad: int = 4, seed: int = 0):
+                 augment: bool = False, pad: int = 4, seed: int = 0, flip: str = "random"):
+        if flip not in self.FLIPS:
+            raise ValueError(f"flip {flip!r}: expected one of {', '.join(self.FLIPS)}")
         self.images, self.labels = images, labels
-        self.batch_size, self.train, self.augment, self.pad = batch_size, train, augment, pad
+        self.batch_size, self.train, self.augment, self.pad, self.flip = batch_size, train, augment, pad, flip
+        self.memory_format = (torch.channels_last if images.dim() == 4 and images.shape[1] > 1
+                              and images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
         self.generator = torch.Generator(device=images.device).manual_seed(seed)
+        self.epoch = 0
         if train and len(labels) < batch_size:
             raise ValueError(f"{len(labels)} training images are fewer than one batch of {batch_size}")
+        if augment and flip == "alternating":
+            self.flip_bits = torch.rand(len(labels), device=images.device, generator=self.generator) < 0.5
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -338,14 +351,15 @@ class DeviceLoader:
                 yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
             return
         order = torch.randperm(n, device=self.images.device, generator=self.generator)
+        epoch, self.epoch = self.epoch, self.epoch + 1
         for step in range(len(self)):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             x = self.images[idx]
             if self.augment:
-                x = self._augment(x)
-            yield x, self.labels[idx]
+                x = self._augment(x, idx, epoch)
+            yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
         b, _, h, w = x.shape
         p = self.pad
         if p:
@@ -356,5 +370,8 @@ class DeviceLoader:
             cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
             x = padded[torch.arange(b, device=x.device)[:, None, None, None],
                        torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
-        flip = torch.rand(b, device=x.device, generator=self.generator) < 0.5
+        if self.flip == "alternating":
+            flip = self.flip_bits[idx] ^ bool(epoch % 2)
+        else:
+            flip = torch.rand(b, device=x.device, generator=self.generator) < 0.5
         return torch.where(flip[:, None, None, None], x.flip(3), x)

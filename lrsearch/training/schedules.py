@@ -75,6 +75,22 @@ def one_cycle(it: int, max_lr: float, total_steps: int, pct_start: float = 0.3, 
     raise AssertionError("unreachable")
 
 
+def warmup_linear_decay(it: int, lr: float, total_steps: int, pct_start: float = 0.23, start_factor: float = 0.2,
+                        end_factor: float = 0.07) -> float:
+    """Linear warm-up, then linear decay (airbench94's schedule, Jordan 2024, `get_lr`):
+
+        w     = int(pct_start * total_steps)
+        lr(it) = lr * (start_factor + (1 - start_factor) * it / w)                          for it < w
+        lr(it) = lr * (1 + (end_factor - 1) * (it - w) / (total_steps - w))                otherwise
+
+    airbench94 uses pct_start 0.23, start_factor 0.2, end_factor 0.07.
+    """
+    warmup = int(pct_start * total_steps)
+    if it < warmup:
+        return lr * (start_factor + (1.0 - start_factor) * it / warmup)
+    return lr * (1.0 + (end_factor - 1.0) * (it - warmup) / (total_steps - warmup))
+
+
 _WINDOWS: dict[str, Callable[[float], float]] = {
     "triangular": lambda x: 1.0 - x,
     "welch": lambda x: 1.0 - x * x,
@@ -140,10 +156,11 @@ def staged(stages: Sequence[tuple[int, Schedule]]) -> Schedule:
 
 SCHEDULES: dict[str, Callable[..., float]] = {
     "constant": constant, "multistep": multistep, "exponential": exponential, "linear_decay": linear_decay,
-    "cosine": cosine, "one_cycle": one_cycle, "cyclic": cyclic_lr,
+    "cosine": cosine, "one_cycle": one_cycle, "cyclic": cyclic_lr, "warmup_linear_decay": warmup_linear_decay,
 }
 # Parameters a config may leave out because the run's length supplies them.
-_LENGTH_DEFAULTS = {"cosine": "total_iters", "one_cycle": "total_steps", "linear_decay": "n_iters"}
+_LENGTH_DEFAULTS = {"cosine": "total_iters", "one_cycle": "total_steps", "linear_decay": "n_iters",
+                    "warmup_linear_decay": "total_steps"}
 
 
 def make_schedule(spec: dict, total_steps: int) -> Schedule:
@@ -184,7 +201,10 @@ def make_schedule(spec: dict, total_steps: int) -> Schedule:
 class FunctionLR(torch.optim.lr_scheduler.LRScheduler):
     """Drive a torch optimizer with any `it -> lr` function: call `.step()` once per iteration.
 
-    Each parameter group gets `lr(it) * group.get("lr_mult", 1)` (Caffe's per-parameter lr_mult).
+    Each parameter group gets `lr(it) * group.get("lr_mult", 1)` (Caffe's per-parameter lr_mult), and
+    0 from step `group["frozen_from"]` on where a group has one: SGD then moves those parameters no more
+    (airbench trains its whitening bias for 3 epochs only). A learning rate of 0 freezes them without
+    touching `requires_grad`, which would make a compiled model recompile.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule):
@@ -193,4 +213,5 @@ class FunctionLR(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:
         lr = self.schedule(self.last_epoch)
-        return [lr * group.get("lr_mult", 1.0) for group in self.optimizer.param_groups]
+        return [0.0 if self.last_epoch >= group.get("frozen_from", math.inf) else lr * group.get("lr_mult", 1.0)
+                for group in self.optimizer.param_groups]

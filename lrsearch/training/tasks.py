@@ -30,7 +30,12 @@ class Task:
     weight_decay: float = 5e-4
     nesterov: bool = False
     label_smoothing: float = 0.0
-    augment: bool = False  # random crop (pad 4, reflect) and horizontal flip, on the device
+    augment: bool = False  # random translation and horizontal flip, on the device (see data.DeviceLoader)
+    translate: int = 4  # augmentation: shift by up to this many pixels (crop of the reflect-padded image)
+    flip: str = "random"  # augmentation: "random" per image and epoch, or "alternating" (airbench94)
+    tta_level: int = 0  # test-time augmentation at the last evaluation: 0 none, 1 mirror, 2 mirror + 1-pixel shifts
+    lookahead_every: int = 0  # airbench's lookahead/EMA of the weights every this many steps (0 = off)
+    decoupled_wd: bool = False  # weight_decay = each step's shrink at the schedule's peak, whatever the LR
     normalization: str = "channel"  # "channel" (mean/std per channel) or "pixel_mean" (Caffe's mean image)
     precision: str = "fp32"  # "fp32" or "bf16" (autocast on CUDA)
     channels_last: bool = False
@@ -57,13 +62,19 @@ TASKS: dict[str, Task] = {
         train_subset=5500, val_size=1000, test_subset=1000, lr=0.05, augment=True,
         schedule={"name": "one_cycle", "max_lr": "$lr", "pct_start": 0.25, "anneal_strategy": "linear"},
         description="tiny CNN, 4,500 train / 1,000 val / 1,000 test images, 3 epochs one-cycle with augmentation: about 4 s per trial on 2 cores"),
+    # airbench94's recipe (Jordan 2024: 94.01% in 9.9 epochs on 50,000 images). Its per-1024-examples
+    # hyperparameters in our form (mean loss, torch SGD): lr 11.5 / (1 + 1 / (1 - 0.85)) = 1.5, weight
+    # decay 0.0153 / (1 + 1 / (1 - 0.85)) per step, decoupled from the LR. 45,000 images train, 5,000
+    # are the validation split the searches see (results/fast-net-gpu measures what that costs).
     "gpu": Task(
-        name="gpu", model="fast", batch_size=1024, epochs=10, eval_every=48, target_acc=0.93,
-        val_size=5000, lr=0.2, momentum=0.85, nesterov=True, weight_decay=5e-4, label_smoothing=0.2,
-        augment=True, precision="bf16", channels_last=True, eval_batch_size=5000,
-        schedule={"name": "one_cycle", "max_lr": "$lr", "pct_start": 0.23, "anneal_strategy": "linear",
-                  "div_factor": 1e3, "final_div_factor": 1.0},
-        description="airbench-style fast net on all CIFAR-10 (45,000 train / 5,000 val), 10 epochs, bf16"),
+        name="gpu", model="fast", batch_size=1024, epochs=10, eval_every=43, target_acc=0.93,
+        val_size=5000, lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0153 / (1 + 1 / (1 - 0.85)),
+        decoupled_wd=True, label_smoothing=0.2, augment=True, translate=2, flip="alternating", tta_level=2,
+        lookahead_every=5, precision="bf16", channels_last=True, eval_batch_size=5000,
+        schedule={"name": "warmup_linear_decay", "lr": "$lr", "pct_start": 0.23, "start_factor": 0.2,
+                  "end_factor": 0.07},
+        description="airbench94's fast net and recipe on CIFAR-10 (45,000 train / 5,000 val), 10 epochs, bf16, "
+                    "TTA at the end"),
     "clr-paper": Task(
         name="clr-paper", model="caffe_cifar10_full", batch_size=100, steps=70_000, eval_every=1000,
         target_acc=0.814, val_size=0, lr=0.001, momentum=0.9, weight_decay=0.004, normalization="pixel_mean",

@@ -1,10 +1,12 @@
 """One trial: train a task's model under given params and seed, and return its record.
 
 What `train_s` counts: the seconds spent in training steps (forward, backward, optimizer,
-schedule, augmentation), measured between device synchronisations at each evaluation;
-evaluation itself, model construction, data upload and warm-up are left out. On CUDA,
-a few throwaway steps on a copy of the model run first (cuDNN autotuning, compilation) and
-are reported as `warmup_s`. `wall_s` is everything from the call to the return.
+schedule, augmentation, lookahead), measured between device synchronisations at each
+evaluation; evaluation itself (`eval_s`, test-time augmentation included), model
+construction, data upload and warm-up are left out. On CUDA, a few steps and one pass of
+every evaluation run first on the trial's model, whose initial state is then restored
+(cuDNN autotuning, compilation), reported as `warmup_s`. `wall_s` is everything from the
+call to the return. airbench's clock would be `train_s` plus the last evaluation.
 
 The step loop never synchronises with the device except at evaluations: the running loss
 is summed on the device and read once per evaluation interval.
@@ -12,6 +14,7 @@ is summed on the device and read once per evaluation interval.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -44,6 +47,7 @@ class TrialResult:
     train_s: float = 0.0
     wall_s: float = 0.0
     warmup_s: float = 0.0
+    eval_s: float = 0.0  # seconds in evaluations (TTA included), apart from train_s
     final_val_acc: float | None = None
     final_test_acc: float | None = None
     best_val_acc: float | None = None
@@ -134,15 +138,62 @@ def _prepare_data(key: tuple, device: torch.device, source: str | None) -> TaskD
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast) -> float:
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast,
+             tta_level: int = 0) -> float:
+    """Accuracy of `model` on (x, y). With test-time augmentation (airbench94's), the logits are averaged
+    over views: tta_level 1, the image and its mirror; 2, half that pair and half the pair of each of
+    two 1-pixel shifts (up-left, down-right; reflect padding)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, len(y), batch_size):
         with autocast():
-            logits = model(x[start:start + batch_size])
+            logits = _tta_logits(model, x[start:start + batch_size], tta_level)
         correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
     model.train()
     return correct.item() / len(y)
+
+
+def _tta_logits(model: torch.nn.Module, x: torch.Tensor, tta_level: int) -> torch.Tensor:
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+    def mirrored(v: torch.Tensor) -> torch.Tensor:
+        return 0.5 * model(v).float() + 0.5 * model(v.flip(3).contiguous(memory_format=layout)).float()
+
+    if tta_level == 0:
+        return model(x).float()
+    if tta_level == 1:
+        return mirrored(x)
+    h, w = x.shape[2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[:, :, :h, :w], padded[:, :, 2:, 2:]]
+    shifted_logits = torch.stack([mirrored(v.contiguous(memory_format=layout)) for v in shifted]).mean(0)
+    return 0.5 * mirrored(x) + 0.5 * shifted_logits
+
+
+class Lookahead:
+    """airbench94's lookahead (after hlb-CIFAR10): every `every` steps the averaged weights move towards
+    the model's, `avg = decay * avg + (1 - decay) * weights`, and the model takes the average, with
+    decay = 0.95**every * (step / total_steps)**3 (none early, the strongest at the end). `finish`
+    leaves the average in the model. Covers every floating-point tensor of the state (BatchNorm's
+    running statistics too)."""
+
+    def __init__(self, model: torch.nn.Module, every: int, total_steps: int):
+        self.every, self.total_steps = every, total_steps
+        self.live = [t for t in model.state_dict().values() if t.is_floating_point()]
+        self.average = [t.detach().clone() for t in self.live]
+
+    def decay(self, step: int) -> float:
+        return 0.95 ** self.every * (step / self.total_steps) ** 3
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        if step % self.every == 0:
+            torch._foreach_lerp_(self.average, self.live, 1.0 - self.decay(step))
+            torch._foreach_copy_(self.live, self.average)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        torch._foreach_copy_(self.live, self.average)
 
 
 def _sync(device: torch.device) -> None:
@@ -181,56 +232,102 @@ def train(task: Task, params: dict | None = None, seed: int = 0, *, device: str 
     return result
 
 
-def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportHook | None,
-         data_source: str | None, progress: bool, result: TrialResult, started: float) -> None:
-    data = prepare_data(task, dev, data_source)
+@dataclass
+class _Setup:
+    """What one trial trains with: model (and its compiled forward), loader, schedule, optimizer."""
+    model: torch.nn.Module
+    forward: Callable
+    loader: DeviceLoader
+    n_steps: int
+    schedule: Callable[[int], float]
+    momentum: float
+    weight_decay: float
+    autocast: Callable
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: FunctionLR | None = None
+
+    def new_optimizer(self, task: Task) -> None:
+        """SGD over the model's parameter groups, driven by the schedule. With `decoupled_wd` each group's
+        decay is divided by its peak LR, so that the weights shrink by `weight_decay` per step at the peak
+        whatever the LR (airbench's form); a group with `train_epochs` is frozen after them."""
+        groups = self.model.param_groups(self.weight_decay)
+        peak = max(self.schedule(i) for i in range(self.n_steps)) if task.decoupled_wd else None
+        for group in groups:
+            if "train_epochs" in group:
+                group["frozen_from"] = round(group.pop("train_epochs") * len(self.loader))
+            if peak:
+                group["weight_decay"] = self.weight_decay / (peak * group["lr_mult"])
+        self.optimizer = torch.optim.SGD(groups, lr=self.schedule(0), momentum=self.momentum,
+                                         nesterov=task.nesterov and self.momentum > 0)
+        self.scheduler = FunctionLR(self.optimizer, self.schedule)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        with self.autocast():
+            loss = F.cross_entropy(self.forward(x), y, label_smoothing=label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+
+def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskData) -> _Setup:
     torch.manual_seed(seed)
     model = build_model(task.model, train_images=data.train_x.float()).to(dev)
     if task.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, seed=seed)
+    loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, pad=task.translate,
+                          flip=task.flip, seed=seed)
     n_steps = int(params["steps"]) if "steps" in params else total_steps(task, len(loader))
-    result.steps_per_epoch = len(loader)
-    schedule = make_schedule(schedule_spec(task, params), n_steps)
-    momentum = float(params.get("momentum", task.momentum))
-    weight_decay = float(params.get("weight_decay", task.weight_decay))
     use_bf16 = task.precision == "bf16" and dev.type == "cuda"
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    def make_optimizer(m):
-        opt = torch.optim.SGD(m.param_groups(weight_decay), lr=schedule(0), momentum=momentum,
-                              nesterov=task.nesterov and momentum > 0)
-        return opt, FunctionLR(opt, schedule)
-
     forward = torch.compile(model) if task.compile and dev.type == "cuda" else model
+    return _Setup(model, forward, loader, n_steps, make_schedule(schedule_spec(task, params), n_steps),
+                  float(params.get("momentum", task.momentum)), float(params.get("weight_decay", task.weight_decay)),
+                  autocast)
 
-    def step_fn(net, opt, sched, x, y):
-        with autocast():
-            loss = F.cross_entropy(net(x), y, label_smoothing=task.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return loss.detach()
 
-    if dev.type == "cuda":  # warm-up on a throwaway copy: autotuning and compilation stay out of train_s
+def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
+    """On CUDA: a few steps and every evaluation shape on the trial's own model, from a loader built like
+    the trial's (same augmentation path, same memory layout), then the model's initial state restored.
+    cuDNN autotuning and compilation (train and eval graphs) thus stay out of `train_s`."""
+    torch.backends.cudnn.benchmark = True
+    initial = copy.deepcopy(setup.model.state_dict())
+    setup.new_optimizer(task)
+    loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, pad=task.translate,
+                          flip=task.flip, seed=seed)
+    for (x, y), _ in zip(loader, range(3)):
+        setup.step(x, y, task.label_smoothing)
+    for x, y in ((data.val_x, data.val_y), (data.test_x, data.test_y)):
+        if x is not None:
+            evaluate(setup.forward, x, y, task.eval_batch_size, setup.autocast, task.tta_level)
+    _sync(data.train_x.device)
+    setup.model.load_state_dict(initial)
+
+
+def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportHook | None,
+         data_source: str | None, progress: bool, result: TrialResult, started: float) -> None:
+    data = prepare_data(task, dev, data_source)
+    setup = _setup(task, params, seed, dev, data)
+    result.steps_per_epoch = len(setup.loader)
+    if dev.type == "cuda":
         t0 = time.perf_counter()
-        torch.backends.cudnn.benchmark = True
-        scratch = copy.deepcopy(model)
-        scratch_fwd = torch.compile(scratch) if task.compile else scratch
-        opt, sched = make_optimizer(scratch)
-        x, y = data.train_x[:task.batch_size], data.train_y[:task.batch_size]
-        for _ in range(3):
-            step_fn(scratch_fwd, opt, sched, x, y)
-        evaluate(scratch_fwd, data.test_x[:task.eval_batch_size], data.test_y[:task.eval_batch_size],
-                 task.eval_batch_size, autocast)
-        _sync(dev)
-        del scratch, scratch_fwd, opt, sched
+        _warm_up(task, setup, data, seed)
         result.warmup_s = time.perf_counter() - t0
+    setup.new_optimizer(task)
+    lookahead = Lookahead(setup.model, task.lookahead_every, setup.n_steps) if task.lookahead_every else None
+    # compiled: every graph was built in the warm-up, so a recompilation in the timed loop is an error
+    stance = torch.compiler.set_stance("fail_on_recompile") if setup.forward is not setup.model else contextlib.nullcontext()
+    with stance:
+        _train_loop(task, setup, data, lookahead, report, progress, result, started)
 
-    optimizer, scheduler = make_optimizer(model)
+
+def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead | None, report: ReportHook | None,
+                progress: bool, result: TrialResult, started: float) -> None:
+    dev, n_steps, optimizer = data.train_x.device, setup.n_steps, setup.optimizer
     has_val = data.val_x is not None
     loss_sum = torch.zeros((), device=dev)
     step_losses: list[torch.Tensor] = []
@@ -241,29 +338,37 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     bar = _ProgressBar(n_steps, task.name) if progress else None
     _sync(dev)
     resumed = time.perf_counter()
-    for x, y in _batches(loader, n_steps):
+    for x, y in _batches(setup.loader, n_steps):
         lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
-        loss = step_fn(forward, optimizer, scheduler, x, y)
+        loss = setup.step(x, y, task.label_smoothing)
+        step += 1
+        if lookahead is not None:
+            lookahead.step(step)
+            if step == n_steps:
+                lookahead.finish()
         loss_sum += loss
         if result.step_losses is not None:
             step_losses.append(loss.float())
         interval_steps += 1
-        step += 1
         if step % task.eval_every and step != n_steps:
             continue
         _sync(dev)
-        result.train_s += time.perf_counter() - resumed
+        now = time.perf_counter()
+        result.train_s += now - resumed
         train_loss = loss_sum.item() / interval_steps
         if step_losses:
             result.step_losses += torch.stack(step_losses).tolist()
             step_losses.clear()
         diverged = not math.isfinite(train_loss) or train_loss > task.diverge_factor * best_loss
         best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
-        row = {"step": step, "epoch": step / len(loader), "samples": step * task.batch_size, "lr": lr,
+        row = {"step": step, "epoch": step / len(setup.loader), "samples": step * task.batch_size, "lr": lr,
                "train_loss": train_loss, "val_acc": None, "test_acc": None}
         if not diverged:
-            row["val_acc"] = evaluate(forward, data.val_x, data.val_y, task.eval_batch_size, autocast) if has_val else None
-            row["test_acc"] = evaluate(forward, data.test_x, data.test_y, task.eval_batch_size, autocast)
+            tta = task.tta_level if step == n_steps else 0  # airbench: the plain model during training
+            if has_val:
+                row["val_acc"] = evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size, setup.autocast, tta)
+            row["test_acc"] = evaluate(setup.forward, data.test_x, data.test_y, task.eval_batch_size, setup.autocast, tta)
+        result.eval_s += time.perf_counter() - now
         row["train_s"], row["wall_s"] = result.train_s, time.perf_counter() - started
         result.curve.append(row)
         result.steps = step

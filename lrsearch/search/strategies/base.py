@@ -99,9 +99,20 @@ class Strategy:
     # Whether it can propose while trials run (ask/tell, see AskTellStrategy): a parallel executor keeps
     # several of its trials in flight; the others run one trial at a time, their runs side by side.
     parallel: bool = False
+    # Model-based strategies propose at random until they have this many results (the option
+    # `n_startup_trials` overrides it); None for strategies without such a start-up phase.
+    default_startup_trials: int | None = None
 
     def __init__(self, space: SearchSpace, seed: int = 0, **options):
         self.space, self.seed, self.options = space, seed, options
+
+    @property
+    def startup_trials(self) -> int | None:
+        """How many of its first proposals are random start-up ones (None: it has no start-up phase).
+        A run that ends within them compared random search under another name."""
+        if self.default_startup_trials is None:
+            return None
+        return int(self.options.get("n_startup_trials", self.default_startup_trials))
 
     def run(self, objective: Objective, n_trials: int, time_budget_s: float | None = None,
             on_trial: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:

@@ -42,10 +42,11 @@ class _Hyperopt(Strategy):
 @register
 class HyperoptTPE(_Hyperopt):
     name, summary = "hyperopt-tpe", "Hyperopt's TPE (tpe.suggest), 10 random start-up trials like Optuna's TPE"
+    # Hyperopt's default is 20 start-up trials: at the budgets compared here TPE would be random search.
+    default_startup_trials = 10
 
     def suggest(self):
-        # Hyperopt's default is 20 start-up trials: at the budgets compared here TPE would be random search.
-        return functools.partial(tpe.suggest, n_startup_jobs=self.options.get("n_startup_trials", 10))
+        return functools.partial(tpe.suggest, n_startup_jobs=self.startup_trials)
 
 
 @register

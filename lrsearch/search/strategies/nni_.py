@@ -54,11 +54,14 @@ class _NNI(AskTellStrategy):
 
 @register
 class NNITPE(_NNI):
-    name, summary = "nni-tpe", "NNI's TpeTuner"
+    name, summary = "nni-tpe", "NNI's TpeTuner, 10 random start-up trials like Optuna's TPE"
+    # NNI's default is 20 (TpeArguments.n_startup_jobs): within budgets up to 20 it was random search,
+    # proposal for proposal the same LRs as `random`.
+    default_startup_trials = 10
 
     def tuner(self):
         from nni.algorithms.hpo.tpe_tuner import TpeTuner
-        return TpeTuner(optimize_mode="maximize", seed=self.seed)
+        return TpeTuner(optimize_mode="maximize", seed=self.seed, tpe_args={"n_startup_jobs": self.startup_trials})
 
 
 @register
@@ -67,7 +70,12 @@ class NNIEvolution(_NNI):
 
     def tuner(self):
         from nni.algorithms.hpo.evolution_tuner import EvolutionTuner
-        return EvolutionTuner(optimize_mode="maximize", population_size=self.options.get("population_size", 8))
+        return EvolutionTuner(optimize_mode="maximize", population_size=self.startup_trials)
+
+    @property
+    def startup_trials(self) -> int:
+        """Its first population is drawn at random; mutation starts after it."""
+        return int(self.options.get("population_size", 8))
 
 
 @register
@@ -82,13 +90,14 @@ class NNIAnneal(_NNI):
 @register
 class NNIGP(_NNI):
     name, summary = "nni-gp", "NNI's GPTuner (Gaussian process), with its SciPy >= 1.11 bug patched"
+    default_startup_trials = 5  # our choice; NNI's cold_start_num default is 10
 
     def tuner(self):
         from nni.algorithms.hpo.gp_tuner import GPTuner, util
         _patch_gp_minimize(util)
         # The acquisition search's size is NNI's default (1e5 random points, 250 L-BFGS starts) unless
         # options say otherwise; replays of many seeds use a smaller one (experiments/budgets-replay.toml).
-        return GPTuner(optimize_mode="maximize", cold_start_num=self.options.get("cold_start_num", 5),
+        return GPTuner(optimize_mode="maximize", cold_start_num=self.startup_trials,
                        selection_num_warm_up=self.options.get("selection_num_warm_up", 100_000),
                        selection_num_starting_points=self.options.get("selection_num_starting_points", 250))
 

@@ -48,28 +48,31 @@ class _Optuna(AskTellStrategy):
 @register
 class OptunaTPE(_Optuna):
     name, summary = "optuna-tpe", "Optuna's TPESampler (Bayesian, tree-structured Parzen estimator)"
+    default_startup_trials = 10  # Optuna's default
 
     def sampler(self, in_flight=1):
         # With trials in flight, the constant liar (Optuna's advice for parallel TPE) counts the running
         # ones as bad results, so that the next proposals spread out instead of repeating them.
-        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.options.get("n_startup_trials", 10),
+        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.startup_trials,
                                           constant_liar=in_flight > 1)
 
 
 @register
 class OptunaGP(_Optuna):
     name, summary = "optuna-gp", "Optuna's GPSampler (Gaussian-process Bayesian optimisation)"
+    default_startup_trials = 10  # Optuna's default
 
     def sampler(self, in_flight=1):
-        return optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=self.options.get("n_startup_trials", 10))
+        return optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=self.startup_trials)
 
 
 @register
 class OptunaCMAES(_Optuna):
     name, summary = "optuna-cmaes", "Optuna's CmaEsSampler (evolution strategy, via the cmaes package)"
+    default_startup_trials = 1  # Optuna's default
 
     def sampler(self, in_flight=1):
-        return optuna.samplers.CmaEsSampler(seed=self.seed, n_startup_trials=self.options.get("n_startup_trials", 1),
+        return optuna.samplers.CmaEsSampler(seed=self.seed, n_startup_trials=self.startup_trials,
                                             warn_independent_sampling=False)
 
 
