@@ -137,7 +137,7 @@ def main() -> int:
              "Per LR, the validation accuracy that at least 90% of seeds reach; the best, rounded down to 0.5 "
              "points, is the task's target.", "", target_table.to_markdown(index=False, floatfmt=".4g"), ""]
     if len(reference):
-        lines += ["## Reference: airbench94's own script on the same JPEG images", "",
+        lines += [f"## Reference: airbench94's own script (`{args.reference.name}`) on the same JPEG images", "",
                   f"{len(reference)} runs: mean TTA test accuracy {reference['tta_test_acc'].mean():.4f} "
                   f"(std {reference['tta_test_acc'].std():.4f}), mean time {reference['total_time_s'].mean():.2f} s "
                   "(its own clock: training, whitening setup and the final TTA evaluation).", "",

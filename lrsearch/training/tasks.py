@@ -66,8 +66,10 @@ TASKS: dict[str, Task] = {
     # hyperparameters in our form (mean loss, torch SGD): lr 11.5 / (1 + 1 / (1 - 0.85)) = 1.5, weight
     # decay 0.0153 / (1 + 1 / (1 - 0.85)) per step, decoupled from the LR. 45,000 images train, 5,000
     # are the validation split the searches see (results/fast-net-gpu measures what that costs).
+    # target_acc from data (results/fast-net-gpu, H200): the validation accuracy that 90% of 5 seeds reach at
+    # the best LR, 90.44%, rounded down to 0.5 points. (airbench94 itself reaches 90.7% on this JPEG copy.)
     "gpu": Task(
-        name="gpu", model="fast", batch_size=1024, epochs=10, eval_every=43, target_acc=0.93,
+        name="gpu", model="fast", batch_size=1024, epochs=10, eval_every=43, target_acc=0.90,
         val_size=5000, lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0153 / (1 + 1 / (1 - 0.85)),
         decoupled_wd=True, label_smoothing=0.2, augment=True, translate=2, flip="alternating", tta_level=2,
         lookahead_every=5, precision="bf16", channels_last=True, eval_batch_size=5000,
