@@ -216,16 +216,17 @@ def test_missing_data_stops_before_any_run_is_recorded(tmp_path, monkeypatch):
 
 
 def test_a_store_from_before_eval_s_gains_the_column_and_keeps_its_trials(tmp_path):
-    from lrsearch.experiment.store import SCHEMA, Store
+    from lrsearch.experiment.store import ADDED_COLUMNS, SCHEMA, Store
 
     path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as conn:  # the schema as released, without trials.eval_s
-        conn.executescript(SCHEMA.replace("    eval_s           REAL,               -- seconds in evaluations "
-                                          "(test-time augmentation included)\n", ""))
+    added = tuple(f"    {column} " for _, column, _ in ADDED_COLUMNS)
+    with sqlite3.connect(path) as conn:  # the schema as first released: no eval_s, no run definitions or claims
+        conn.executescript("\n".join(line for line in SCHEMA.splitlines() if not line.startswith(added)))
         conn.execute("INSERT INTO runs VALUES (1, 'e', 'smoke', 'random', 2, 0, 'running', 0, NULL, '{}')")
         conn.execute("INSERT INTO trials (run_id, trial_index, kind, params, status, value, train_s, overhead_s, extra, "
                      "finished_at) VALUES (1, 0, 'train', '{}', 'ok', 0.5, 1.0, 0.0, '{}', 0)")
         assert "eval_s" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}
+        assert "definition" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     store = Store(path)
     store.add_trial(1, 1, "train", {"lr": 0.1}, 0.1, "ok", 0.6, 2.0, 0.0, {}, [], {"eval_s": 0.25})
     trials = store.trials_frame()

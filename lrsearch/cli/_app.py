@@ -30,12 +30,13 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lrsearch.experiment.store import StoreError
     from lrsearch.training.data import DataError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, UserError) as err:
+    except (DataError, StoreError, UserError) as err:
         print(f"lrsearch: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

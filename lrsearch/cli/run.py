@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         resolve_source(args.data)  # a missing data source: its message before any Ray starts
         executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
-                             data_source=args.data, executor=executor)
+                             data_source=args.data, executor=executor, reset=args.reset)
     except (ValueError, ImportError) as err:
         raise UserError(str(err)) from None
     except KeyboardInterrupt:
@@ -118,8 +118,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", help="results folder (default: the config's `results`, else results/<name>)")
     p.add_argument("--only", nargs="+", metavar="STRATEGY", help="run only these strategies")
     p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
+    p.add_argument("--reset", action="store_true", help="drop stored runs trained under another definition "
+                   "(task, data, space, options) and train them again, instead of stopping")
     p.add_argument("--target", type=_accuracy, help="target validation accuracy, overriding the config's "
-                   "(a fraction, e.g. 0.93); stored trials keep the time-to-target of the target they ran with")
+                   "(a fraction, e.g. 0.93); stored runs are read off their curves for it, not retrained")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto")
     p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "

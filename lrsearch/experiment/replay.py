@@ -109,7 +109,7 @@ class ReplayTable:
         if not path.is_file():
             raise ValueError(f"replay.table: {path} does not exist; record a table with "
                              "`lrsearch tabulate EXPERIMENT.toml` and give its folder")
-        store = Store(path)
+        store = Store(path, create=False)
         try:
             trials = store.trials_frame()
             curves = store.curves_frame()

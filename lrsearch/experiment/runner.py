@@ -17,7 +17,11 @@ these threads write the store (its writes are serialised).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -158,13 +162,127 @@ class _RecordingObjective:
                              extra, curve, record)
 
 
+def heartbeat_s() -> float:
+    """Seconds between a worker's heartbeats ($LRSEARCH_HEARTBEAT_S, default 10); a claim is taken over after
+    three missed ones."""
+    return float(os.environ.get("LRSEARCH_HEARTBEAT_S", "10"))
+
+
+def run_definition(experiment: Experiment, spec: RunSpec, data_source: str) -> dict:
+    """What a run trains, as stored with it: the task with its overrides (its target aside: a new target is
+    read off the stored curves), the data source (name and size, not its path, which differs between
+    machines), the search space, the strategy's options and the time budget."""
+    task = asdict(experiment.task_spec())
+    task.pop("target_acc")
+    source = Path(data_source)
+    data = {"name": source.name, "size": source.stat().st_size if source.is_file() else None}
+    return {"task": task, "data": data, "space": experiment.search_space().to_dict(),
+            "options": experiment.options.get(spec.strategy, {}), "time_budget_s": experiment.time_budget_s}
+
+
+def worker_alive(worker: str) -> bool:
+    """Whether the process behind a worker id ("host:pid:token") may still run: a process of this host
+    is looked up; one of another host counts as alive (its heartbeat tells)."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class DefinitionChanged(ValueError):
+    """Stored runs were trained under another definition than the experiment asks for now."""
+
+
+def _flatten(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return {prefix: value}
+
+
+def changed_fields(stored: dict, now: dict) -> list[str]:
+    """'field: old -> new' for every leaf that differs between two definitions."""
+    a, b = _flatten(stored), _flatten(json.loads(json.dumps(now)))
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec], data_source: str,
+                      reset: bool) -> None:
+    """Stop before any training when stored runs of these specs were trained under another definition; with
+    `reset`, drop those runs (they are trained again). Runs stored before definitions were recorded pass."""
+    stored = store.definitions(experiment.name)
+    stale: dict[tuple, list[str]] = {}
+    for spec in specs:
+        old = stored.get((spec.strategy, spec.budget, spec.seed))
+        if old is not None:
+            changes = changed_fields(old, run_definition(experiment, spec, data_source))
+            if changes:
+                stale[(spec.strategy, spec.budget, spec.seed)] = changes
+    if not stale:
+        return
+    if reset:
+        store.delete_runs(experiment.name, list(stale))
+        return
+    fields = sorted({c for changes in stale.values() for c in changes})
+    raise DefinitionChanged(
+        f"{store.path}: {len(stale)} stored run(s) of experiment {experiment.name!r} were trained under another "
+        f"definition ({'; '.join(fields[:6])}{'; ...' if len(fields) > 6 else ''}). Give a new --results folder, "
+        "or --reset to drop those runs and train them again")
+
+
+class _Heartbeat:
+    """A thread that keeps this worker's claims alive while it trains them."""
+
+    def __init__(self, store: Store, worker: str, interval_s: float):
+        self.store, self.worker, self.interval_s = store, worker, interval_s
+        self.held: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lrsearch-heartbeat", daemon=True)
+        self._thread.start()
+
+    def hold(self, run_id: int) -> None:
+        with self._lock:
+            self.held.add(run_id)
+
+    def drop(self, run_id: int) -> None:
+        with self._lock:
+            self.held.discard(run_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                held = list(self.held)
+            if held:
+                self.store.beat(held, self.worker)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_experiment(experiment: Experiment, results_dir: str | Path | None = None, only: list[str] | None = None,
                    seeds: list[int] | None = None, executor: Executor | None = None, device: str | None = None,
                    data_source: str | None = None, progress: bool = True,
-                   on_trial: Callable[[RunSpec, Evaluation], None] | None = None) -> Path:
+                   on_trial: Callable[[RunSpec, Evaluation], None] | None = None, reset: bool = False) -> Path:
     """Run what is not complete yet; return the results folder. The executor (default: the one the
     experiment's [executor] names, local unless it says otherwise) is closed at the end, also on
-    errors and Ctrl-C (a Ray executor then stops its trials and its Ray)."""
+    errors and Ctrl-C (a Ray executor then stops its trials and its Ray).
+
+    Several processes may run the same experiment on one results folder: each claims a run before
+    training it, runs another process holds are left to it, and a process returns once every run is
+    complete (taking over the runs of a process that stopped sending heartbeats). Stored runs trained
+    under another definition stop the call before any training (DefinitionChanged), unless `reset`
+    drops them."""
     executor = executor or make_executor(**experiment.executor.model_dump())
     with executor:
         task, space = experiment.task_spec(), experiment.search_space()
@@ -173,21 +291,35 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         # reads the same source (and the in-process data cache is keyed by it, not by "the default").
         # Trials in other processes load their own copy: here the data only need a CPU.
         data_source = str(resolve_source(data_source))
-        prepare_data(task, torch.device("cpu") if executor.remote else resolve_device(device), data_source)
         out = experiment.results_dir(results_dir)
         store = Store(out / "results.sqlite")
+        specs = plan(experiment, only, seeds)
+        try:
+            check_definitions(store, experiment, specs, data_source, reset)
+        except DefinitionChanged:
+            store.close()
+            raise
+        prepare_data(task, torch.device("cpu") if executor.remote else resolve_device(device), data_source)
         write_experiment_json(experiment, out)
         env = environment() | {"executor": executor.describe()}
-        specs = plan(experiment, only, seeds)
+        worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        interval = heartbeat_s()
+        heartbeat = _Heartbeat(store, worker, interval)
         bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None
         lock = threading.Lock()  # progress and the caller's callback, from several threads
 
-        def run_one(spec: RunSpec) -> None:
-            if store.run_status(experiment.name, spec.strategy, spec.budget, spec.seed) == "complete":
+        def run_one(spec: RunSpec) -> bool:
+            """Train the run unless it is complete (True) or a live worker holds it (False: try again later)."""
+            state, run_id = store.claim_run(experiment.name, task.name, spec.strategy, spec.budget, spec.seed, env,
+                                            run_definition(experiment, spec, data_source), worker, 3 * interval,
+                                            worker_alive)
+            if state == "busy":
+                return False
+            if state == "complete":
                 if bar:
                     bar.skip(spec.budget)
-                return
-            run_id = store.open_run(experiment.name, task.name, spec.strategy, spec.budget, spec.seed, env)
+                return True
+            heartbeat.hold(run_id)
             objective = TrainingObjective(task, spec.seed, device, data_source)
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
             parallel = executor.slots > 1 and strategy.parallel
@@ -207,25 +339,34 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
             else:
                 evaluations = strategy.run(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
             store.complete_run(run_id)
+            heartbeat.drop(run_id)
             if bar:
                 bar.skip(spec.budget - len(evaluations))  # budget a strategy left unused (grid, range tests)
+            return True
 
         try:
-            if executor.slots == 1:
-                for spec in specs:
-                    run_one(spec)
-            else:
-                _side_by_side(run_one, specs, executor)
+            pending = specs
+            while pending:
+                if executor.slots == 1:
+                    done = [run_one(spec) for spec in pending]
+                else:
+                    done = _side_by_side(run_one, pending, executor)
+                pending = [spec for spec, ok in zip(pending, done) if not ok]
+                if pending:  # runs other workers hold: wait for them to finish, or to stop beating
+                    time.sleep(min(interval, 5.0))
         finally:
+            heartbeat.close()
+            store.release(sorted(heartbeat.held), worker)  # runs an error or Ctrl-C interrupted: free at once
             if bar:
                 bar.close()
             store.close()
     return out
 
 
-def _side_by_side(run_one: Callable[[RunSpec], None], specs: list[RunSpec], executor: Executor) -> None:
-    """Runs in `executor.slots` threads, in plan order. The first error (Ctrl-C included) cancels
-    the executor's trials; the runs it interrupts stay open in the store, for the next call to resume."""
+def _side_by_side(run_one: Callable[[RunSpec], bool], specs: list[RunSpec], executor: Executor) -> list[bool]:
+    """Runs in `executor.slots` threads, in plan order; returns each run_one's answer. The first error (Ctrl-C
+    included) cancels the executor's trials; the runs it interrupts stay open in the store, for the next call
+    to resume."""
     with ThreadPoolExecutor(executor.slots, thread_name_prefix="lrsearch-run") as threads:
         futures = [threads.submit(run_one, spec) for spec in specs]
         try:
@@ -239,6 +380,7 @@ def _side_by_side(run_one: Callable[[RunSpec], None], specs: list[RunSpec], exec
             if real:  # an error in a run, not the cancelling that followed it
                 raise real[0] from None
             raise
+        return [future.result() for future in futures]
 
 
 def write_experiment_json(experiment: Experiment, out: Path) -> None:

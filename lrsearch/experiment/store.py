@@ -6,16 +6,29 @@ whole and no half trial. (strategy, budget, seed) is unique per run and (run, in
 per trial, so a restart can neither duplicate a run nor a trial. One Store may serve several
 threads of one process (a parallel runner's): each method holds the store's lock, so no
 transaction interleaves with another thread's.
+
+Several processes may share one store (workers): a process claims a run before training it
+(`claim_run`, one SQLite write transaction), keeps its claim alive with heartbeats (`beat`),
+and a claim whose heartbeat is older than `stale_after_s` is taken over, so a run is trained by
+one live worker at a time and a dead worker's run is finished by another (as Optuna's RDB
+storage fails a trial whose heartbeat stopped). Each run also records the definition it was
+trained under (task, data, space, options), which the runner compares before resuming.
+
+The file carries its schema version (`PRAGMA user_version`). A file that is not an SQLite
+database, holds other tables, or comes from a newer lrsearch is refused with `StoreError`,
+and never written to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +46,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at  REAL NOT NULL,
     finished_at REAL,
     environment TEXT NOT NULL,          -- JSON: command, date, device, git commit, versions
+    definition  TEXT,                   -- JSON: what the run trains (task, data, space, options); NULL before v2
+    worker      TEXT,                   -- the process that holds (or last held) the run
+    heartbeat_at REAL,                  -- its last sign of life, while the run is running
     UNIQUE (experiment, strategy, budget, seed)
 );
 CREATE TABLE IF NOT EXISTS trials (
@@ -75,8 +91,15 @@ CREATE TABLE IF NOT EXISTS curves (
 );
 """
 
-# Columns added after a store's first release: (table, column, type), added to older files on open.
-ADDED_COLUMNS = [("trials", "eval_s", "REAL")]
+# 1: runs, trials and curves as first released (no version recorded, user_version 0);
+# 2: trials.eval_s, runs.definition, runs.worker, runs.heartbeat_at. Older files gain these on open.
+SCHEMA_VERSION = 2
+ADDED_COLUMNS = [("trials", "eval_s", "REAL"), ("runs", "definition", "TEXT"), ("runs", "worker", "TEXT"),
+                 ("runs", "heartbeat_at", "REAL")]
+
+
+class StoreError(Exception):
+    """A results file lrsearch cannot use; the message names the file and what to do."""
 
 CURVE_COLUMNS = ("step", "epoch", "samples", "lr", "train_loss", "val_acc", "test_acc", "train_s", "wall_s")
 
@@ -105,17 +128,60 @@ def _locked(method):
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
+        """Open the store at `path`, made (or an older schema brought up to date) when `create`; without it, only
+        an existing store is opened and read as it is (tables and reports never rewrite a file). Raises
+        StoreError for a file it must not touch."""
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise StoreError(f"{self.path}: no results store here; run the experiment first (`lrsearch run ...`) "
+                             "or give the folder that holds its results.sqlite")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        try:
+            self._open(migrate=create)
+        except StoreError:
+            self.conn.close()
+            raise
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise StoreError(f"{self.path}: not an lrsearch results store ({err}); lrsearch leaves it as it is: "
+                             "move it away, or give another folder with --results") from None
+
+    def _open(self, migrate: bool) -> None:
+        """Check what the file holds before writing anything, then (`migrate`) bring an older schema up to date."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]  # raises for a file that is no database
+        tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer lrsearch (store schema {version}; this one reads up to "
+                             f"{SCHEMA_VERSION}); upgrade lrsearch, or give another folder with --results")
+        if tables and not {"runs", "trials", "curves"} <= tables:
+            raise StoreError(f"{self.path}: an SQLite file of another program (tables: {', '.join(sorted(tables))}); "
+                             "lrsearch leaves it as it is: give another folder with --results")
         self.conn.execute("PRAGMA foreign_keys = ON")
+        if not migrate:
+            if not tables:
+                raise StoreError(f"{self.path}: an empty file, not a results store; run the experiment first")
+            return
         with self.conn:
             self.conn.executescript(SCHEMA)
             for table, column, kind in ADDED_COLUMNS:
                 if column not in {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}:
                     self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _write_lock(self):
+        """One transaction that holds SQLite's write lock from its start (BEGIN IMMEDIATE): a read and the write
+        that depends on it, with no other process's write in between."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
 
     @_locked
     def close(self) -> None:
@@ -130,15 +196,81 @@ class Store:
         return row[0] if row else None
 
     @_locked
-    def open_run(self, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict) -> int:
-        """The run's id: a new run, or the unfinished one left by an earlier process."""
+    def open_run(self, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict,
+                 definition: dict | None = None) -> int:
+        """The run's id: a new run, or the unfinished one left by an earlier process (no claim: one process)."""
         with self.conn:
             self.conn.execute(
-                "INSERT OR IGNORE INTO runs (experiment, task, strategy, budget, seed, status, started_at, environment) "
-                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                (experiment, task, strategy, budget, seed, time.time(), json.dumps(environment)))
+                "INSERT OR IGNORE INTO runs (experiment, task, strategy, budget, seed, status, started_at, environment, "
+                "definition) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (experiment, task, strategy, budget, seed, time.time(), json.dumps(environment),
+                 None if definition is None else json.dumps(definition, sort_keys=True)))
         return self.conn.execute("SELECT run_id FROM runs WHERE experiment=? AND strategy=? AND budget=? AND seed=?",
                                  (experiment, strategy, budget, seed)).fetchone()[0]
+
+    @_locked
+    def claim_run(self, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict,
+                  definition: dict, worker: str, stale_after_s: float,
+                  holder_alive: Callable[[str], bool] = lambda holder: True) -> tuple[str, int | None]:
+        """Claim a run for `worker`, atomically across processes. Returns ("claimed", run_id) for a new run, an
+        unfinished one nobody holds, one this worker holds, or one whose holder's heartbeat is older than
+        `stale_after_s` or whom `holder_alive` knows to be gone (taken over); ("complete", run_id) when it is
+        done; ("busy", run_id) when a live worker holds it."""
+        now = time.time()
+        with self._write_lock():
+            row = self.conn.execute("SELECT run_id, status, worker, heartbeat_at FROM runs WHERE experiment=? AND "
+                                    "strategy=? AND budget=? AND seed=?", (experiment, strategy, budget, seed)).fetchone()
+            if row is None:
+                cur = self.conn.execute(
+                    "INSERT INTO runs (experiment, task, strategy, budget, seed, status, started_at, environment, "
+                    "definition, worker, heartbeat_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    (experiment, task, strategy, budget, seed, now, json.dumps(environment),
+                     json.dumps(definition, sort_keys=True), worker, now))
+                return "claimed", cur.lastrowid
+            run_id, status, holder, heartbeat = row
+            if status == "complete":
+                return "complete", run_id
+            if (holder not in (None, worker) and heartbeat is not None and now - heartbeat < stale_after_s
+                    and holder_alive(holder)):
+                return "busy", run_id
+            # the run keeps the environment it was started in; its definition is recorded if it had none yet
+            self.conn.execute("UPDATE runs SET worker=?, heartbeat_at=?, definition=? WHERE run_id=?",
+                              (worker, now, json.dumps(definition, sort_keys=True), run_id))
+            return "claimed", run_id
+
+    @_locked
+    def beat(self, run_ids: list[int], worker: str) -> None:
+        """The heartbeat of `worker` for the runs it holds."""
+        with self.conn:
+            self.conn.executemany("UPDATE runs SET heartbeat_at=? WHERE run_id=? AND worker=? AND status='running'",
+                                  [(time.time(), run_id, worker) for run_id in run_ids])
+
+    @_locked
+    def release(self, run_ids: list[int], worker: str) -> None:
+        """Give up `worker`'s claims on these runs (it stops before finishing them): another may take them at once."""
+        with self.conn:
+            self.conn.executemany("UPDATE runs SET worker=NULL, heartbeat_at=NULL WHERE run_id=? AND worker=? AND "
+                                  "status='running'", [(run_id, worker) for run_id in run_ids])
+
+    @_locked
+    def definitions(self, experiment: str) -> dict[tuple[str, int, int], dict | None]:
+        """(strategy, budget, seed) -> the definition each stored run was trained under (None: not recorded)."""
+        rows = self.conn.execute("SELECT strategy, budget, seed, definition FROM runs WHERE experiment=?", (experiment,))
+        return {(s, b, d): (None if x is None else json.loads(x)) for s, b, d, x in rows}
+
+    @_locked
+    def delete_runs(self, experiment: str, keys: list[tuple[str, int, int]]) -> None:
+        """Forget these runs, their trials and curves (`lrsearch run --reset`)."""
+        with self.conn:
+            for strategy, budget, seed in keys:
+                row = self.conn.execute("SELECT run_id FROM runs WHERE experiment=? AND strategy=? AND budget=? AND "
+                                        "seed=?", (experiment, strategy, budget, seed)).fetchone()
+                if row is None:
+                    continue
+                self.conn.execute("DELETE FROM curves WHERE trial_id IN (SELECT trial_id FROM trials WHERE run_id=?)",
+                                  row)
+                self.conn.execute("DELETE FROM trials WHERE run_id=?", row)
+                self.conn.execute("DELETE FROM runs WHERE run_id=?", row)
 
     @_locked
     def complete_run(self, run_id: int) -> None:

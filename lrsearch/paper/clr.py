@@ -203,7 +203,7 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    store = Store(out / "results.sqlite")
+    store = Store(out / "results.sqlite", create=False)
     try:
         curves = store.curves_frame()
         runs = store.runs_frame()

@@ -98,7 +98,7 @@ def real_trials(results_dir: str | Path) -> pd.DataFrame:
     path = Path(results_dir) / "results.sqlite"
     if not path.is_file():
         raise ValueError(f"replay.check: {path} does not exist; run the real experiment first (`lrsearch run ...`)")
-    store = Store(path)
+    store = Store(path, create=False)
     try:
         trials = store.trials_frame()
     finally:

@@ -18,11 +18,11 @@ def _fmt(frame: pd.DataFrame, columns: list[str]) -> str:
 
 def build_report(results_dir: str | Path, title: str | None = None) -> Path:
     results_dir = Path(results_dir)
-    tables = build_tables(results_dir)
-    runs_meta = tables["runs_meta"]
     config_path = results_dir / "experiment.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    target = config.get("task", {}).get("target_acc")
+    target = config.get("task", {}).get("target_acc")  # the latest run's; stored curves are read for it
+    tables = build_tables(results_dir, target)
+    runs_meta = tables["runs_meta"]
     trials = tables["trials"]
     figures = build_figures(tables, results_dir / "figures", target)
     envs = [json.loads(e) for e in runs_meta["environment"].drop_duplicates()] if len(runs_meta) else []

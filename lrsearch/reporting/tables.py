@@ -66,6 +66,19 @@ def trials_table(store: Store) -> pd.DataFrame:
     return trials
 
 
+def retarget(trials: pd.DataFrame, curves: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Each training trial's time- and steps-to-target read off its stored curve for `target`: the first
+    evaluation whose validation accuracy (test accuracy without a validation split) reaches it, as the
+    trainer decides while training. So a changed target needs no retraining."""
+    train = curves[curves["kind"] == "train"].assign(acc=lambda c: c["val_acc"].fillna(c["test_acc"]))
+    hits = train[train["acc"] >= target].sort_values("step").groupby("trial_id").first()
+    trials = trials.copy()
+    is_train = trials["kind"] == "train"
+    trials.loc[is_train, "time_to_target_s"] = trials.loc[is_train, "trial_id"].map(hits["train_s"])
+    trials.loc[is_train, "steps_to_target"] = trials.loc[is_train, "trial_id"].map(hits["step"])
+    return trials
+
+
 def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
@@ -131,16 +144,19 @@ def summary_table(runs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     return summary
 
 
-def build_tables(results_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """Read the store, write every table as CSV and Parquet under results_dir/tables/, return them."""
+def build_tables(results_dir: str | Path, target: float | None = None) -> dict[str, pd.DataFrame]:
+    """Read the store, write every table as CSV and Parquet under results_dir/tables/, return them. With
+    `target`, time-to-target is read off the stored curves for it (see `retarget`)."""
     results_dir = Path(results_dir)
-    store = Store(results_dir / "results.sqlite")
+    store = Store(results_dir / "results.sqlite", create=False)
     try:
         trials = trials_table(store)
         curves = store.curves_frame()
         runs_meta = store.runs_frame()
     finally:
         store.close()
+    if target is not None and len(trials):
+        trials = retarget(trials, curves, target)
     runs = runs_table(trials) if len(trials) else pd.DataFrame()
     tables = {"trials": trials, "runs": runs, "anytime": anytime_table(trials) if len(trials) else pd.DataFrame(),
               "summary": summary_table(runs) if len(runs) else pd.DataFrame(), "curves": curves, "runs_meta": runs_meta}
