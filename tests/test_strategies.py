@@ -41,7 +41,8 @@ def test_other_seed_other_proposals(name):
     assert search(name, bump, SPACE, n_trials=6, seed=0) != search(name, bump, SPACE, n_trials=6, seed=1)
 
 
-@pytest.mark.parametrize("name", ["grid", "random", "optuna-tpe", "hyperopt-anneal", "nni-anneal", "optuna-cmaes"])
+@pytest.mark.parametrize("name", ["grid", "random", "optuna-tpe", "hyperopt-anneal", "nni-anneal", "optuna-cmaes",
+                                  "optuna-ga", "optunity-pso", "optunity-nelder-mead"])
 def test_multi_dimensional_space(name):
     space = {"lr": {"low": 1e-3, "high": 1.0, "log": True}, "momentum": {"low": 0.5, "high": 0.99},
              "schedule": {"choices": ["constant", "one_cycle"]}}
@@ -124,3 +125,25 @@ def test_nni_tpe_leaves_its_random_start_up_when_told():
     assert lrs("nni-tpe", n_startup_trials=20) == lrs("random")
     told = lrs("nni-tpe", n_startup_trials=4)
     assert told[:4] == lrs("random")[:4] and all(a != b for a, b in zip(told[4:], lrs("random")[4:]))
+
+
+def test_optunity_nelder_mead_restarts_on_the_rest_of_its_budget():
+    """On a smooth peak Nelder-Mead converges long before a budget of 24 (as optunity.maximize alone stops):
+    the strategy restarts it, from a random point, until the budget is used; each trial names its restart."""
+    space = {"lr": {"low": 1e-5, "high": 10.0, "log": True}}
+
+    def wrapped(params, report):
+        return Evaluation(params, -(math.log10(params["lr"]) + 1.3) ** 2)
+
+    evaluations = get_strategy("optunity-nelder-mead", space, seed=0).run(wrapped, 24)
+    restarts = [e.extra["restart"] for e in evaluations]
+    assert len(evaluations) == 24 and restarts[0] == 0 and restarts[-1] >= 1 and restarts == sorted(restarts)
+    first_run = [e.params["lr"] for e in evaluations if e.extra["restart"] == 0]
+    assert len(first_run) < 24 and abs(math.log10(max(evaluations, key=lambda e: e.value).params["lr"]) + 1.3) < 0.05
+    restart_start = next(e.params["lr"] for e in evaluations if e.extra["restart"] == 1)
+    assert abs(math.log10(restart_start) - math.log10(first_run[0])) > 0.5  # not the first run's start again
+
+
+def test_genetic_algorithms_first_generation_is_its_start_up():
+    assert get_strategy("optuna-ga", SPACE).startup_trials == 4
+    assert get_strategy("optuna-ga", SPACE, population_size=6).startup_trials == 6

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lrsearch.search.strategies import hyperopt_, nni_, optuna_, simple  # noqa: F401  (registers the strategies)
+from lrsearch.search.strategies import hyperopt_, nni_, optuna_, optunity_, simple  # noqa: F401  (registers them)
 from lrsearch.search.strategies.base import (
     REGISTRY,
     USABLE,
@@ -27,7 +27,7 @@ __all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Evaluation
            "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
 
 
-_FAMILIES = ("grid", "random", "optuna", "hyperopt", "nni", "lr-range")
+_FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "lr-range")
 
 
 def strategy_names() -> list[str]:

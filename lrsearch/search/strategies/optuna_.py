@@ -85,6 +85,20 @@ class OptunaQMC(_Optuna):
 
 
 @register
+class OptunaGA(_Optuna):
+    name, summary = "optuna-ga", "Optuna's NSGAIISampler, a genetic algorithm, on the one objective"
+
+    def sampler(self, in_flight=1):
+        return optuna.samplers.NSGAIISampler(population_size=self.startup_trials, seed=self.seed)
+
+    @property
+    def startup_trials(self) -> int:
+        """Its first generation is drawn at random; selection, crossover and mutation start after it.
+        `population_size` (default 4, Optuna's 50 would be random search at these budgets)."""
+        return int(self.options.get("population_size", 4))
+
+
+@register
 class OptunaTPEASHA(OptunaTPE):
     name = "optuna-tpe-asha"
     summary = "TPE with Optuna's SuccessiveHalvingPruner (asynchronous successive halving)"
