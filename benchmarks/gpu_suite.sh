@@ -53,6 +53,12 @@ $PY benchmarks/trainer.py --out "$root/trainer-gpu" 2>&1 | tee "$OUT/trainer.log
 pack "stage 2"
 
 echo "== 3. benchmark preset ($(left) s left)"
+if [ ${#bench_args[@]} -eq 0 ]; then  # strategies whose library did not travel are left out, and named
+  read -r -a usable < <($PY -c "from lrsearch import load_experiment; from lrsearch.search.strategies import REGISTRY
+e = load_experiment('$experiment'); print(' '.join(s for s in e.strategies if not REGISTRY[s].missing_packages()))")
+  bench_args=(--only "${usable[@]}")
+  echo "strategies run: ${usable[*]}"
+fi
 target_args=()
 [ -n "$target" ] && target_args=(--target "$target")
 for seed in "${seeds[@]}"; do

@@ -181,3 +181,16 @@ def test_claims_are_exclusive_until_the_holder_goes_stale_or_is_gone(tmp_path):
     store.complete_run(run_id)
     assert store.claim_run(*key, worker="e", stale_after_s=0.5) == ("complete", run_id)
     store.close()
+
+
+def test_a_strategy_whose_library_is_missing_stops_the_run_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    from lrsearch.search.strategies import REGISTRY
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    monkeypatch.setattr(REGISTRY["grid"], "requires", (("no_such_module_xyz", "no-such-package==1.0"),))
+    results = tmp_path / "missing"
+    assert main(["run", str(_config(tmp_path)), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "grid needs no-such-package==1.0" in err and "--only" in err and err.count("\n") == 0
+    assert not results.exists()
+    assert REGISTRY["optunity-pso"].missing_packages() == []  # installed with lrsearch

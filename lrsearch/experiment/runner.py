@@ -34,7 +34,7 @@ from lrsearch.experiment.executors import Cancelled, Executor, make_executor
 from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.store import Store, StoredTrial
 from lrsearch.search.objective import TrainingObjective
-from lrsearch.search.strategies import Evaluation, ReportHook, get_strategy
+from lrsearch.search.strategies import REGISTRY, Evaluation, ReportHook, get_strategy
 from lrsearch.training.data import resolve_source
 from lrsearch.training.trainer import prepare_data, resolve_device
 
@@ -47,12 +47,19 @@ class RunSpec:
 
 
 def plan(experiment: Experiment, only: list[str] | None = None, seeds: list[int] | None = None) -> list[RunSpec]:
+    """The runs to make. Stops (ValueError) when a strategy's library is not installed here, before any training."""
     strategies = experiment.strategies
     if only:
         unknown = [s for s in only if s not in strategies]
         if unknown:
             raise ValueError(f"--only {', '.join(unknown)}: not in the experiment's strategies ({', '.join(strategies)})")
         strategies = [s for s in strategies if s in only]
+    missing = {s: REGISTRY[s].missing_packages() for s in strategies}
+    missing = {s: m for s, m in missing.items() if m}
+    if missing:
+        raise ValueError("strategies: " + "; ".join(f"{s} needs {', '.join(m)}" for s, m in missing.items())
+                         + f", not installed here: `pip install {' '.join(sorted({p for m in missing.values() for p in m}))}`"
+                         ", or leave them out with --only")
     return [RunSpec(s, b, seed) for s in strategies for b in experiment.budgets for seed in (seeds or experiment.seeds)]
 
 
@@ -291,9 +298,9 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         # reads the same source (and the in-process data cache is keyed by it, not by "the default").
         # Trials in other processes load their own copy: here the data only need a CPU.
         data_source = str(resolve_source(data_source))
+        specs = plan(experiment, only, seeds)  # a strategy whose library is missing stops here, before the store
         out = experiment.results_dir(results_dir)
         store = Store(out / "results.sqlite")
-        specs = plan(experiment, only, seeds)
         try:
             check_definitions(store, experiment, specs, data_source, reset)
         except DefinitionChanged:

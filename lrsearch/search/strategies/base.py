@@ -102,6 +102,15 @@ class Strategy:
     # Model-based strategies propose at random until they have this many results (the option
     # `n_startup_trials` overrides it); None for strategies without such a start-up phase.
     default_startup_trials: int | None = None
+    # Packages its library needs beyond lrsearch's own: (import name, what to install). Checked before a
+    # run trains anything (`missing_packages`), so a machine without them fails fast, not mid-experiment.
+    requires: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        """What to install for this strategy, of what is not importable here."""
+        import importlib.util
+        return [install for module, install in cls.requires if importlib.util.find_spec(module) is None]
 
     def __init__(self, space: SearchSpace, seed: int = 0, **options):
         self.space, self.seed, self.options = space, seed, options

@@ -62,6 +62,7 @@ class HyperoptRandom(_Hyperopt):
 @register
 class HyperoptATPE(_Hyperopt):
     name, summary = "hyperopt-atpe", "Hyperopt's adaptive TPE (atpe.suggest; needs lightgbm and scikit-learn)"
+    requires = (("lightgbm", "lightgbm"), ("sklearn", "scikit-learn"))
 
     def suggest(self):
         from hyperopt import atpe

@@ -29,6 +29,7 @@ MIN_EVALS = 8
 class _Optunity(Strategy):
     solver_name = ""
     solver_options: dict = {}  # set on the solver beyond what optunity suggests for the budget
+    requires = (("optunity", "optunity==1.1.1"),)
     budget_aware = True  # optunity sizes its solvers (particles, generations, Sobol points) to num_evals
 
     def _search(self, objective, n_trials):
@@ -92,6 +93,7 @@ class OptunityCMAES(_Optunity):
     # optunity's default initial step, sigma 1, spans the whole unit box (most proposals land on its edge);
     # a quarter of the range is the usual start for CMA-ES (Hansen's pycma documentation).
     solver_options = {"sigma": 0.25}
+    requires = (("optunity", "optunity==1.1.1"), ("deap", "deap"))
 
     def _search(self, objective, n_trials):
         with warnings.catch_warnings():  # DEAP re-creates its fitness classes on every run, and says so
