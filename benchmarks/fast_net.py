@@ -98,8 +98,8 @@ def main() -> int:
     for variant, variant_task, lr in plan:
         for seed in range(args.seeds):
             r = train(variant_task, {"lr": lr}, seed=seed, data_source=args.data)
-            rows.append({"variant": variant, "train_images": 50_000 - variant_task.val_size if not args.tiny
-                         else variant_task.train_subset - variant_task.val_size, "lr": lr, "seed": seed,
+            rows.append({"variant": variant, "train_images": (variant_task.train_subset or 50_000) - variant_task.val_size,
+                         "lr": lr, "seed": seed,
                          "status": r.status, "final_test_acc": r.final_test_acc,
                          "best_val_acc": r.best_val_acc if variant_task.val_size else None, "train_s": r.train_s,
                          "eval_s": r.eval_s, "warmup_s": r.warmup_s, "steps": r.steps, "device": r.device,

@@ -200,6 +200,17 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
         f.unlink()
     assert main(["report", str(out)]) == 0 and (out / "tables" / "runs.csv").exists()
     assert json.loads((out / "experiment.json").read_text())["task"]["name"] == "smoke"
+    # time-to-target re-read off the stored curves for the task's own target is what the trainer recorded
+    from lrsearch.experiment.store import Store
+    from lrsearch.reporting.tables import retarget
+    store = Store(out / "results.sqlite", create=False)
+    trials, curves = store.trials_frame(), store.curves_frame()
+    store.close()
+    again = retarget(trials, curves, json.loads((out / "experiment.json").read_text())["task"]["target_acc"])
+    train = trials["kind"] == "train"
+    pd.testing.assert_series_equal(again.loc[train, "time_to_target_s"].astype(float),
+                                   trials.loc[train, "time_to_target_s"].astype(float))
+    assert trials.loc[train, "time_to_target_s"].notna().any()
 
 
 def test_missing_data_stops_before_any_run_is_recorded(tmp_path, monkeypatch):
