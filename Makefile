@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper clr-gpu bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -51,10 +51,11 @@ tabulate: install
 replay-check: install
 	$(BIN)/lrsearch run experiments/replay-check-cpu.toml
 
-# Reproduce the CLR paper's CIFAR-10 experiment -> results/clr-paper/ (a GPU: minutes; resumes across calls).
-# QUICK=1: scaled down for a CPU, about 5 minutes on 2 cores -> results/clr-paper-quick/
+# Reproduce the CLR paper's CIFAR-10 experiments -> results/clr-paper/ (a GPU: minutes; resumes across calls).
+# STAGE=extra: Table 3 and the sigmoid + BN net (STAGE=all: everything).
+# QUICK=1: scaled down for a CPU -> results/clr-paper-quick/
 clr-paper: install
-	$(BIN)/lrsearch clr-paper experiments/clr_paper.toml $(if $(QUICK),--quick)
+	$(BIN)/lrsearch clr-paper experiments/clr_paper.toml --stage $(or $(STAGE),main) $(if $(QUICK),--quick)
 
 # Rebuild tables, figures and reports of every results folder from their stores
 report: install
@@ -69,6 +70,10 @@ bench-trainer: install
 # checks the script itself. On the lent GPU machine run it as `bash benchmarks/gpu_suite.sh` (README).
 gpu-suite: install
 	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh
+
+# The CLR reproduction as one prepared GPU call (benchmarks/clr_gpu.sh); TINY=1 checks it on a CPU
+clr-gpu: install
+	PYTHON=$(BIN)/python bash benchmarks/clr_gpu.sh
 
 # The smoke preset under the local executor and Ray with 1 and 2 workers -> results/executors-<device>/
 bench-executors: install

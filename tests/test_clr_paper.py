@@ -1,4 +1,4 @@
-"""The CLR paper reproduction: config, quick-mode scaling, Table 1 arithmetic, and a tiny end-to-end run."""
+"""The CLR paper reproduction: config, quick-mode scaling, the tables' arithmetic, and tiny end-to-end runs."""
 
 import math
 
@@ -7,51 +7,117 @@ import pytest
 from test_runner import REPO
 
 from lrsearch.experiment.config import ConfigError
-from lrsearch.paper.clr import iterations_to, load_clr_paper, scale_schedule, table1
+from lrsearch.paper.clr import (
+    at_iterations,
+    headline,
+    iterations_to,
+    load_clr_paper,
+    per_seed,
+    scale_schedule,
+    selected,
+    table1,
+)
 from lrsearch.training.schedules import make_schedule
 
 CONFIG = REPO / "experiments" / "clr_paper.toml"
 
 
-def test_config_has_the_papers_policies():
+def test_config_has_the_papers_settings():
     config = load_clr_paper(CONFIG)
     policies = {p.name: p for p in config.policy}
-    assert {"fixed", "triangular2", "triangular2-staged", "decay", "exp", "exp_range"} <= set(policies)
-    assert (policies["fixed"].iterations, policies["fixed"].paper_acc) == (70000, 0.814)
-    assert policies["triangular2"].schedule["max_lr"] == 0.006 and policies["exp_range"].iterations == 42000
+    assert len(config.seeds) >= 3
+    assert {"fixed", "clr-table2", "triangular2", "decay", "exp", "exp_range", "exp_range-amplitude"} == {
+        p.name for p in selected(config, "main", None)}
+    assert (policies["fixed"].iterations, policies["fixed"].paper) == (70000, [(70000, 0.814)])
     fixed = make_schedule(policies["fixed"].schedule, 70000)
     assert [fixed(0), fixed(60000), fixed(69999)] == pytest.approx([1e-3, 1e-4, 1e-5])
+    # Table 2: three triangular stages, each range a tenth of the one before, stepsizes 2,000 / 1,000 / 500
+    table2 = make_schedule(policies["clr-table2"].schedule, 25000)
+    assert [table2(0), table2(2000), table2(4000)] == pytest.approx([0.001, 0.005, 0.001])
+    assert [table2(16000), table2(17000), table2(22000), table2(22500), table2(24999)] == pytest.approx(
+        [0.0001, 0.0005, 0.00001, 0.00005, 0.00001 + 0.00004 / 500], rel=1e-6)
+    # decay: 0.007 down to 0.001 over 4,000 iterations, then constant
+    decay = make_schedule(policies["decay"].schedule, 25000)
+    assert [decay(0), decay(2000), decay(4000), decay(20000)] == pytest.approx([0.007, 0.004, 0.001, 0.001])
+    # exp_range: both boundaries decline (the paper's text); the amplitude form kept beside it
+    paper, torch_form = (make_schedule(policies[n].schedule, 42000) for n in ("exp_range", "exp_range-amplitude"))
+    assert paper(40000) == pytest.approx(0.001 * 0.99994**40000) and torch_form(40000) == pytest.approx(0.001)
+    assert {p.name for p in config.policy if p.figure1} == {"fixed", "clr-table2", "exp"}
+    extra = selected(config, "extra", None)
+    assert {p.optimizer for p in extra if p.group == "table3"} == {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}
+    assert {p.task for p in extra if p.group == "sigmoid-bn"} == {"clr-paper-sigmoid-bn"}
+    assert all(p.source for p in config.policy)
     assert (config.range_test.min_lr, config.range_test.max_lr, config.range_test.epochs) == (0.0, 0.02, 8)
 
 
-def test_bad_config_names_the_field(tmp_path):
+def test_bad_config_names_every_field_and_the_policy(tmp_path):
     bad = tmp_path / "c.toml"
-    bad.write_text(CONFIG.read_text().replace("eval_every = 1000", "eval_every = -5"))
-    with pytest.raises(ConfigError, match="eval_every"):
+    text = CONFIG.read_text().replace("eval_every = 1000", "eval_every = -5")
+    bad.write_text(text.replace('name = "decay"\ngroup = "table1"', 'name = "decay"\ngroup = "table9"'))
+    with pytest.raises(ConfigError, match=r"'eval_every'.*'policy\[decay\]'.*group 'table9'") as err:
         load_clr_paper(bad)
+    assert "table9" in str(err.value) and "table1, table3, sigmoid-bn" in str(err.value)
+    with pytest.raises(ConfigError, match="--only nope: no such policy"):
+        selected(load_clr_paper(CONFIG), "main", ["nope"])
 
 
-@pytest.mark.parametrize("policy", ["fixed", "triangular2", "triangular2-staged", "decay", "exp", "exp_range"])
+@pytest.mark.parametrize("policy", [p.name for p in load_clr_paper(CONFIG).policy])
 def test_quick_scaling_keeps_each_schedules_shape(policy):
     config = load_clr_paper(CONFIG)
     p = next(p for p in config.policy if p.name == policy)
     full = make_schedule(p.schedule, p.iterations)
-    quick = make_schedule(scale_schedule(p.schedule, 40), p.iterations // 40)
-    for it in range(0, p.iterations // 40, 7):  # the same LR at the same fraction of training
-        assert quick(it) == pytest.approx(full(it * 40), rel=1e-6)
+    for scale in (20, config.quick.scale):  # scales that divide every iteration count of the config
+        quick = make_schedule(scale_schedule(p.schedule, scale), p.iterations // scale)
+        for it in range(0, p.iterations // scale, 7):  # the same LR at the same fraction of training
+            assert quick(it) == pytest.approx(full(it * scale), rel=1e-6)
 
 
-def test_iterations_to_and_table1_on_hand_made_curves():
+def _curves(runs: dict) -> pd.DataFrame:
+    """Hand-made stored curves: {(policy, seed): [test accuracy every 1,000 iterations]}."""
+    return pd.DataFrame([{"strategy": policy, "seed": seed, "kind": "train", "step": (i + 1) * 1000, "test_acc": a,
+                          "train_s": i + 1.0} for (policy, seed), accs in runs.items() for i, a in enumerate(accs)])
+
+
+def test_tables_and_headline_on_hand_made_curves():
+    config = load_clr_paper(CONFIG)
     curve = pd.DataFrame({"step": [1000, 2000, 3000], "test_acc": [0.5, 0.82, 0.83]})
     assert iterations_to(curve, 0.814) == 2000 and math.isnan(iterations_to(curve, 0.9))
-    rows = []
-    for name, accs in (("fixed", [0.6, 0.7, 0.75]), ("triangular2", [0.65, 0.76, 0.78])):
-        rows += [{"strategy": name, "kind": "train", "step": (i + 1) * 1000, "test_acc": a, "train_s": i + 1.0}
-                 for i, a in enumerate(accs)]
-    table = table1(pd.DataFrame(rows), load_clr_paper(CONFIG)).set_index("policy")
-    assert table.loc["triangular2", "test_acc"] == 0.78 and table.loc["fixed", "paper_acc"] == 0.814
-    assert table.loc["triangular2", "iterations_to_our_fixed_final"] == 2000  # first >= 0.75
-    assert math.isnan(table.loc["fixed", "iterations_to_81.4%"])
+    # fixed reaches its final 0.80 at 7,000 iterations in both seeds; clr-table2 reaches 0.80 at 2,500 / 3,500
+    fixed = [0.5, 0.6, 0.7, 0.75, 0.78, 0.79, 0.80, 0.80]
+    runs = {("fixed", 0): fixed, ("fixed", 1): fixed, ("clr-table2", 0): [0.7, 0.79, 0.80], ("clr-table2", 1): [0.7, 0.78, 0.79, 0.815],
+            ("triangular2", 0): [0.6, 0.7], ("triangular2", 1): [0.6, 0.7]}
+    seeds = per_seed(_curves(runs), config, statuses={("triangular2", 1): "diverged"})
+    assert seeds.set_index(["policy", "seed"]).loc[("clr-table2", 1), "iterations_to_fixed_final"] == 4000
+    t1 = table1(seeds, config).set_index("policy")
+    assert t1.loc["clr-table2", "test_acc_mean"] == pytest.approx((0.80 + 0.815) / 2)
+    assert t1.loc["clr-table2", "reached_reference"] == 1 and t1.loc["clr-table2", "iterations_to_81.4%"] == 4000
+    assert t1.loc["triangular2", "diverged"] == 1 and t1.loc["fixed", "paper_acc"] == 0.814
+    head = headline(seeds, config).set_index(["policy", "threshold"])
+    own = head.loc[("clr-table2", "the fixed policy's own final accuracy")]
+    assert own["speedup_mean"] == pytest.approx((7000 / 3000 + 7000 / 4000) / 2) and own["seeds_reached"] == 2
+    assert own["speedup_ci_low"] <= own["speedup_mean"] <= own["speedup_ci_high"] and own["paper_speedup"] == 2.8
+    assert head.loc[("triangular2", "the fixed policy's own final accuracy"), "seeds_reached"] == 0
+    # scaled (quick) curves are reported in the paper's iterations
+    assert per_seed(_curves(runs), config, scale=10)["iterations"].max() == 80000
+
+
+def test_table3_reads_each_policy_at_the_papers_iterations():
+    config = load_clr_paper(CONFIG)
+    accs = [0.1 * (i % 10) for i in range(70)]
+    runs = {("adam-clr", 0): accs, ("adam-clr", 1): [a + 0.02 for a in accs], ("rmsprop-clr", 0): [0.1, 0.1]}
+    statuses = {("adam-clr", 0): "ok", ("adam-clr", 1): "ok", ("rmsprop-clr", 0): "diverged"}
+    t3 = at_iterations(_curves(runs), config, "table3", statuses=statuses).set_index(["policy", "iterations"])
+    assert t3.loc[("adam-clr", 25000), "test_acc_mean"] == pytest.approx(0.41)  # 25th evaluation: 0.4 and 0.42
+    assert t3.loc[("adam-clr", 70000), "paper_acc"] == 0.811
+    assert t3.loc[("rmsprop-clr", 25000), "diverged"] == 1 and math.isnan(t3.loc[("rmsprop-clr", 25000), "test_acc_mean"])
+
+
+def _tiny_config(tmp_path):
+    text = CONFIG.read_text().replace("scale = 100", "scale = 1000").replace("train_subset = 10000", "train_subset = 1000")
+    text = text.replace("test_subset = 1000", "test_subset = 500").replace("epochs = 8", "epochs = 1")
+    tiny = tmp_path / "clr.toml"
+    tiny.write_text(text.replace("seeds = [0, 1, 2]", "seeds = [0, 1]"))
+    return tiny
 
 
 @pytest.mark.usefixtures("jpeg_data")
@@ -61,16 +127,39 @@ def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch):
     from lrsearch.cli import main
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
-    tiny = tmp_path / "clr.toml"
-    text = CONFIG.read_text().replace("scale = 100", "scale = 1000").replace("train_subset = 10000", "train_subset = 1000")
-    tiny.write_text(text.replace("test_subset = 1000", "test_subset = 500").replace("epochs = 8", "epochs = 1"))
-    out = tmp_path / "out"
-    assert main(["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "fixed", "triangular2",
+    tiny, out = _tiny_config(tmp_path), tmp_path / "out"
+    assert main(["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "fixed", "clr-table2",
                  "range-test"]) == 0
     table = pd.read_csv(out / "tables" / "table1.csv")
-    assert list(table["policy"]) == ["fixed", "triangular2"] and table["test_acc"].between(0, 1).all()
-    assert (out / "figures" / "figure1.png").exists() and (out / "figures" / "figure3.png").exists()
+    assert list(table["policy"]) == ["fixed", "clr-table2"] and table["test_acc_mean"].between(0, 1).all()
+    assert list(table["seeds"]) == [2, 2]
+    assert len(pd.read_csv(out / "tables" / "headline.csv")) == 2
+    for figure in ("figure1", "table1_policies", "figure3"):
+        assert (out / "figures" / f"{figure}.png").exists()
     report = (out / "REPORT.md").read_text()
-    assert "JPEG" in report and "QUICK" in report and "Table 1 analogue" in report
+    assert "JPEG" in report and "QUICK" in report and "The headline" in report and "not comparable" in report
     # a second call resumes: nothing left to train
     assert main(["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "fixed"]) == 0
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_side_by_side_workers_with_stacked_seeds(tmp_path, monkeypatch, capsys):
+    """The GPU's way (worker processes, each policy's seeds stacked), on the CPU: every seed stored once."""
+    from conftest import JPEG
+
+    from lrsearch.cli import main
+    from lrsearch.experiment.store import Store
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    tiny, out = _tiny_config(tmp_path), tmp_path / "out"
+    args = ["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "decay", "triangular2", "--workers", "2",
+            "--stack-seeds"]
+    # cut off before any job finishes: nothing stored, the report still written, the next call trains everything
+    assert main([*args, "--time-limit", "0.5"]) == 0
+    assert "stopped unfinished" in capsys.readouterr().out and (out / "REPORT.md").exists()
+    assert main(args) == 0
+    store = Store(out / "results.sqlite", create=False)
+    runs = store.runs_frame()
+    store.close()
+    assert sorted(zip(runs["strategy"], runs["seed"])) == [("decay", 0), ("decay", 1), ("triangular2", 0), ("triangular2", 1)]
+    assert (runs["status"] == "complete").all() and '"workers": 2' in runs["environment"].iloc[0]

@@ -158,3 +158,18 @@ def test_function_lr_freezes_a_group_from_its_step():
         opt.zero_grad()
         sched.step()
         assert (weights[1].item() == before) == (it >= 3)  # momentum does not move a frozen weight either
+
+
+def test_exp_range_bounds_decay_both_boundaries_as_the_papers_text():
+    gamma = 0.9999
+    for it in (0, 1000, 2000, 3000, 5000, 12345):
+        tri = cyclic_lr(it, 0.001, 0.006, 2000, "triangular")  # the undecayed triangle, checked against torch above
+        bounds = cyclic_lr(it, 0.001, 0.006, 2000, "exp_range", gamma, decay="bounds")
+        assert bounds == pytest.approx(tri * gamma**it)
+        amplitude = cyclic_lr(it, 0.001, 0.006, 2000, "exp_range", gamma)
+        assert amplitude == pytest.approx(0.001 + (tri - 0.001) * gamma**it)
+    # at a cycle's trough, bounds decays base_lr too while amplitude keeps it
+    assert cyclic_lr(4000, 0.001, 0.006, 2000, "exp_range", gamma, decay="bounds") == pytest.approx(0.001 * gamma**4000)
+    assert cyclic_lr(4000, 0.001, 0.006, 2000, "exp_range", gamma) == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="decay 'both'"):
+        cyclic_lr(10, 0.001, 0.006, 2000, "exp_range", gamma, decay="both")

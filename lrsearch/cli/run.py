@@ -106,8 +106,12 @@ def _clr_paper(args: argparse.Namespace) -> int:
         config = load_clr_paper(args.config)
     except ConfigError as err:
         raise UserError(str(err)) from None
-    out = run_clr_paper(config, quick=args.quick, results=args.results, device=args.device, data_source=args.data,
-                        only=args.only)
+    try:
+        out = run_clr_paper(config, quick=args.quick, results=args.results, device=args.device, data_source=args.data,
+                            only=args.only, stage=args.stage, workers=args.workers, stack_seeds=args.stack_seeds,
+                            time_limit_s=args.time_limit, report_only=args.report_only)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
     print(f"results in {out}/; report: {out / 'REPORT.md'}")
     return 0
 
@@ -143,10 +147,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("clr-paper", help="reproduce the CLR paper's CIFAR-10 Figure 1, Table 1 and Figure 3")
     c.add_argument("config", nargs="?", default="experiments/clr_paper.toml")
     c.add_argument("--quick", action="store_true", help="scaled down for a CPU (see the config's [quick])")
+    c.add_argument("--stage", choices=["main", "extra", "all"], default="main",
+                   help="main: Tables 1-2, Fig. 1 and 3 (default); extra: Table 3 and the sigmoid + BN net; all: both")
     c.add_argument("--only", nargs="+", metavar="POLICY", help="run only these policies ('range-test' for Fig. 3)")
-    c.add_argument("--results")
-    c.add_argument("--data")
-    c.add_argument("--device", default="auto")
+    c.add_argument("--workers", type=_positive_int, help="policies trained side by side in processes "
+                   "(default: 8 on a GPU, 1 on a CPU)")
+    c.add_argument("--stack-seeds", action=argparse.BooleanOptionalAction, default=None,
+                   help="train a policy's seeds as one stacked model in one process (default: on a GPU only)")
+    c.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this many seconds: finished runs "
+                   "are kept and the report written; the same command goes on from there (default: none)")
+    c.add_argument("--report-only", action="store_true", help="rebuild the report from the store, training nothing")
+    c.add_argument("--results", help="results folder (default: the config's `results`, with -quick for --quick)")
+    c.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
+    c.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
     c.set_defaults(func=_clr_paper)
     r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
     r.add_argument("results", type=Path)

@@ -1,9 +1,15 @@
-"""Reproduce the CLR paper's CIFAR-10 experiment (Smith 2017, Fig. 1, Table 1, Fig. 3).
+"""Reproduce the CLR paper's CIFAR-10 experiments (Smith 2017: Fig. 1, Tables 1-3, Fig. 3).
 
-`lrsearch clr-paper experiments/clr_paper.toml [--quick]` trains the Caffe CIFAR-10 "full"
-network under each policy of the config and runs the Figure 3 range test. Each policy is a
-run in the results store, committed when it finishes, so the reproduction resumes across
-calls (a GPU call of limited length, say). Tables, figures and REPORT.md come from the store.
+`lrsearch clr-paper experiments/clr_paper.toml [--stage main|extra|all] [--quick]` trains the
+Caffe CIFAR-10 nets under each policy of the config, over every seed of the config, and runs
+the Figure 3 range test. Each (policy, seed) is a run in the results store, committed when it
+finishes, so the reproduction resumes across calls (a GPU call of limited length, say).
+Tables, figures and REPORT.md come from the store (`build_clr_report`).
+
+Speed (the whole main stage has to fit one GPU call): a policy's seeds train together in one
+process, their models stacked (`training.ensemble.train_seeds`), and several policies train
+side by side in worker processes (`workers`). The parent process alone writes the store.
+Running side by side, `train_s` measures a shared machine: it is not comparable across policies.
 """
 
 from __future__ import annotations
@@ -11,23 +17,32 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
+import time
 from pathlib import Path
+from typing import Annotated
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser as a package
     import tomli as tomllib
 
+import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from lrsearch.experiment.config import ConfigError
 from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.store import Store
+from lrsearch.reporting.tables import bootstrap_ci
 from lrsearch.search.lr_finder import RangeTest, ema, plot_range_test
-from lrsearch.training.tasks import get_task
+from lrsearch.training.tasks import TASKS, Task, get_task
 
 PAPER = "Smith, Cyclical Learning Rates for Training Neural Networks, WACV 2017 (arXiv:1506.01186)"
+PAPER_SPEEDUP = 70_000 / 25_000  # the headline: the fixed policy's 81.4% at 70,000 iterations, CLR's at 25,000
+STAGES = ("main", "extra")
+GROUPS = ("table1", "table3", "sigmoid-bn")
+RANGE_TEST = "range-test"
 # schedule parameters counted in iterations: divided by `scale` in quick mode
 _ITERATION_KEYS = ("step_size", "n_iters", "total_iters", "total_steps", "warmup_iters", "until")
 
@@ -35,10 +50,25 @@ _ITERATION_KEYS = ("step_size", "n_iters", "total_iters", "total_steps", "warmup
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str
+    group: str = "table1"
+    stage: str = "main"
     iterations: int = Field(gt=0)
     schedule: dict
-    paper_iterations: int | None = None
-    paper_acc: float | None = Field(default=None, gt=0, le=1)
+    task: str | None = None  # default: the config's task
+    optimizer: str | None = None  # default: the task's (sgd)
+    nesterov: bool | None = None
+    figure1: bool = False  # drawn in the Figure 1 analogue (the paper shows fixed, exp and CLR)
+    # (iterations, test accuracy) the paper reports for this policy; TOML writes each pair as a list
+    paper: list[Annotated[tuple[int, float], Strict(False)]] = []
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _known(self) -> Policy:
+        for field, value, allowed in (("group", self.group, GROUPS), ("stage", self.stage, STAGES),
+                                      ("task", self.task, [None, *TASKS])):
+            if value not in allowed:
+                raise ValueError(f"{field} {value!r}: expected one of {', '.join(str(a) for a in allowed if a)}")
+        return self
 
 
 class RangeTestSpec(BaseModel):
@@ -62,12 +92,21 @@ class ClrPaper(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task: str
     results: str
-    seed: int = 0
+    seeds: list[int] = Field(default=[0], min_length=1)
     eval_every: int = Field(gt=0)
     reference_acc: float = Field(gt=0, le=1)
     policy: list[Policy] = Field(min_length=1)
     range_test: RangeTestSpec
     quick: Quick
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClrPaper:
+        names = [p.name for p in self.policy]
+        if len(set(names)) != len(names) or RANGE_TEST in names:
+            raise ValueError(f"policy names must be distinct and not {RANGE_TEST!r}: {names}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds}: expected distinct seeds")
+        return self
 
 
 def load_clr_paper(path: str | Path) -> ClrPaper:
@@ -75,12 +114,21 @@ def load_clr_paper(path: str | Path) -> ClrPaper:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; the reproduction's config is experiments/clr_paper.toml")
     try:
-        return ClrPaper(**tomllib.loads(path.read_text()))
+        raw = tomllib.loads(path.read_text())
+        return ClrPaper(**raw)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"{path}: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
+        policies = raw.get("policy") if isinstance(raw.get("policy"), list) else []
+
+        def where(loc: tuple) -> str:  # policy.3.iterations -> policy[exp].iterations
+            if len(loc) > 1 and loc[0] == "policy" and isinstance(loc[1], int) and loc[1] < len(policies):
+                name = policies[loc[1]].get("name", loc[1]) if isinstance(policies[loc[1]], dict) else loc[1]
+                loc = (f"policy[{name}]", *loc[2:])
+            return ".".join(map(str, loc))
+
+        problems = [f"field {where(e['loc'])!r}: {e['msg']}" for e in err.errors()]
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
 
 
 def scale_schedule(spec: dict, scale: int) -> dict:
@@ -101,63 +149,171 @@ def scale_schedule(spec: dict, scale: int) -> dict:
     return out
 
 
-def plan(config: ClrPaper, quick: bool):
-    """(task, [(policy, iterations, schedule)], eval_every, experiment name) for a full or quick run."""
-    task = get_task(config.task)
-    if not quick:
-        return task, [(p, p.iterations, p.schedule) for p in config.policy], config.eval_every, "clr-paper"
-    q = config.quick
-    task = task.with_overrides(train_subset=q.train_subset, test_subset=q.test_subset)
-    policies = [(p, max(1, p.iterations // q.scale), scale_schedule(p.schedule, q.scale)) for p in config.policy]
-    return task, policies, q.eval_every or max(1, config.eval_every // q.scale), "clr-paper-quick"
+# ---------------------------------------------------------------- planning and running
+
+
+def policy_task(config: ClrPaper, policy: Policy, quick: bool) -> Task:
+    """The task one policy trains: its net, optimizer, length and evaluation interval (quick: scaled)."""
+    task = get_task(policy.task or config.task)
+    overrides = {k: v for k, v in (("optimizer", policy.optimizer), ("nesterov", policy.nesterov)) if v is not None}
+    if quick:
+        q = config.quick
+        overrides |= {"train_subset": q.train_subset, "test_subset": q.test_subset}
+        iterations, eval_every = max(1, policy.iterations // q.scale), q.eval_every or max(1, config.eval_every // q.scale)
+    else:
+        iterations, eval_every = policy.iterations, config.eval_every
+    return task.with_overrides(epochs=None, steps=iterations, eval_every=eval_every, target_acc=config.reference_acc,
+                               **overrides)
+
+
+def experiment_name(quick: bool) -> str:
+    return "clr-paper-quick" if quick else "clr-paper"
+
+
+def selected(config: ClrPaper, stage: str, only: list[str] | None) -> list[Policy]:
+    """The policies of a stage ("main", "extra" or "all"), or those named in `only`."""
+    if only:
+        unknown = sorted(set(only) - {p.name for p in config.policy} - {RANGE_TEST})
+        if unknown:
+            raise ConfigError(f"--only {' '.join(unknown)}: no such policy; the config has "
+                              f"{', '.join(p.name for p in config.policy)} and {RANGE_TEST}")
+        return [p for p in config.policy if p.name in only]
+    return [p for p in config.policy if stage == "all" or p.stage == stage]
+
+
+def _train_job(job: dict) -> list[dict]:
+    """One policy's missing seeds, in this process (a worker's entry point): one record per seed."""
+    import torch
+
+    from lrsearch.training.ensemble import train_seeds
+    from lrsearch.training.trainer import train
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    task, params, seeds = job["task"], {"schedule": job["schedule"]}, job["seeds"]
+    if job["stack_seeds"]:
+        results = train_seeds(task, params, seeds, device=job["device"], data_source=job["data_source"])
+    else:
+        results = [train(task, params, seed=s, device=job["device"], data_source=job["data_source"]) for s in seeds]
+    return [r.to_dict() for r in results]
+
+
+def _range_test_job(job: dict) -> list[dict]:
+    import torch
+
+    from lrsearch.search.lr_finder import range_test
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    spec = job["spec"]
+    test = range_test(job["task"], spec["min_lr"], spec["max_lr"], epochs=spec["epochs"], mode=spec["mode"],
+                      seed=job["seeds"][0], n_evals=spec["n_evals"], device=job["device"], data_source=job["data_source"])
+    return [{"status": "failed" if test.status == "failed" else "ok", "train_s": test.train_s, "wall_s": test.wall_s,
+             "stop_reason": test.stop_reason, "mode": test.mode, "table": test.table.to_dict("records")}]
 
 
 def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | None = None, device: str | None = None,
-                  data_source: str | None = None, only: list[str] | None = None) -> Path:
-    from lrsearch.search.lr_finder import range_test
-    from lrsearch.training.trainer import train
+                  data_source: str | None = None, only: list[str] | None = None, stage: str = "main",
+                  workers: int | None = None, stack_seeds: bool | None = None, time_limit_s: float | None = None,
+                  report_only: bool = False) -> Path:
+    """Train every selected (policy, seed) not yet complete in the store, then write the report.
 
-    task, policies, eval_every, name = plan(config, quick)
+    workers: processes side by side (default: 8 on a GPU, 1 on a CPU, where 1 trains in this process);
+    stack_seeds: a policy's seeds as one stacked model (default: on a GPU only; on a CPU the stacked
+    convolutions are slower than one model after another); time_limit_s: after this many seconds no job
+    starts and unfinished ones are stopped (what finished is kept; the next call trains the rest);
+    report_only: rebuild the report from the store, training nothing."""
     out = Path(results or (config.results + ("-quick" if quick else "")))
-    store = Store(out / "results.sqlite")
-    env = environment()
+    if report_only:
+        build_clr_report(out, config, quick)
+        return out
+    import torch
+
+    on_gpu = (device or "auto") in ("auto", "cuda") and torch.cuda.is_available() or str(device).startswith("cuda")
+    workers = workers or (8 if on_gpu else 1)
+    stack_seeds = on_gpu if stack_seeds is None else stack_seeds
+    policies = selected(config, stage, only)
+    name = experiment_name(quick)
+    deadline = time.monotonic() + time_limit_s if time_limit_s else math.inf
+    out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.model_dump() | {"quick_run": quick}, indent=2))
+    store = Store(out / "results.sqlite")
+    env = environment() | {"workers": workers, "stack_seeds": stack_seeds}
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    common = {"device": device, "data_source": data_source, "threads": threads, "stack_seeds": stack_seeds}
+    jobs = []
+    for policy in policies:
+        seeds = [s for s in config.seeds if store.run_status(name, policy.name, 1, s) != "complete"]
+        skipped = len(config.seeds) - len(seeds)
+        if skipped:
+            print(f"{policy.name}: {skipped} seed(s) already complete, skipped")
+        if seeds:
+            jobs.append(common | {"name": policy.name, "task": policy_task(config, policy, quick),
+                                  "schedule": scale_schedule(policy.schedule, config.quick.scale) if quick else policy.schedule,
+                                  "seeds": seeds})
+    if (not only or RANGE_TEST in only) and stage in ("main", "all"):
+        seed = config.seeds[0]
+        if store.run_status(name, RANGE_TEST, 1, seed) != "complete":
+            task = policy_task(config, Policy(name=RANGE_TEST, iterations=1, schedule={}), quick)
+            jobs.append(common | {"name": RANGE_TEST, "task": task, "seeds": [seed],
+                                  "spec": config.range_test.model_dump()})
+    jobs.sort(key=lambda j: -(j["task"].steps or 0) * len(j["seeds"]))  # the longest first: the shortest makespan
     try:
-        for policy, iterations, schedule in policies:
-            if only and policy.name not in only:
-                continue
-            if store.run_status(name, policy.name, 1, config.seed) == "complete":
-                print(f"{policy.name}: already complete, skipped")
-                continue
-            run_id = store.open_run(name, task.name, policy.name, 1, config.seed, env)
-            store.drop_trials_from(run_id, 0)  # a policy cut off mid-run is redone
-            run_task = task.with_overrides(epochs=None, steps=iterations, eval_every=eval_every, target_acc=config.reference_acc)
-            result = train(run_task, {"schedule": schedule}, seed=config.seed, device=device, data_source=data_source,
-                           progress=True)
-            record = result.to_dict()
-            curve = record.pop("curve")
-            store.add_trial(run_id, 0, "train", {"schedule": schedule}, None, result.status, result.value,
-                            result.train_s, 0.0, {"policy": policy.name}, curve, record)
-            store.complete_run(run_id)
-            print(f"{policy.name}: {result.status}, final test accuracy {result.final_test_acc}, "
-                  f"{result.train_s:.1f} s training ({result.device})")
-        if not only or "range-test" in only:
-            if store.run_status(name, "range-test", 1, config.seed) != "complete":
-                spec = config.range_test
-                run_id = store.open_run(name, task.name, "range-test", 1, config.seed, env)
-                store.drop_trials_from(run_id, 0)
-                test = range_test(task, spec.min_lr, spec.max_lr, epochs=spec.epochs, mode=spec.mode, seed=config.seed,
-                                  n_evals=spec.n_evals, device=device, data_source=data_source)
-                store.add_trial(run_id, 0, "range_test", {"range_test": spec.model_dump()}, None,
-                                "failed" if test.status == "failed" else "ok", 0.0, test.train_s, 0.0,
-                                {"stop_reason": test.stop_reason, "mode": test.mode}, test.table.to_dict("records"),
-                                {"wall_s": test.wall_s, "steps": len(test.table)})
-                store.complete_run(run_id)
-                print(f"range test: {test.stop_reason}, {test.train_s:.1f} s")
+        if workers == 1:
+            for job in jobs:
+                if time.monotonic() > deadline:
+                    print(f"time limit: {job['name']} and the jobs after it not started; run again to go on")
+                    break
+                _commit(store, name, env, job, _range_test_job(job) if "spec" in job else _train_job(job))
+        else:
+            _side_by_side(jobs, workers, deadline, lambda job, records: _commit(store, name, env, job, records))
     finally:
         store.close()
     build_clr_report(out, config, quick)
     return out
+
+
+def _side_by_side(jobs: list[dict], workers: int, deadline: float, commit) -> None:
+    """The jobs in `workers` spawned processes; each job's records committed here as it finishes. At the
+    deadline (or on Ctrl-C) the workers are terminated: their unfinished jobs leave nothing in the store."""
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        pending = {pool.apply_async(_range_test_job if "spec" in job else _train_job, (job,)): job for job in jobs}
+        while pending:
+            for result in [r for r in pending if r.ready()]:
+                commit(pending.pop(result), result.get())
+            if pending and time.monotonic() > deadline:
+                print(f"time limit: {', '.join(j['name'] for j in pending.values())} stopped unfinished; run again to go on")
+                break
+            time.sleep(0.2)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _commit(store: Store, name: str, env: dict, job: dict, records: list[dict]) -> None:
+    """Each seed's record as one complete run (an earlier process's unfinished one is replaced)."""
+    for seed, record in zip(job["seeds"], records):
+        run_id = store.open_run(name, job["task"].name, job["name"], 1, seed, env)
+        store.drop_trials_from(run_id, 0)
+        if "spec" in job:
+            store.add_trial(run_id, 0, "range_test", {"range_test": job["spec"]}, None, record["status"], 0.0,
+                            record["train_s"], 0.0, {"stop_reason": record["stop_reason"], "mode": record["mode"]},
+                            record["table"], {"wall_s": record["wall_s"], "steps": len(record["table"])})
+            print(f"range test: {record['stop_reason']}, {record['train_s']:.1f} s")
+        else:
+            curve = record.pop("curve")
+            store.add_trial(run_id, 0, "train", {"schedule": job["schedule"]}, None, record["status"], record["value"],
+                            record["train_s"], 0.0, {"policy": job["name"], "optimizer": job["task"].optimizer}, curve,
+                            record)
+            print(f"{job['name']} seed {seed}: {record['status']}, final test accuracy {record['final_test_acc']}, "
+                  f"{record['train_s']:.1f} s training ({record['device']})")
+        store.complete_run(run_id)
+
+
+# ---------------------------------------------------------------- tables
 
 
 def iterations_to(curve: pd.DataFrame, acc: float) -> float:
@@ -166,26 +322,124 @@ def iterations_to(curve: pd.DataFrame, acc: float) -> float:
     return float(hit["step"].iloc[0]) if len(hit) else math.nan
 
 
-def table1(curves: pd.DataFrame, config: ClrPaper, scale: int = 1) -> pd.DataFrame:
-    """Our Table 1: every policy's final and best test accuracy beside the paper's numbers, and the
-    iterations it needed to reach 81.4% (the paper's fixed result) and our fixed policy's final accuracy."""
-    train = curves[curves["kind"] == "train"]
-    fixed = train[train["strategy"] == "fixed"]
-    fixed_final = float(fixed["test_acc"].dropna().iloc[-1]) if len(fixed) else math.nan
+def accuracy_at(curve: pd.DataFrame, iteration: int) -> float:
+    """Test accuracy at the last evaluation at or before `iteration` (NaN if the run had none)."""
+    upto = curve[curve["step"] <= iteration].dropna(subset=["test_acc"])
+    return float(upto["test_acc"].iloc[-1]) if len(upto) else math.nan
+
+
+def _train_curves(curves: pd.DataFrame, scale: int) -> pd.DataFrame:
+    train = curves[curves["kind"] == "train"].dropna(subset=["test_acc"])
+    return train.assign(iteration=train["step"] * scale)
+
+
+def _spread(values: pd.Series) -> dict:
+    v = values.dropna()
+    return {"mean": v.mean() if len(v) else math.nan, "sd": v.std(ddof=1) if len(v) > 1 else math.nan,
+            "min": v.min() if len(v) else math.nan, "max": v.max() if len(v) else math.nan}
+
+
+def per_seed(curves: pd.DataFrame, config: ClrPaper, scale: int = 1, statuses: dict | None = None) -> pd.DataFrame:
+    """One row per (policy, seed): its status (`statuses[(policy, seed)]`, default ok), final and best test
+    accuracy, iterations run, iterations to 81.4% and to the same seed's fixed policy's final accuracy (in
+    the paper's iterations when quick). A run that diverged before its first evaluation has no row."""
+    statuses = statuses or {}
+    train = _train_curves(curves, scale)
+    fixed_final = {seed: float(c.sort_values("iteration")["test_acc"].iloc[-1])
+                   for seed, c in train[train["strategy"] == "fixed"].groupby("seed")}
+    rows = []
+    for (policy, seed), c in train.groupby(["strategy", "seed"], sort=False):
+        c = c.sort_values("iteration").assign(step=lambda d: d["iteration"])
+        rows.append({"policy": policy, "seed": int(seed), "status": statuses.get((policy, int(seed)), "ok"),
+                     "iterations": int(c["iteration"].max()),
+                     "test_acc": float(c["test_acc"].iloc[-1]), "best_test_acc": float(c["test_acc"].max()),
+                     "iterations_to_reference": iterations_to(c, config.reference_acc),
+                     "iterations_to_fixed_final": iterations_to(c, fixed_final[seed]) if seed in fixed_final else math.nan,
+                     "train_s": float(c["train_s"].max())})
+    return pd.DataFrame(rows)
+
+
+def table1(seeds: pd.DataFrame, config: ClrPaper, group: str = "table1") -> pd.DataFrame:
+    """Our Table 1 (or another group's): per policy, the final test accuracy over seeds (mean, sd, min, max)
+    beside the paper's, and the mean iterations to the paper's fixed result and to our fixed policy's."""
     rows = []
     for policy in config.policy:
-        c = train[train["strategy"] == policy.name].dropna(subset=["test_acc"])
-        if c.empty:
+        if policy.group != group:
             continue
-        rows.append({
-            "policy": policy.name, "iterations": int(c["step"].max()) * scale,
-            "test_acc": float(c["test_acc"].iloc[-1]), "best_test_acc": float(c["test_acc"].max()),
-            "paper_iterations": policy.paper_iterations, "paper_acc": policy.paper_acc,
-            f"iterations_to_{config.reference_acc:.1%}": iterations_to(c, config.reference_acc) * scale,
-            "iterations_to_our_fixed_final": iterations_to(c, fixed_final) * scale if not math.isnan(fixed_final) else math.nan,
-            "train_s": float(c["train_s"].max()),
-        })
-    return pd.DataFrame(rows)
+        s = seeds[seeds["policy"] == policy.name] if len(seeds) else seeds
+        if s.empty:
+            continue
+        acc = _spread(s["test_acc"])
+        paper_it, paper_acc = policy.paper[-1] if policy.paper else (None, None)
+        rows.append({"policy": policy.name, "seeds": len(s), "diverged": int((s["status"] == "diverged").sum()),
+                     "iterations": int(s["iterations"].max()),
+                     "test_acc_mean": acc["mean"], "test_acc_sd": acc["sd"], "test_acc_min": acc["min"],
+                     "test_acc_max": acc["max"], "paper_iterations": paper_it, "paper_acc": paper_acc,
+                     f"iterations_to_{config.reference_acc:.1%}": s["iterations_to_reference"].mean(),
+                     "reached_reference": int(s["iterations_to_reference"].notna().sum()),
+                     "iterations_to_fixed_final": s["iterations_to_fixed_final"].mean(),
+                     "train_s_mean": s["train_s"].mean()})
+    return _integers(pd.DataFrame(rows))
+
+
+def _integers(table: pd.DataFrame) -> pd.DataFrame:
+    """Iteration counts as integers (missing ones stay missing), so tables print 70000, not 7e+04."""
+    for column in table.columns:
+        if column.startswith(("iterations", "paper_iterations", "fixed_iterations", "policy_iterations")):
+            table[column] = table[column].round().astype("Int64")
+    return table
+
+
+def at_iterations(curves: pd.DataFrame, config: ClrPaper, group: str, scale: int = 1,
+                  statuses: dict | None = None) -> pd.DataFrame:
+    """Table 3 style: each policy's test accuracy (mean and sd over the seeds still training there) at every
+    iteration count the paper reports for it, beside the paper's number; `diverged` counts the seeds whose
+    run diverged (`statuses[(policy, seed)]`), which have no accuracy from then on."""
+    statuses = statuses or {}
+    train = _train_curves(curves, scale)
+    rows = []
+    for policy in config.policy:
+        ran = sorted(seed for (name, seed) in statuses if name == policy.name)
+        if policy.group != group or not ran:
+            continue
+        c = train[train["strategy"] == policy.name]
+        diverged = sum(statuses[(policy.name, seed)] == "diverged" for seed in ran)
+        for iteration, paper_acc in policy.paper or [(policy.iterations, None)]:
+            accs = pd.Series([accuracy_at(s.assign(step=s["iteration"]), iteration) for _, s in c.groupby("seed")]
+                             if len(c) else [], dtype=float)
+            reached = sorted(seed for seed, s in c.groupby("seed") if s["iteration"].max() >= iteration) if len(c) else []
+            spread = _spread(accs[[i for i, (seed, _) in enumerate(c.groupby("seed")) if seed in reached]]
+                             if reached else pd.Series([], dtype=float))
+            rows.append({"policy": policy.name, "optimizer": policy.optimizer or "sgd", "iterations": iteration,
+                         "seeds": len(ran), "diverged": diverged, "test_acc_mean": spread["mean"],
+                         "test_acc_sd": spread["sd"], "paper_acc": paper_acc})
+    return _integers(pd.DataFrame(rows))
+
+
+def headline(seeds: pd.DataFrame, config: ClrPaper, policies: tuple[str, ...] = ("clr-table2", "triangular2"),
+             n_boot: int = 2000) -> pd.DataFrame:
+    """The paper's headline as a number: iterations the fixed policy needs to reach a threshold divided by
+    the iterations a CLR policy needs (same seed), for the fixed policy's own final accuracy and for 81.4%;
+    mean and a percentile-bootstrap 95% interval of the mean over seeds, beside the paper's 70,000 / 25,000.
+    A seed whose CLR run never reaches the threshold has no ratio; `seeds_reached` counts those that do."""
+    rows = []
+    fixed = seeds[seeds["policy"] == "fixed"].set_index("seed") if len(seeds) else pd.DataFrame()
+    for name in policies:
+        clr = seeds[seeds["policy"] == name].set_index("seed") if len(seeds) else pd.DataFrame()
+        common = sorted(set(fixed.index) & set(clr.index)) if len(fixed) and len(clr) else []
+        if not common:
+            continue
+        for threshold, column, fixed_column in (
+                ("the fixed policy's own final accuracy", "iterations_to_fixed_final", "iterations_to_fixed_final"),
+                (f"{config.reference_acc:.1%}", "iterations_to_reference", "iterations_to_reference")):
+            pairs = pd.DataFrame({"fixed": fixed.loc[common, fixed_column], "clr": clr.loc[common, column]}).dropna()
+            ratios = (pairs["fixed"] / pairs["clr"]).to_numpy()
+            low, high = bootstrap_ci(ratios, statistic=np.mean, n_boot=n_boot) if len(ratios) else (math.nan, math.nan)
+            rows.append({"policy": name, "threshold": threshold, "seeds": len(common), "seeds_reached": len(ratios),
+                         "fixed_iterations_mean": pairs["fixed"].mean(), "policy_iterations_mean": pairs["clr"].mean(),
+                         "speedup_mean": ratios.mean() if len(ratios) else math.nan, "speedup_ci_low": low,
+                         "speedup_ci_high": high, "paper_speedup": PAPER_SPEEDUP})
+    return _integers(pd.DataFrame(rows))
 
 
 def _stored_range_test(curves: pd.DataFrame, mode: str) -> RangeTest | None:
@@ -197,38 +451,75 @@ def _stored_range_test(curves: pd.DataFrame, mode: str) -> RangeTest | None:
     return RangeTest(table, "stored", "ok", float("nan"), float("nan"), mode, 0)
 
 
-def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
+# ---------------------------------------------------------------- figures and report
+
+
+def _curve_figure(train: pd.DataFrame, names: list[str], path: Path, title: str, reference: float, scale: int,
+                  bands: bool = True) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    sns.set_theme(style="whitegrid")
+    data = train[train["strategy"].isin(names)]
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    ax.axhline(reference, color="0.3", ls=":", lw=1, label=f"{reference:.1%} (the paper's fixed result)")
+    if len(data):
+        n_seeds = data["seed"].nunique()
+        sns.lineplot(data, x="iteration", y="test_acc", hue="strategy", hue_order=[n for n in names if n in set(data["strategy"])],
+                     estimator="mean", errorbar=("pi", 100) if bands else None, ax=ax)
+        what = f"mean of {n_seeds} seed(s)" + ("; band: min to max" if bands else "")
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=f"policy ({what})", frameon=False)
+        ax.set_ylim(max(0.0, data["test_acc"].quantile(0.02) - 0.02), min(1.0, max(data["test_acc"].max(), reference) + 0.02))
+    ax.set(xlabel="iteration" + (f" (quick run's x{scale}, the paper's scale)" if scale > 1 else ""),
+           ylabel="test accuracy (all 10,000 test images)" if scale == 1 else "test accuracy", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _provenance_lines(runs: pd.DataFrame) -> list[str]:
+    lines = []
+    for raw in runs["environment"].drop_duplicates() if len(runs) else []:
+        env = json.loads(raw)
+        side = (f"; {env['workers']} worker process(es), seeds stacked: {env['stack_seeds']}" if "workers" in env else "")
+        lines += [f"- command: `{env['command']}`; date: {env['date']}; device: {env['device']}; "
+                  f"git commit: `{env['git_commit']}`{side}",
+                  "  - versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())]
+    return lines
+
+
+def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
     store = Store(out / "results.sqlite", create=False)
     try:
         curves = store.curves_frame()
         runs = store.runs_frame()
+        trials = store.trials_frame()
     finally:
         store.close()
+    statuses = {}
+    if len(trials):
+        done = trials[trials["kind"] == "train"]
+        statuses = {(r.strategy, int(r.seed)): r.status for r in done.itertuples()}
     scale = config.quick.scale if quick else 1
     (out / "tables").mkdir(exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     curves.to_csv(out / "tables" / "curves.csv", index=False)
-    table = table1(curves, config, scale)
-    table.to_csv(out / "tables" / "table1.csv", index=False)
+    seeds = per_seed(curves, config, scale, statuses)
+    tables = {"per_seed": seeds, "table1": table1(seeds, config), "headline": headline(seeds, config),
+              "table3": at_iterations(curves, config, "table3", scale, statuses),
+              "sigmoid_bn": at_iterations(curves, config, "sigmoid-bn", scale, statuses)}
+    for key, table in tables.items():
+        table.to_csv(out / "tables" / f"{key}.csv", index=False)
 
-    sns.set_theme(style="whitegrid")
-    train = curves[(curves["kind"] == "train")].dropna(subset=["test_acc"])
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    if len(train):
-        sns.lineplot(train.assign(iteration=train["step"] * scale), x="iteration", y="test_acc", hue="strategy", ax=ax)
-    ax.axhline(config.reference_acc, color="0.3", ls=":", lw=1)
-    ax.set(xlabel="iteration" + (f" (scaled x{scale})" if scale > 1 else ""), ylabel="test accuracy",
-           title="Figure 1 analogue: CIFAR-10, Caffe 'full' net, test accuracy against iteration")
-    ax.set_ylim(max(0.0, train["test_acc"].min() - 0.02) if len(train) else 0, 0.9)
-    fig.tight_layout()
-    fig.savefig(out / "figures" / "figure1.png", dpi=120)
-    plt.close(fig)
-
+    train = _train_curves(curves, scale)
+    figure1 = [p.name for p in config.policy if p.figure1]
+    _curve_figure(train, figure1, out / "figures" / "figure1.png", "Figure 1 analogue: CIFAR-10, Caffe 'full' net",
+                  config.reference_acc, scale)
+    table1_names = [p.name for p in config.policy if p.group == "table1"]
+    _curve_figure(train, table1_names, out / "figures" / "table1_policies.png",
+                  "Every Table 1 policy: test accuracy against iteration", config.reference_acc, scale, bands=False)
     suggestion = ""
     test = _stored_range_test(curves, config.range_test.mode)
     if test is not None:
@@ -240,22 +531,38 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
             suggestion = f"no range suggested: {err}"
         plot_range_test(test, out / "figures" / "figure3.png", base_lr, max_lr,
                         title="Figure 3 analogue: LR range test, accuracy against LR")
+    path = out / "REPORT.md"
+    path.write_text("\n".join(_report_lines(config, quick, scale, runs, tables, suggestion, test is not None)))
+    return path
 
-    envs = [json.loads(e) for e in runs["environment"].drop_duplicates()] if len(runs) else []
+
+def _markdown(table: pd.DataFrame) -> list[str]:
+    return [table.to_markdown(index=False, floatfmt=".4g"), ""] if len(table) else ["(no runs yet)", ""]
+
+
+def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame, tables: dict, suggestion: str,
+                  has_range_test: bool) -> list[str]:
     lines = [f"# CLR paper reproduction{' (QUICK: scaled down, not comparable with the paper)' if quick else ''}", "",
-             f"Reproduces the CIFAR-10 experiment of {PAPER}: Figure 1, Table 1 and the range test of Figure 3.", "",
-             "## Where these numbers come from", ""]
-    for env in envs:
-        lines += [f"- command: `{env['command']}`; date: {env['date']}; device: {env['device']}; "
-                  f"git commit: `{env['git_commit']}`",
-                  "  - versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())]
-    lines += [f"- report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from results.sqlite", "",
-              "## Table 1 analogue", ""]
-    if len(table):
-        lines += [table.to_markdown(index=False, floatfmt=".4g"), ""]
-    lines += ["![Figure 1](figures/figure1.png)", ""]
-    if test is not None:
+             f"Reproduces the CIFAR-10 experiments of {PAPER}: Figure 1, Tables 1 to 3 and the range test of Figure 3.",
+             "", "## Where these numbers come from", "", *_provenance_lines(runs),
+             f"- report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from results.sqlite",
+             "- `train_s` is each run's clock while several runs shared the machine (seeds stacked in one process, "
+             "policies side by side): it is not comparable across policies, and not a single run's time.", ""]
+    lines += ["## The headline", "",
+              "Iterations the fixed policy needs to reach a threshold, divided by the iterations the CLR run needs "
+              f"(same seed; mean over seeds and a bootstrap 95% interval). The paper: 70,000 / 25,000 = {PAPER_SPEEDUP:.1f}.",
+              "", *_markdown(tables["headline"])]
+    lines += ["## Table 1 analogue (and the Table 2 run, `clr-table2`)", "",
+              "Final test accuracy over seeds beside the paper's; iterations to the paper's fixed result and to our "
+              "fixed policy's final accuracy are means over the seeds that reach it.", "",
+              *_markdown(tables["table1"]), "![Figure 1](figures/figure1.png)", "",
+              "![Table 1 policies](figures/table1_policies.png)", ""]
+    if has_range_test:
         lines += ["## Figure 3 analogue", "", suggestion, "", "![Figure 3](figures/figure3.png)", ""]
+    lines += ["## Table 3 analogue (stage extra)", "", *_markdown(tables["table3"]),
+              "## Sigmoid units with batch normalisation (Sec. 4.1.2, stage extra)", "", *_markdown(tables["sigmoid_bn"])]
+    lines += ["## Settings and where each comes from", "", "| policy | stage | source |", "| --- | --- | --- |",
+              *[f"| {p.name} | {p.stage} | {p.source} |" for p in config.policy], ""]
     lines += ["## Deviations from the paper", "",
               "- Data: a JPEG re-encoding of CIFAR-10 (quality 75; PSNR 30.5 dB against the originals, see "
               "../shared/data/README.md), so accuracies run somewhat below the paper's.",
@@ -263,15 +570,15 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
               "learning rate; Caffe folds the learning rate into the momentum buffer. The two agree while the LR "
               "is constant and differ slightly while it changes.",
               "- Caffe's pooling (ceil mode), within-channel LRN, Gaussian initialisation, per-parameter lr/decay "
-              "multipliers and the mean image (computed on our training images) are matched (lrsearch/models.py).",
-              "- `decay` and `exp`: the paper's exact settings were not available to us; the values used are in "
-              "experiments/clr_paper.toml with their reasons. `triangular2-staged` is offered because the paper's "
-              "Figure 1 run may have been staged; our Figure 1 analogue shows both.",
-              "- One seed per policy; the paper does not say how many it used.", ""]
+              "multipliers and the mean image (computed on our training images) are matched "
+              "(lrsearch/training/models.py).",
+              "- Settings the paper does not give are marked \"our choice\" in the table above, with the reason.",
+              "- `exp_range` follows the paper's text (both boundaries decline by gamma^it); "
+              "`exp_range-amplitude` is the form of bckenstler/CLR and torch's CyclicLR (only the height declines).",
+              f"- {len(config.seeds)} seed(s) per policy ({', '.join(map(str, config.seeds))}); the paper does not "
+              "say how many runs back its numbers.", ""]
     if quick:
         lines += [f"- QUICK run: iteration counts, step sizes and milestones divided by {scale}, decay factors raised "
                   f"to the power {scale}, {config.quick.train_subset} training and {config.quick.test_subset} test "
                   "images. It checks the pipeline; its numbers are not comparable with the paper's.", ""]
-    path = out / "REPORT.md"
-    path.write_text("\n".join(lines))
-    return path
+    return lines

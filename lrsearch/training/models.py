@@ -78,6 +78,49 @@ class CaffeCifar10Full(_Groups, nn.Module):
                 for p, lr_mult, decay_mult in spec]
 
 
+class CaffeCifar10FullSigmoidBN(_Groups, nn.Module):
+    """Caffe's examples/cifar10/cifar10_full_sigmoid_train_test_bn.prototxt, the CLR paper's Sec. 4.1.2 net:
+    the "full" net with sigmoid units and batch normalisation instead of ReLU and LRN.
+
+    conv1 5x5x32 p2 -> max-pool 3/2 -> BN -> sigmoid; conv2 5x5x32 p2 -> BN -> sigmoid -> avg-pool 3/2;
+    conv3 5x5x64 p2 -> BN -> sigmoid -> avg-pool 3/2; ip1 -> 10. Its BN layers learn a scale (filler 1)
+    and a shift (filler 0.001), with lr_mult 1 and no weight decay.
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 32, 5, padding=2)
+        self.conv3 = nn.Conv2d(32, 64, 5, padding=2)
+        self.bn1, self.bn2, self.bn3 = nn.BatchNorm2d(32), nn.BatchNorm2d(32), nn.BatchNorm2d(64)
+        self.ip1 = nn.Linear(64 * 4 * 4, num_classes)
+        for layer, std in ((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)):
+            nn.init.normal_(layer.weight, std=std)
+            nn.init.zeros_(layer.bias)
+        for bn in (self.bn1, self.bn2, self.bn3):
+            nn.init.ones_(bn.weight)
+            nn.init.constant_(bn.bias, 0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.sigmoid(self.bn1(F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True)))
+        x = F.avg_pool2d(torch.sigmoid(self.bn2(self.conv2(x))), 3, 2, ceil_mode=True)
+        x = F.avg_pool2d(torch.sigmoid(self.bn3(self.conv3(x))), 3, 2, ceil_mode=True)
+        return self.ip1(x.flatten(1))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        # The prototxt's param { lr_mult decay_mult }: conv1/conv2 bias lr_mult 2; BN scale and shift
+        # lr_mult 1 (1.00001) decay_mult 0; ip1 weight decay_mult 250, ip1 bias lr_mult 0.2 decay_mult 0.
+        spec = [
+            (self.conv1.weight, 1, 1), (self.conv1.bias, 2, 1),
+            (self.conv2.weight, 1, 1), (self.conv2.bias, 2, 1),
+            (self.conv3.weight, 1, 1), (self.conv3.bias, 1, 1),
+            *[(p, 1, 0) for bn in (self.bn1, self.bn2, self.bn3) for p in (bn.weight, bn.bias)],
+            (self.ip1.weight, 1, 250), (self.ip1.bias, 0.2, 0),
+        ]
+        return [{"params": [p], "lr_mult": float(lr_mult), "weight_decay": weight_decay * decay_mult}
+                for p, lr_mult, decay_mult in spec]
+
+
 # ---------------------------------------------------------------- fast net (airbench94)
 
 
@@ -186,7 +229,7 @@ class TinyNet(_Groups, nn.Module):
         return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
 
-MODELS = {"caffe_cifar10_full": CaffeCifar10Full, "fast": FastNet, "tiny": TinyNet}
+MODELS = {"caffe_cifar10_full": CaffeCifar10Full, "caffe_cifar10_full_sigmoid_bn": CaffeCifar10FullSigmoidBN, "fast": FastNet, "tiny": TinyNet}
 
 
 def build_model(name: str, num_classes: int = 10, train_images: torch.Tensor | None = None) -> nn.Module:

@@ -99,7 +99,7 @@ _WINDOWS: dict[str, Callable[[float], float]] = {
 
 
 def cyclic_lr(it: int, base_lr: float, max_lr: float, step_size: int, mode: str = "triangular",
-              gamma: float = 1.0, window: str = "triangular") -> float:
+              gamma: float = 1.0, window: str = "triangular", decay: str = "amplitude") -> float:
     """Cyclical learning rate (Smith 2017, Sec. 3; formula of bckenstler/CLR, the Keras CLR):
 
         cycle = floor(1 + it / (2 * step_size))
@@ -107,6 +107,9 @@ def cyclic_lr(it: int, base_lr: float, max_lr: float, step_size: int, mode: str 
         lr    = base_lr + (max_lr - base_lr) * w(x) * scale
 
     mode: triangular (scale 1), triangular2 (scale 1 / 2**(cycle - 1)), exp_range (scale gamma**it).
+    decay, for exp_range only: "amplitude" scales the height above base_lr as above (bckenstler/CLR,
+    torch's CyclicLR); "bounds" scales both boundaries, lr = (base_lr + (max_lr - base_lr) * w(x)) * gamma**it,
+    which is how the paper's text (Sec. 3.1) describes exp_range.
     window w, the shapes the CLR paper compared (Sec. 3.1): triangular 1 - x, welch 1 - x**2,
     hann (1 + cos(pi x)) / 2. With the triangular window this equals torch's CyclicLR.
     """
@@ -122,6 +125,10 @@ def cyclic_lr(it: int, base_lr: float, max_lr: float, step_size: int, mode: str 
         raise ValueError(f"cyclic mode {mode!r}: expected triangular, triangular2 or exp_range")
     if window not in _WINDOWS:
         raise ValueError(f"cyclic window {window!r}: expected one of {', '.join(_WINDOWS)}")
+    if decay == "bounds" and mode == "exp_range":
+        return (base_lr + (max_lr - base_lr) * _WINDOWS[window](x)) * scale
+    if decay not in ("amplitude", "bounds"):
+        raise ValueError(f"cyclic decay {decay!r}: expected amplitude or bounds")
     return base_lr + (max_lr - base_lr) * _WINDOWS[window](x) * scale
 
 

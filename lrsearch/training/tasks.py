@@ -29,6 +29,7 @@ class Task:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
+    optimizer: str = "sgd"  # sgd, adam, rmsprop, adagrad or adadelta (torch.optim; momentum and nesterov are SGD's)
     label_smoothing: float = 0.0
     augment: bool = False  # random translation and horizontal flip, on the device (see data.DeviceLoader)
     translate: int = 4  # augmentation: shift by up to this many pixels (crop of the reflect-padded image)
@@ -83,6 +84,13 @@ TASKS: dict[str, Task] = {
         eval_batch_size=10_000,
         schedule={"name": "multistep", "base_lr": "$lr", "milestones": [60_000, 65_000], "gamma": 0.1},
         description="the CLR paper's Caffe CIFAR-10 'full' net on all 50,000 training images, batch 100"),
+    # Caffe's cifar10_full_sigmoid_solver_bn.prototxt: base_lr 0.001, momentum 0.9, no weight decay (commented
+    # out there), a constant LR ("step" with gamma 1), 60,000 iterations, batch 111 (its train_test prototxt).
+    "clr-paper-sigmoid-bn": Task(
+        name="clr-paper-sigmoid-bn", model="caffe_cifar10_full_sigmoid_bn", batch_size=111, steps=60_000,
+        eval_every=1000, target_acc=0.608, val_size=0, lr=0.001, momentum=0.9, weight_decay=0.0,
+        normalization="pixel_mean", eval_batch_size=10_000, schedule={"name": "constant", "lr": "$lr"},
+        description="the CLR paper's Caffe CIFAR-10 net with sigmoid units and batch normalisation, batch 111"),
 }
 
 

@@ -257,8 +257,7 @@ class _Setup:
                 group["frozen_from"] = round(group.pop("train_epochs") * len(self.loader))
             if peak:
                 group["weight_decay"] = self.weight_decay / (peak * group["lr_mult"])
-        self.optimizer = torch.optim.SGD(groups, lr=self.schedule(0), momentum=self.momentum,
-                                         nesterov=task.nesterov and self.momentum > 0)
+        self.optimizer = make_optimizer(task, groups, self.schedule(0), self.momentum)
         self.scheduler = FunctionLR(self.optimizer, self.schedule)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -269,6 +268,20 @@ class _Setup:
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
+
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
+              "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta}
+
+
+def make_optimizer(task: Task, groups: list[dict], lr: float, momentum: float) -> torch.optim.Optimizer:
+    """The task's torch optimizer over `groups` (each group's weight decay is its own, L2 as in Caffe):
+    SGD takes the momentum and Nesterov flag; the adaptive methods their torch defaults."""
+    if task.optimizer not in OPTIMIZERS:
+        raise ValueError(f"task {task.name!r}: optimizer {task.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+    if task.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=task.nesterov and momentum > 0)
+    return OPTIMIZERS[task.optimizer](groups, lr=lr)
 
 
 def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskData) -> _Setup:
@@ -335,7 +348,7 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
     # the reference starts at the chance-level loss ln(classes): a first interval already far above it diverged
     best_loss = math.log(data.test_y.max().item() + 1)
     step = 0
-    bar = _ProgressBar(n_steps, task.name) if progress else None
+    bar = ProgressBar(n_steps, task.name) if progress else None
     _sync(dev)
     resumed = time.perf_counter()
     for x, y in _batches(setup.loader, n_steps):
@@ -378,11 +391,7 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
             result.status = "diverged"
             result.error = f"loss {train_loss:.4g} at step {step} (best {best_loss:.4g})"
             break
-        acc = row["val_acc"] if has_val else row["test_acc"]
-        result.final_val_acc, result.final_test_acc = acc, row["test_acc"]
-        result.best_val_acc = max(result.best_val_acc or 0.0, acc)
-        if result.time_to_target_s is None and acc >= task.target_acc:
-            result.time_to_target_s, result.steps_to_target = result.train_s, step
+        acc = record_evaluation(result, row, has_val, task.target_acc)
         if report is not None and report(step, acc):
             result.status = "pruned"
             break
@@ -396,6 +405,16 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
         bar.close()
 
 
+def record_evaluation(result: TrialResult, row: dict, has_val: bool, target_acc: float) -> float:
+    """Fold one evaluated curve row into the result's summary; returns the accuracy a search sees."""
+    acc = row["val_acc"] if has_val else row["test_acc"]
+    result.final_val_acc, result.final_test_acc = acc, row["test_acc"]
+    result.best_val_acc = max(result.best_val_acc or 0.0, acc)
+    if result.time_to_target_s is None and acc >= target_acc:
+        result.time_to_target_s, result.steps_to_target = result.train_s, row["step"]
+    return acc
+
+
 def _batches(loader: DeviceLoader, n_steps: int):
     """`n_steps` training batches, epoch after epoch."""
     step = 0
@@ -407,7 +426,7 @@ def _batches(loader: DeviceLoader, n_steps: int):
                 return
 
 
-class _ProgressBar:
+class ProgressBar:
     """A rich progress bar for `lrsearch train`."""
 
     def __init__(self, total: int, name: str):

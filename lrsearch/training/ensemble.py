@@ -1,0 +1,218 @@
+"""Several seeds of one trial trained at once, in one process (the CLR reproduction's speed-up).
+
+A small net at batch 100 is bound by kernel launches, not by the GPU's arithmetic: the Caffe
+CIFAR-10 net ran 2.4 ms per step on an H200 alone (shared/device/README.md). Here K seeds of
+one task and schedule share every launch: their parameters are stacked along a new first
+dimension (`torch.func.stack_module_state`) and one vmapped forward runs all K models, each on
+its own batches (its own seed's shuffle). Each model's loss is its own batch mean, so the loss
+summed over models leaves every model its own gradients, and torch's optimizers work
+elementwise, so one stacked update is K independent updates.
+
+Each seed's record is what `train(task, params, seed)` gives for that seed, up to the order of
+floating-point sums (tests/test_ensemble.py checks it). Its `train_s` is the ensemble's clock,
+shared by its K models: it is not one model's time.
+
+Not supported (ValueError): lookahead, test-time augmentation, decoupled weight decay,
+torch.compile, parameter groups frozen after some epochs, and pruning (a report hook).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import traceback
+
+import torch
+import torch.nn.functional as F
+
+from lrsearch.training.data import DeviceLoader
+from lrsearch.training.models import build_model
+from lrsearch.training.schedules import FunctionLR, make_schedule
+from lrsearch.training.tasks import Task, schedule_spec
+from lrsearch.training.trainer import (
+    ProgressBar,
+    TaskData,
+    TrialResult,
+    _batches,
+    _sync,
+    device_name,
+    make_optimizer,
+    prepare_data,
+    record_evaluation,
+    resolve_device,
+    total_steps,
+)
+
+_UNSUPPORTED = {"lookahead_every": 0, "tta_level": 0, "decoupled_wd": False, "compile": False}
+
+
+def train_seeds(task: Task, params: dict | None, seeds: list[int], *, device: str | torch.device | None = None,
+                data_source: str | None = None, progress: bool = False) -> list[TrialResult]:
+    """Train one model per seed, all at once; one TrialResult per seed, in the order of `seeds`.
+    Like `train`, never raises for a bad learning rate: a model that diverges is recorded as diverged
+    (the others go on), and an error fails every model that had not ended."""
+    params = dict(params or {})
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    results = [TrialResult(params=params, seed=s, status="ok", target_acc=task.target_acc, device=device_name(dev))
+               for s in seeds]
+    try:
+        bad = [f"{name}={getattr(task, name)!r}" for name, off in _UNSUPPORTED.items() if getattr(task, name) != off]
+        if bad:
+            raise ValueError(f"task {task.name!r}: train_seeds does not support {', '.join(bad)}; use train()")
+        if len(set(seeds)) != len(seeds) or not seeds:
+            raise ValueError(f"seeds {seeds}: expected distinct seeds, at least one")
+        _run(task, params, list(seeds), dev, data_source, progress, results, started)
+    except Exception as err:  # recorded, as `train` does
+        for result in results:
+            if result.status == "ok":
+                result.status = "failed"
+                result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+    for result in results:
+        result.wall_s = time.perf_counter() - started
+    return results
+
+
+class _Stack:
+    """K models of one architecture as stacked tensors, with a vmapped forward and one optimizer."""
+
+    def __init__(self, task: Task, params: dict, seeds: list[int], data: TaskData):
+        models = []
+        for seed in seeds:  # the same initialisation as `train` gives each seed
+            torch.manual_seed(seed)
+            models.append(build_model(task.model, train_images=data.train_x.float()).to(data.train_x.device))
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.params, self.buffers = torch.func.stack_module_state(models)
+        self.names = {id(p): name for name, p in models[0].named_parameters()}
+        self.groups_template = models[0].param_groups(float(params.get("weight_decay", task.weight_decay)))
+        if any("train_epochs" in g for g in self.groups_template):
+            raise ValueError(f"model {task.model!r}: groups frozen after some epochs are not supported here")
+        self.initial = {k: v.detach().clone() for k, v in (self.params | self.buffers).items()}
+
+        def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self.base, (p, b), (x,))
+
+        self.train_forward = torch.func.vmap(one)  # each model its own batch
+        self.eval_forward = torch.func.vmap(one, in_dims=(0, 0, None))  # every model the same images
+
+    def new_optimizer(self, task: Task, schedule, momentum: float) -> tuple[torch.optim.Optimizer, FunctionLR]:
+        groups = [{**g, "params": [self.params[self.names[id(p)]] for p in g["params"]]} for g in self.groups_template]
+        optimizer = make_optimizer(task, groups, schedule(0), momentum)
+        return optimizer, FunctionLR(optimizer, schedule)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for name, tensor in (self.params | self.buffers).items():
+            tensor.copy_(self.initial[name])
+
+    @torch.no_grad()
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast) -> list[float]:
+        self.base.eval()
+        correct = torch.zeros(len(next(iter(self.params.values()))), dtype=torch.int64, device=x.device)
+        for start in range(0, len(y), batch_size):
+            with autocast():
+                logits = self.eval_forward(self.params, self.buffers, x[start:start + batch_size])
+            correct += (logits.argmax(-1) == y[start:start + batch_size]).sum(1)
+        self.base.train()
+        return (correct.double() / len(y)).tolist()
+
+
+def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_source: str | None, progress: bool,
+         results: list[TrialResult], started: float) -> None:
+    data = prepare_data(task, dev, data_source)
+    stack = _Stack(task, params, seeds, data)
+
+    def loaders() -> list[DeviceLoader]:
+        return [DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, pad=task.translate,
+                             flip=task.flip, seed=seed) for seed in seeds]
+
+    n_per_epoch = len(loaders()[0])
+    n_steps = int(params["steps"]) if "steps" in params else total_steps(task, n_per_epoch)
+    schedule = make_schedule(schedule_spec(task, params), n_steps)
+    momentum = float(params.get("momentum", task.momentum))
+    use_bf16 = task.precision == "bf16" and dev.type == "cuda"
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    def step(optimizer, scheduler, batches) -> torch.Tensor:
+        xs = torch.stack([x for x, _ in batches])
+        ys = torch.stack([y for _, y in batches])
+        with autocast():
+            logits = stack.train_forward(stack.params, stack.buffers, xs)
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), ys.flatten(), reduction="none",
+                                     label_smoothing=task.label_smoothing).view(len(seeds), -1).mean(1)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+        scheduler.step()
+        return losses.detach()
+
+    for result in results:
+        result.steps_per_epoch = n_per_epoch
+    if dev.type == "cuda":  # cuDNN autotuning and first calls out of train_s, then the initial state back
+        t0 = time.perf_counter()
+        torch.backends.cudnn.benchmark = True
+        optimizer, scheduler = stack.new_optimizer(task, schedule, momentum)
+        for batches, _ in zip(zip(*loaders()), range(3)):
+            step(optimizer, scheduler, batches)
+        stack.accuracy(data.test_x, data.test_y, task.eval_batch_size, autocast)
+        _sync(dev)
+        stack.restore()
+        for result in results:
+            result.warmup_s = time.perf_counter() - t0
+    optimizer, scheduler = stack.new_optimizer(task, schedule, momentum)
+    _loop(task, stack, data, n_steps, optimizer, scheduler, step, loaders(), autocast, progress, results, started)
+
+
+def _loop(task: Task, stack: _Stack, data: TaskData, n_steps: int, optimizer, scheduler, step, loaders, autocast,
+          progress: bool, results: list[TrialResult], started: float) -> None:
+    dev, has_val = data.train_x.device, data.val_x is not None
+    live = [True] * len(results)
+    best_loss = [math.log(data.test_y.max().item() + 1)] * len(results)
+    loss_sum = torch.zeros(len(results), device=dev)
+    interval_steps, train_s, eval_s = 0, 0.0, 0.0
+    bar = ProgressBar(n_steps, f"{task.name} x{len(results)}") if progress else None
+    _sync(dev)
+    resumed = time.perf_counter()
+    for n, batches in enumerate(zip(*(_batches(loader, n_steps) for loader in loaders)), start=1):
+        lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
+        loss_sum += step(optimizer, scheduler, batches)
+        interval_steps += 1
+        if n % task.eval_every and n != n_steps:
+            continue
+        _sync(dev)
+        now = time.perf_counter()
+        train_s += now - resumed
+        losses = (loss_sum / interval_steps).tolist()
+        val = stack.accuracy(data.val_x, data.val_y, task.eval_batch_size, autocast) if has_val else None
+        test = stack.accuracy(data.test_x, data.test_y, task.eval_batch_size, autocast)
+        eval_s += time.perf_counter() - now
+        for k, result in enumerate(results):
+            if not live[k]:
+                continue
+            diverged = not math.isfinite(losses[k]) or losses[k] > task.diverge_factor * best_loss[k]
+            best_loss[k] = min(best_loss[k], losses[k]) if math.isfinite(losses[k]) else best_loss[k]
+            row = {"step": n, "epoch": n / result.steps_per_epoch, "samples": n * task.batch_size, "lr": lr,
+                   "train_loss": losses[k], "val_acc": None if diverged or not has_val else val[k],
+                   "test_acc": None if diverged else test[k], "train_s": train_s,
+                   "wall_s": time.perf_counter() - started}
+            result.train_s, result.eval_s, result.steps = train_s, eval_s, n
+            result.curve.append(row)
+            if diverged:
+                live[k] = False
+                result.status = "diverged"
+                result.error = f"loss {losses[k]:.4g} at step {n} (best {best_loss[k]:.4g})"
+            else:
+                record_evaluation(result, row, has_val, task.target_acc)
+        if bar is not None:
+            bar.update(n, sum(losses) / len(losses), sum(test) / len(test))
+        if not any(live) or (task.seconds is not None and train_s >= task.seconds):
+            break
+        loss_sum.zero_()
+        interval_steps = 0
+        _sync(dev)
+        resumed = time.perf_counter()
+    if bar is not None:
+        bar.close()
