@@ -32,24 +32,27 @@ test: install
 lint: install
 	$(BIN)/ruff check lrsearch tests benchmarks
 
-# The main job: every strategy on the preset's task; results/benchmark-$(PRESET)/ (SQLite store, tables,
-# figures, REPORT.md). Resumes: running it again only runs what is missing.
+# The main job: every strategy on the preset's task -> runs/benchmark-$(PRESET)/ (SQLite store, tables,
+# figures, REPORT.md beside the committed reference in results/, run.log). Resumes: running it again only
+# runs what is missing. RESULTS=results/benchmark-cpu writes the committed reference instead.
+RESULTS_FLAG = $(if $(RESULTS),--results $(RESULTS))
 benchmark: install
-	$(BIN)/lrsearch run experiments/benchmark-$(PRESET).toml
+	$(BIN)/lrsearch run experiments/benchmark-$(PRESET).toml $(RESULTS_FLAG)
 
-# Compare search budgets: 2..32 trials over 5 seeds, real training -> results/budgets/
+# Compare search budgets: 2..32 trials over 5 seeds, real training -> runs/budgets/
 # REPLAY=1: budgets 1..64 over 100 seeds in about 2 minutes, replayed from recorded curves
-# (results/benchmark-cpu-table, see `make tabulate`) -> results/budgets-replay/
-# REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way over 30 seeds -> results/budgets-replay-slow/
+# (results/benchmark-cpu-table, see `make tabulate`) -> runs/budgets-replay/
+# REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way over 30 seeds -> runs/budgets-replay-slow/
 budgets: install
-	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml)
+	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml) $(RESULTS_FLAG)
 
-# The recordings behind REPLAY=1 (both committed under results/; each resumes):
-# 48 LRs x 3 seeds of the cpu task (~15 min), and real runs to check the replay against (~15 min)
+# The recordings behind REPLAY=1 (both committed under results/; each resumes): 48 LRs x 3 seeds of the
+# cpu task (~15 min), and real runs to check the replay against (~15 min). Like every experiment they
+# write runs/<name>/; RESULTS=results/benchmark-cpu-table (or results/replay-check-cpu) rewrites the committed ones.
 tabulate: install
-	$(BIN)/lrsearch tabulate experiments/benchmark-cpu.toml
+	$(BIN)/lrsearch tabulate experiments/benchmark-cpu.toml $(RESULTS_FLAG)
 replay-check: install
-	$(BIN)/lrsearch run experiments/replay-check-cpu.toml
+	$(BIN)/lrsearch run experiments/replay-check-cpu.toml $(RESULTS_FLAG)
 
 # Reproduce the CLR paper's CIFAR-10 experiments -> results/clr-paper/ (a GPU: minutes; resumes across calls).
 # STAGE=extra: Table 3 and the sigmoid + BN net (STAGE=all: everything).

@@ -35,13 +35,14 @@ _EXPORTS = {
     "suggest_range": "lrsearch.search.lr_finder",
     "suggest_lr": "lrsearch.search.lr_finder",
     "get_strategy": "lrsearch.search.strategies",
-    "search": "lrsearch.search.strategies",
     "strategy_names": "lrsearch.search.strategies",
     "Experiment": "lrsearch.experiment.config",
     "load_experiment": "lrsearch.experiment.config",
     "run_experiment": "lrsearch.experiment.runner",
     "Store": "lrsearch.experiment.store",
     "build_tables": "lrsearch.reporting.tables",
+    "load_results": "lrsearch.reporting.tables",
+    "Results": "lrsearch.reporting.tables",
     "build_report": "lrsearch.reporting.report",
 }
 
@@ -50,7 +51,7 @@ __all__ = [
     "load_cifar10", "build_model", "make_schedule", "Task", "TASKS", "get_task", "train",
     "TrialResult", "range_test", "suggest_range", "suggest_lr", "get_strategy", "search",
     "strategy_names", "Experiment", "load_experiment", "run_experiment", "Store", "build_tables",
-    "build_report",
+    "build_report", "load_results", "Results",
 ]
 
 if TYPE_CHECKING:
@@ -58,9 +59,9 @@ if TYPE_CHECKING:
     from lrsearch.experiment.runner import run_experiment
     from lrsearch.experiment.store import Store
     from lrsearch.reporting.report import build_report
-    from lrsearch.reporting.tables import build_tables
+    from lrsearch.reporting.tables import Results, build_tables, load_results
     from lrsearch.search.lr_finder import range_test, suggest_lr, suggest_range
-    from lrsearch.search.strategies import get_strategy, search, strategy_names
+    from lrsearch.search.strategies import get_strategy, strategy_names
     from lrsearch.training.data import load_cifar10
     from lrsearch.training.models import build_model
     from lrsearch.training.schedules import make_schedule
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "search":  # the subpackage, which is callable: lrsearch.search(strategy, objective, space, ...)
+        return importlib.import_module("lrsearch.search")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'lrsearch' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

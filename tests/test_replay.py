@@ -36,7 +36,7 @@ def _accuracy(lr: float, step: int, seed: int) -> float:
 def _write_table(folder: Path, n_lrs: int = 24, seeds=(0, 1, 2), diverge_above: float = 1.0) -> Path:
     """A tabulation's store written by hand: grid runs whose curves follow `_accuracy`; LRs above
     `diverge_above` diverge at the first evaluation, as the trainer records it (no accuracy)."""
-    store = Store(folder / "results.sqlite")
+    store = Store(folder / "results.sqlite", create=True)
     env = {"command": "test", "date": "-", "device": "-", "git_commit": "-", "versions": {}}
     for seed in seeds:
         run = store.open_run("synthetic-table", "smoke", "grid", n_lrs, seed, env)
@@ -212,7 +212,7 @@ workers = 2
 
 def _write_real_runs(folder: Path, table: ReplayTable, seeds=range(30)) -> Path:
     """Stand-in "real" runs of random search, drawn from the same recorded curves: the check must find no gap."""
-    store = Store(folder / "results.sqlite")
+    store = Store(folder / "results.sqlite", create=True)
     for seed in seeds:
         run = store.open_run("real", "smoke", "random", 8, seed, {})
         for i, ev in enumerate(get_strategy("random", SPACE, seed=1000 + seed).run(ReplayObjective(table, 0.5, 1000 + seed), 8)):

@@ -183,8 +183,32 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
     for table in ("trials", "runs", "anytime", "summary", "curves"):
         for suffix in ("csv", "parquet"):
             assert (out / "tables" / f"{table}.{suffix}").stat().st_size > 0
-    for figure in ("anytime", "time_to_target", "accuracy_vs_budget", "trials_lr", "range_tests"):
+    for figure in ("anytime", "time_to_target", "trials_lr", "learning_curves", "range_tests"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 10_000
+    assert not (out / "figures" / "accuracy_vs_budget.png").exists()  # one budget: no budget axis to draw
+    # one log line per finished trial and per run, in run.log (and on stderr, which is not a terminal here)
+    log = (out / "run.log").read_text()
+    assert log.count(" trial ") == 20 and log.count("run done: ") == 7 and "optuna-tpe b3 s0 trial 2: lr=" in log
+    # every run is an Optuna study too, trial for trial as in the store (optuna-dashboard reads it)
+    import optuna
+
+    from lrsearch.reporting.tables import load_results
+    results = load_results(out)
+    storage = f"sqlite:///{out / 'optuna.sqlite3'}"
+    assert len(optuna.get_all_study_names(storage)) == 7
+    states = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    for (strategy, seed), stored in results.trials.groupby(["strategy", "seed"]):
+        study = optuna.load_study(study_name=f"benchmark-smoke/{strategy}/b3/s{seed}", storage=storage)
+        assert [t.state.name for t in study.trials] == [states[s] for s in stored["status"]]
+        assert [t.user_attrs["status"] for t in study.trials] == list(stored["status"])
+        for trial, row in zip(study.trials, stored.itertuples()):
+            if trial.state.name == "COMPLETE":
+                assert trial.value == pytest.approx(row.value)
+            if row.kind == "train" and "lr" in trial.params:
+                assert trial.params["lr"] == pytest.approx(row.params_lr)
+            curve = results.curves[(results.curves["strategy"] == strategy) & (results.curves["seed"] == seed)
+                                   & (results.curves["trial_index"] == row.trial_index)].dropna(subset=["val_acc"])
+            assert trial.intermediate_values == dict(zip(curve["step"], curve["val_acc"]))
     runs = pd.read_parquet(out / "tables" / "runs.parquet")
     assert len(runs) == 7 and set(runs["strategy"]) >= {"grid", "optuna-tpe", "lr-range-clr"}
     summary = pd.read_csv(out / "tables" / "summary.csv")
@@ -238,7 +262,7 @@ def test_a_store_from_before_eval_s_gains_the_column_and_keeps_its_trials(tmp_pa
                      "finished_at) VALUES (1, 0, 'train', '{}', 'ok', 0.5, 1.0, 0.0, '{}', 0)")
         assert "eval_s" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}
         assert "definition" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-    store = Store(path)
+    store = Store(path, create=True)
     store.add_trial(1, 1, "train", {"lr": 0.1}, 0.1, "ok", 0.6, 2.0, 0.0, {}, [], {"eval_s": 0.25})
     trials = store.trials_frame()
     store.close()

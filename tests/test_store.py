@@ -133,7 +133,7 @@ def test_a_file_that_is_no_store_is_refused_and_left_alone(tmp_path, capsys):
     garbage.write_bytes(os.urandom(4096))
     content = garbage.read_bytes()
     with pytest.raises(StoreError, match="not an lrsearch results store"):
-        Store(garbage)
+        Store(garbage, create=True)
     assert garbage.read_bytes() == content
     assert main(["report", str(garbage.parent)]) == 2
     err = capsys.readouterr().err.strip()
@@ -143,18 +143,19 @@ def test_a_file_that_is_no_store_is_refused_and_left_alone(tmp_path, capsys):
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE songs (title TEXT)")
     with pytest.raises(StoreError, match="another program"):
-        Store(foreign)
+        Store(foreign, create=True)
     with sqlite3.connect(foreign) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["songs"]
 
-    with pytest.raises(StoreError, match="no results store here"):
-        Store(tmp_path / "typo" / "results.sqlite", create=False)
+    for create in ({"create": False}, {}):  # a reader's default: never an empty new database
+        with pytest.raises(StoreError, match="no results store here"):
+            Store(tmp_path / "typo" / "results.sqlite", **create)
     assert not (tmp_path / "typo").exists()
 
 
 def test_a_store_from_a_newer_lrsearch_is_refused(tmp_path):
     path = tmp_path / "results.sqlite"
-    Store(path).close()
+    Store(path, create=True).close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -163,7 +164,7 @@ def test_a_store_from_a_newer_lrsearch_is_refused(tmp_path):
 
 
 def test_claims_are_exclusive_until_the_holder_goes_stale_or_is_gone(tmp_path):
-    store = Store(tmp_path / "results.sqlite")
+    store = Store(tmp_path / "results.sqlite", create=True)
     key = ("e", "smoke", "random", 3, 0, {}, {"space": 1})
     assert store.claim_run(*key, worker="a", stale_after_s=0.5)[0] == "claimed"
     assert store.claim_run(*key, worker="b", stale_after_s=0.5)[0] == "busy"

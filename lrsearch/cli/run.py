@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ def _run(args: argparse.Namespace) -> int:
     from lrsearch.experiment.config import ConfigError, load_experiment
     from lrsearch.experiment.runner import run_experiment
     from lrsearch.reporting.report import build_report
-    from lrsearch.training.data import resolve_source
+    from lrsearch.training.data import ensure_source
 
     try:
         experiment = load_experiment(args.experiment)
@@ -25,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
     try:
-        resolve_source(args.data)  # a missing data source: its message before any Ray starts
+        ensure_source(args.data)  # a missing source: its message (or, on a fresh machine, the download) before Ray
         executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
                              data_source=args.data, executor=executor, reset=args.reset)
@@ -36,8 +37,75 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     report = build_report(out)
-    print(f"results in {out}/ (results.sqlite, tables/, figures/); report: {report}")
+    print(f"results in {out}/ (results.sqlite, tables/, figures/, run.log); report: {report}")
+    failed, total = _failed_trials(out, experiment, args.only, args.seeds)
+    if failed and not args.allow_failures:
+        print(f"lrsearch: {failed} of {total} trials failed (errors in {out / 'run.log'} and the trials table); "
+              "rerun with --allow-failures to exit 0 anyway", file=sys.stderr)
+        return 1
     return 0
+
+
+def _failed_trials(out: Path, experiment, only, seeds) -> tuple[int, int]:
+    """Failed trials (errors, not divergence) and all trials, over the runs this call was asked for."""
+    from lrsearch.experiment.runner import plan
+    from lrsearch.experiment.store import Store
+
+    wanted = {(s.strategy, s.budget, s.seed) for s in plan(experiment, only, seeds)}
+    store = Store(out / "results.sqlite", create=False)
+    try:
+        trials = store.trials_frame()
+    finally:
+        store.close()
+    trials = trials[trials["experiment"] == experiment.name]
+    mine = trials[[(r.strategy, r.budget, r.seed) in wanted for r in trials.itertuples()]]
+    return int((mine["status"] == "failed").sum()), len(mine)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Check a config, its data source and its strategies' libraries; train nothing."""
+    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.runner import plan
+    from lrsearch.experiment.store import Store
+    from lrsearch.search.strategies import REGISTRY
+    from lrsearch.training.data import DataError, resolve_source
+
+    try:
+        experiment = load_experiment(args.experiment)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    problems = []
+    missing = {name: REGISTRY[name].missing_packages() for name in experiment.strategies}
+    problems += [f"strategy {name} needs {', '.join(m)} (pip install {' '.join(m)})" for name, m in missing.items() if m]
+    if experiment.replay is None:
+        try:
+            print(f"data: {resolve_source(args.data)}")
+        except DataError as err:
+            if args.data or os.environ.get("LRSEARCH_DATA"):  # a named source that is not there
+                problems.append(str(err))
+            else:
+                print("data: none found; `lrsearch run` downloads the official CIFAR-10 archive into ./data/ "
+                      "(170 MB, md5-checked)")
+    else:
+        table = Path(experiment.replay.table) / "results.sqlite"
+        if not table.exists():
+            problems.append(f"replay table {table}: not found; `lrsearch tabulate` writes it")
+    task = experiment.task_spec()
+    specs = plan(experiment) if not any(missing.values()) else []
+    out = experiment.results_dir(args.results)
+    done = 0
+    if specs and (out / "results.sqlite").exists():
+        store = Store(out / "results.sqlite", create=False)
+        try:
+            done = sum(store.run_status(experiment.name, s.strategy, s.budget, s.seed) == "complete" for s in specs)
+        finally:
+            store.close()
+    print(f"{args.experiment}: config valid; task {task.name} ({task.model}), {len(experiment.strategies)} strategies x "
+          f"budgets {experiment.budgets} x {len(experiment.seeds)} seeds = {len(specs)} runs, "
+          f"{sum(s.budget for s in specs)} trials at most; results in {out}/ ({done} runs already complete)")
+    for problem in problems:
+        print(f"lrsearch: error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def _accuracy(text: str) -> float:
@@ -119,7 +187,7 @@ def _clr_paper(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an experiment (resumes: only runs not yet complete), then write its report")
     p.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-cpu.toml")
-    p.add_argument("--results", help="results folder (default: the config's `results`, else results/<name>)")
+    p.add_argument("--results", help="results folder (default: the config's `results`, else runs/<name>)")
     p.add_argument("--only", nargs="+", metavar="STRATEGY", help="run only these strategies")
     p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
     p.add_argument("--reset", action="store_true", help="drop stored runs trained under another definition "
@@ -127,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=_accuracy, help="target validation accuracy, overriding the config's "
                    "(a fraction, e.g. 0.93); stored runs are read off their curves for it, not retrained")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1 ...")
     p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "
                    "else local: here, one at a time); ray: as Ray tasks, several at once")
     p.add_argument("--address", help="Ray: an existing cluster, 'auto' or HOST:PORT (default: a private Ray on 127.0.0.1)")
@@ -135,17 +203,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial; 0.5 packs two trials on a GPU "
                    "(default: 1 where there are GPUs)")
     p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs per trial (default: CPUs / workers)")
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when trials failed (an error in a "
+                   "trial, not a diverged LR); by default such a run exits 1 and says how many")
     p.set_defaults(func=_run)
+    v = sub.add_parser("validate", help="check an experiment config, its data source and its strategies' "
+                       "libraries, without training")
+    v.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-cpu.toml")
+    v.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
+    v.add_argument("--results", help="results folder whose finished runs to count (default: the config's)")
+    v.set_defaults(func=_validate)
     n = sub.add_parser("nni-experiment", help="run trials through a real NNI experiment (manager + web UI on 127.0.0.1)")
-    n.add_argument("experiment")
+    n.add_argument("experiment", help="experiment config, e.g. experiments/benchmark-smoke.toml")
     n.add_argument("--tuner", default="tpe", help="NNI built-in tuner: tpe, evolution, anneal, random")
     n.add_argument("--trials", type=int, help="number of trials (default: the config's first budget)")
-    n.add_argument("--seed", type=int)
+    n.add_argument("--seed", type=int, help="the tuner's seed (default: the config's first)")
     n.add_argument("--port", type=int, default=8080, help="web UI / REST port on 127.0.0.1")
-    n.add_argument("--results")
+    n.add_argument("--results", help="results folder (default: the config's)")
     n.set_defaults(func=_nni_experiment)
     c = sub.add_parser("clr-paper", help="reproduce the CLR paper's CIFAR-10 Figure 1, Table 1 and Figure 3")
-    c.add_argument("config", nargs="?", default="experiments/clr_paper.toml")
+    c.add_argument("config", nargs="?", default="experiments/clr_paper.toml", help="the reproduction's config")
     c.add_argument("--quick", action="store_true", help="scaled down for a CPU (see the config's [quick])")
     c.add_argument("--stage", choices=["main", "extra", "all"], default="main",
                    help="main: Tables 1-2, Fig. 1 and 3 (default); extra: Table 3 and the sigmoid + BN net; all: both")
@@ -162,5 +238,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
     c.set_defaults(func=_clr_paper)
     r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
-    r.add_argument("results", type=Path)
+    r.add_argument("results", type=Path, help="a results folder (holding results.sqlite)")
     r.set_defaults(func=_report)

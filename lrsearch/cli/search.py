@@ -14,7 +14,15 @@ def _strategies(args: argparse.Namespace) -> int:
     for name in strategy_names():
         cls = REGISTRY[name]
         marks = ("  [prunes]" if cls.prunes else "") + ("  [parallel]" if cls.parallel else "")
-        print(f"{name:<22} {cls.summary}{marks}")
+        missing = cls.missing_packages()
+        print(f"{name:<22} {cls.summary}{marks}" + (f"  [needs: {', '.join(missing)}]" if missing else ""))
+        if args.options:
+            for option in cls.declared_options().values():
+                kind = option.type.__name__ + (f" in {'|'.join(map(str, option.choices))}" if option.choices else "")
+                default = "computed" if option.default is None else repr(option.default)
+                print(f"    {option.name} ({kind}, default {default}): {option.meaning}")
+    if args.options:
+        print("\nSet them per strategy in an experiment file, e.g.\n  [options.optuna-tpe]\n  n_startup_trials = 4")
     return 0
 
 
@@ -50,17 +58,20 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("strategies", help="list the search strategies").set_defaults(func=_strategies)
+    s = sub.add_parser("strategies", help="list the search strategies (--options: and the options each takes)")
+    s.add_argument("--options", action="store_true", help="also list each strategy's options: type, default, meaning")
+    s.set_defaults(func=_strategies)
     p = sub.add_parser("lr-find", help="LR range test: print the suggested range, write the table and figure")
-    p.add_argument("--task", default="smoke")
-    p.add_argument("--metric", choices=("acc", "loss"), default="acc")
-    p.add_argument("--min-lr", type=float, default=1e-4)
-    p.add_argument("--max-lr", type=float, default=1.0)
+    p.add_argument("--task", default="smoke", help="task name (see `lrsearch tasks`)")
+    p.add_argument("--metric", choices=("acc", "loss"), default="acc",
+                   help="Smith's range rule on validation accuracy or on the training loss")
+    p.add_argument("--min-lr", type=float, default=1e-4, help="the first LR")
+    p.add_argument("--max-lr", type=float, default=1.0, help="the last LR")
     p.add_argument("--steps", type=int, help="length in steps (default: --epochs)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--mode", choices=("linear", "exp"), default="exp")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, default=Path("runs") / "lr-find")
+    p.add_argument("--epochs", type=float, default=1.0, help="length in epochs")
+    p.add_argument("--mode", choices=("linear", "exp"), default="exp", help="how the LR rises from --min-lr to --max-lr")
+    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation and the data order")
+    p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1 ...")
+    p.add_argument("--out", type=Path, default=Path("runs") / "lr-find", help="folder for the table and the figure")
     p.set_defaults(func=_lr_find)

@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="learning rate filled into the task's schedule")
     p.add_argument("--schedule", help='a whole schedule as JSON, e.g. \'{"name": "cyclic", "base_lr": 0.001, '
                                       '"max_lr": 0.006, "step_size": 2000, "mode": "triangular2"}\'')
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation and the data order")
+    p.add_argument("--epochs", type=float, help="training length in epochs (default: the task's)")
+    p.add_argument("--steps", type=int, help="training length in optimizer steps, instead of --epochs")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.set_defaults(func=_train)

@@ -7,7 +7,8 @@
     seeds = [0, 1, 2]
     target_acc = 0.45                 # optional: overrides the task's target
     time_budget_s = 120               # optional: training seconds per run
-    results = "results/benchmark-cpu" # optional: output folder (default results/<name>)
+    results = "runs/my-run"           # optional: output folder (default runs/<name>, ignored by git)
+    reference = "results/benchmark-cpu"  # optional: committed results a fresh run's report sets itself beside
 
     [space]                           # optional: default lr in [1e-4, 1], log scale
     lr = { low = 1e-3, high = 3.0, log = true }
@@ -44,7 +45,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lrsearch.search.strategies import SpaceError, parse_space, strategy_names
+from lrsearch.search.strategies import REGISTRY, SpaceError, parse_space, strategy_names
 from lrsearch.training.tasks import TASKS, get_task
 
 
@@ -92,12 +93,21 @@ class Experiment(BaseModel):
     target_acc: float | None = Field(default=None, gt=0, le=1)
     time_budget_s: float | None = Field(default=None, gt=0)
     results: str | None = None
+    reference: str | None = None
     description: str = ""
     space: dict[str, Any] | None = None
     task_overrides: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     replay: ReplaySettings | None = None
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    def __init__(self, **data: Any):
+        """Validated at construction; a bad field raises ConfigError with one line per problem (as a config
+        file does), not pydantic's raw error."""
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(_problems("Experiment", err)) from None
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -143,11 +153,22 @@ class Experiment(BaseModel):
             raise ValueError(str(err)) from None
         return v
 
+    @field_validator("options")
+    @classmethod
+    def _declared_options(cls, v: dict[str, dict[str, Any]], info) -> dict[str, dict[str, Any]]:
+        """Every strategy's options against what it declares (`lrsearch strategies --options`)."""
+        problems = []
+        for name, options in v.items():
+            if name not in info.data.get("strategies", [name]):
+                problems.append(f"[options.{name}]: {name} is not in strategies")
+            elif name in REGISTRY:
+                problems += [f"[options.{name}] {p}" for p in REGISTRY[name].option_problems(options)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
-        unknown = set(self.options) - set(self.strategies)
-        if unknown:
-            raise ValueError(f"options: {', '.join(sorted(unknown))} is not in strategies")
         try:
             self.task_spec()
         except ValueError as err:
@@ -164,7 +185,10 @@ class Experiment(BaseModel):
         return parse_space(self.space, "space")
 
     def results_dir(self, override: str | Path | None = None) -> Path:
-        return Path(override or self.results or Path("results") / self.name)
+        """Where a run writes: the override (--results), else the config's `results`, else runs/<name>
+        (ignored by git: a fresh clone's `make benchmark` trains, and the committed reference under
+        results/ changes only when asked for with --results)."""
+        return Path(override or self.results or Path("runs") / self.name)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -177,13 +201,24 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
     try:
         return Experiment(**raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = f"unknown key; allowed keys: {', '.join(Experiment.model_fields)}"
-        elif first["type"] == "missing":
-            message = "required"
-        field = ".".join(str(p) for p in first["loc"])
-        # errors across fields (options, task_overrides) start with the field's name already
-        raise ConfigError(f"{path}: field {field!r}: {message}" if field else f"{path}: {message}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {str(err).removeprefix('Experiment: ')}") from None
+
+
+def _problems(where: str, err: ValidationError) -> str:
+    problems = [_describe(e) for e in err.errors()]
+    if len(problems) == 1:
+        return f"{where}: {problems[0]}"
+    return f"{where}: {len(problems)} problems:\n  " + "\n  ".join(problems)
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as `field 'x': what is wrong`."""
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        allowed = Experiment.model_fields if len(error["loc"]) == 1 else None
+        message = f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
+    elif error["type"] == "missing":
+        message = "required"
+    field = ".".join(str(p) for p in error["loc"])
+    return f"field {field!r}: {message}" if field else message

@@ -72,7 +72,7 @@ def run_nni_experiment(experiment: Experiment, tuner: str = "tpe", n_trials: int
     n_trials = n_trials or experiment.budgets[0]
     seed = experiment.seeds[0] if seed is None else seed
     out = experiment.results_dir(results_dir).resolve()
-    store = Store(out / "results.sqlite")
+    store = Store(out / "results.sqlite", create=True)
     write_experiment_json(experiment, out)
     task = experiment.task_spec()
     strategy = f"nni-experiment-{tuner}"
@@ -129,7 +129,7 @@ def run_nni_experiment(experiment: Experiment, tuner: str = "tpe", n_trials: int
                 os.environ.pop("NODE_OPTIONS", None)
             else:
                 os.environ["NODE_OPTIONS"] = old_node_options
-    store = Store(out / "results.sqlite")
+    store = Store(out / "results.sqlite", create=True)
     try:
         n_done = len(store.stored_trials(run_id))
         if status == "DONE" and n_done == n_trials:

@@ -37,7 +37,7 @@ def main() -> int:
         return False
 
     evaluation = objective(params, report)
-    store = Store(f"{args.results}/results.sqlite")
+    store = Store(f"{args.results}/results.sqlite", create=True)
     try:
         previous = store.conn.execute(
             "SELECT COALESCE(MAX(finished_at), (SELECT started_at FROM runs WHERE run_id=?)) FROM trials WHERE run_id=?",

@@ -32,6 +32,7 @@ import pandas as pd
 from lrsearch.experiment.config import Experiment
 from lrsearch.experiment.store import Store
 from lrsearch.search.strategies import REGISTRY, USABLE, Evaluation, ReportHook, get_strategy
+from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
 
 TABULATE_STRATEGY = "grid"
 
@@ -257,10 +258,14 @@ def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, 
     workers = workers or experiment.replay.workers or os.cpu_count() or 1
     rows: list[dict] = []
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(table,)) as pool:
-        futures = pool.map(_replay_runs, jobs)
-        if progress:
-            from rich.progress import track
-            futures = track(futures, total=len(jobs), description=f"[bold]{experiment.name}")
-        for chunk_rows in futures:
+        bar = Bar(len(jobs), experiment.name) if progress and bar_wanted() else None
+        for done, chunk_rows in enumerate(pool.map(_replay_runs, jobs), start=1):
             rows.extend(chunk_rows)
+            name, budget, seeds = jobs[done - 1][:3]
+            LOG.info("%s: replayed %s b%d seeds %d-%d (%d/%d chunks)", experiment.name, name, budget, seeds[0], seeds[-1],
+                     done, len(jobs), extra=PROGRESS)
+            if bar:
+                bar.update(advance=1)
+        if bar:
+            bar.close()
     return pd.DataFrame(rows)

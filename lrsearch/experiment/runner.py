@@ -17,6 +17,7 @@ these threads write the store (its writes are serialised).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -30,12 +31,14 @@ from pathlib import Path
 import torch
 
 from lrsearch.experiment.config import Experiment
+from lrsearch.experiment.dashboard import OptunaMirror, study_name
 from lrsearch.experiment.executors import Cancelled, Executor, make_executor
 from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.store import Store, StoredTrial
 from lrsearch.search.objective import TrainingObjective
-from lrsearch.search.strategies import REGISTRY, Evaluation, ReportHook, get_strategy
-from lrsearch.training.data import resolve_source
+from lrsearch.search.strategies import REGISTRY, USABLE, Evaluation, ReportHook, get_strategy
+from lrsearch.training.data import ensure_source
+from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
 from lrsearch.training.trainer import prepare_data, resolve_device
 
 
@@ -144,10 +147,11 @@ class _RecordingObjective:
         self._replayed.add(id(evaluation))
         return evaluation
 
-    def record(self, evaluation: Evaluation) -> None:
+    def record(self, evaluation: Evaluation) -> tuple[int, bool]:
+        """Commit a new trial; returns its index and whether it was replayed from the store (not committed)."""
         index = self._index_of.pop(id(evaluation))
         if id(evaluation) in self._replayed:
-            return
+            return index, True
         kind = evaluation.extra.get("kind", "train")
         record, curve = {}, []
         if kind == "range_test":
@@ -167,6 +171,7 @@ class _RecordingObjective:
                              None if kind == "range_test" else representative_lr(evaluation.params),
                              evaluation.status, evaluation.value, evaluation.train_s, evaluation.overhead_s,
                              extra, curve, record)
+        return index, False
 
 
 def heartbeat_s() -> float:
@@ -279,7 +284,7 @@ class _Heartbeat:
 
 def run_experiment(experiment: Experiment, results_dir: str | Path | None = None, only: list[str] | None = None,
                    seeds: list[int] | None = None, executor: Executor | None = None, device: str | None = None,
-                   data_source: str | None = None, progress: bool = True,
+                   data_source: str | None = None, progress: bool | None = None,
                    on_trial: Callable[[RunSpec, Evaluation], None] | None = None, reset: bool = False) -> Path:
     """Run what is not complete yet; return the results folder. The executor (default: the one the
     experiment's [executor] names, local unless it says otherwise) is closed at the end, also on
@@ -289,18 +294,22 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
     training it, runs another process holds are left to it, and a process returns once every run is
     complete (taking over the runs of a process that stopped sending heartbeats). Stored runs trained
     under another definition stop the call before any training (DefinitionChanged), unless `reset`
-    drops them."""
+    drops them.
+
+    Progress: a bar when `progress` (default: when stderr is a terminal); one `lrsearch` log line per
+    finished trial and run in any case, also appended to `run.log` in the results folder."""
     executor = executor or make_executor(**experiment.executor.model_dump())
     with executor:
         task, space = experiment.task_spec(), experiment.search_space()
         # A missing or unreadable data source stops here with its one-line message (DataError), instead of
         # every trial being recorded as failed and the runs as complete. Resolved once, so that every trial
         # reads the same source (and the in-process data cache is keyed by it, not by "the default").
-        # Trials in other processes load their own copy: here the data only need a CPU.
-        data_source = str(resolve_source(data_source))
+        # Trials in other processes load their own copy: here the data only need a CPU. Nothing named and
+        # nothing in ./data/: the official archive is downloaded there first (md5-checked).
+        data_source = str(ensure_source(data_source))  # a fresh machine without data: the official archive
         specs = plan(experiment, only, seeds)  # a strategy whose library is missing stops here, before the store
         out = experiment.results_dir(results_dir)
-        store = Store(out / "results.sqlite")
+        store = Store(out / "results.sqlite", create=True)
         try:
             check_definitions(store, experiment, specs, data_source, reset)
         except DefinitionChanged:
@@ -312,7 +321,12 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         interval = heartbeat_s()
         heartbeat = _Heartbeat(store, worker, interval)
-        bar = _Progress(sum(s.budget for s in specs), experiment.name) if progress else None
+        mirror = OptunaMirror(out, space)  # every run as an Optuna study too (optuna-dashboard, see dashboard.py)
+        mirrored = {study.study_name for study in mirror.storage.get_all_studies()}
+        run_log = _RunLog(out)
+        LOG.info("%s: %d runs (%s), results in %s", experiment.name, len(specs),
+                 ", ".join(sorted({s.strategy for s in specs})), out)
+        bar = _Progress(sum(s.budget for s in specs), experiment.name, bar_wanted() if progress is None else progress)
         lock = threading.Lock()  # progress and the caller's callback, from several threads
 
         def run_one(spec: RunSpec) -> bool:
@@ -322,9 +336,11 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                                             worker_alive)
             if state == "busy":
                 return False
+            name = study_name(experiment.name, spec.strategy, spec.budget, spec.seed)
             if state == "complete":
-                if bar:
-                    bar.skip(spec.budget)
+                if name not in mirrored:  # a store written before the mirror existed
+                    mirror.sync(store, run_id, name)
+                bar.skip(spec.budget)
                 return True
             heartbeat.hold(run_id)
             objective = TrainingObjective(task, spec.seed, device, data_source)
@@ -334,10 +350,10 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                                             strategy.startup_trials)
 
             def after_trial(evaluation: Evaluation) -> None:
-                recording.record(evaluation)
+                index, replayed = recording.record(evaluation)
+                mirror.sync(store, run_id, name)
                 with lock:
-                    if bar:
-                        bar.trial(spec, evaluation)
+                    bar.trial(spec, evaluation, index, replayed)
                     if on_trial:
                         on_trial(spec, evaluation)
 
@@ -347,7 +363,8 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                 evaluations = strategy.run(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
             store.complete_run(run_id)
             heartbeat.drop(run_id)
-            if bar:
+            with lock:
+                bar.run_done(spec, evaluations)
                 bar.skip(spec.budget - len(evaluations))  # budget a strategy left unused (grid, range tests)
             return True
 
@@ -364,8 +381,8 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         finally:
             heartbeat.close()
             store.release(sorted(heartbeat.held), worker)  # runs an error or Ctrl-C interrupted: free at once
-            if bar:
-                bar.close()
+            bar.close()
+            run_log.close()
             store.close()
     return out
 
@@ -397,21 +414,64 @@ def write_experiment_json(experiment: Experiment, out: Path) -> None:
 
 
 class _Progress:
-    def __init__(self, total: int, name: str):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        self.best = 0.0
-        self.progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-        self.progress.start()
-        self.id = self.progress.add_task(name, total=total, info="")
+    """The run's progress: a bar on a terminal; one log line per finished trial and per finished run, always
+    (to the console when there is no bar, see training/progress.py, and to run.log)."""
 
-    def trial(self, spec: RunSpec, evaluation: Evaluation) -> None:
+    def __init__(self, total: int, name: str, show_bar: bool):
+        self.total, self.done, self.best = total, 0, 0.0
+        self.started = time.perf_counter()
+        self.bar = Bar(total, name) if show_bar else None
+
+    def trial(self, spec: RunSpec, evaluation: Evaluation, index: int, replayed: bool = False) -> None:
+        self.done += 1
         self.best = max(self.best, evaluation.value)
-        info = f"{spec.strategy} b{spec.budget} s{spec.seed}  last {evaluation.value:.3f} ({evaluation.status})  best {self.best:.3f}"
-        self.progress.update(self.id, advance=1, info=info)
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in evaluation.params.items()
+                          if not isinstance(v, dict))
+        record = evaluation.record
+        scored = evaluation.status in USABLE and evaluation.extra.get("kind", "train") == "train"
+        acc = f"{evaluation.value:.4f}" if scored else "-"
+        LOG.log(logging.DEBUG if replayed else logging.INFO,
+                "%s b%d s%d trial %d: %s  %s  val_acc %s  train_s %.1f  (%d/%d trials, %.0f s)%s", spec.strategy,
+                spec.budget, spec.seed, index, params or "range test", evaluation.status, acc, evaluation.train_s,
+                self.done, self.total, time.perf_counter() - self.started, "  [from the store]" if replayed else "",
+                extra=PROGRESS)
+        if evaluation.status == "failed" and getattr(record, "error", None):
+            LOG.warning("%s b%d s%d trial %d failed: %s", spec.strategy, spec.budget, spec.seed, index,
+                        record.error.splitlines()[0])
+        if self.bar:
+            info = f"{spec.strategy} b{spec.budget} s{spec.seed}  last {evaluation.value:.3f} ({evaluation.status})  best {self.best:.3f}"
+            self.bar.update(advance=1, info=info)
+
+    def run_done(self, spec: RunSpec, evaluations: list[Evaluation]) -> None:
+        counts = {s: sum(e.status == s for e in evaluations) for s in ("ok", "diverged", "pruned", "failed")}
+        best = max((e.value for e in evaluations if e.status in USABLE), default=None)
+        LOG.info("run done: %s b%d s%d: %d trials (%s), best val_acc %s, train_s %.1f", spec.strategy, spec.budget,
+                 spec.seed, len(evaluations), ", ".join(f"{k} {v}" for k, v in counts.items()),
+                 "-" if best is None else f"{best:.4f}", sum(e.train_s for e in evaluations), extra=PROGRESS)
 
     def skip(self, n: int) -> None:
-        self.progress.update(self.id, advance=n)
+        self.done += n
+        if self.bar:
+            self.bar.update(advance=n)
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.bar:
+            self.bar.close()
+
+
+class _RunLog:
+    """Every `lrsearch` log line of this call, appended to `run.log` in the results folder."""
+
+    def __init__(self, out: Path):
+        self.handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+        self.handler.setLevel(logging.INFO)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        LOG.addHandler(self.handler)
+        self.level = LOG.level
+        if LOG.getEffectiveLevel() > logging.INFO:  # a library caller who configured nothing: the file gets info
+            LOG.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        LOG.removeHandler(self.handler)
+        self.handler.close()
+        LOG.setLevel(self.level)

@@ -128,9 +128,10 @@ def _locked(method):
 
 
 class Store:
-    def __init__(self, path: str | Path, create: bool = True):
-        """Open the store at `path`, made (or an older schema brought up to date) when `create`; without it, only
-        an existing store is opened and read as it is (tables and reports never rewrite a file). Raises
+    def __init__(self, path: str | Path, create: bool = False):
+        """Open the store at `path`. Writers (a run) pass `create`: the store is made, or an older schema brought
+        up to date. By default only an existing store is opened, and read as it is (tables, reports and notebooks
+        never make or rewrite a file: a typo in the path is a StoreError, not an empty new database). Raises
         StoreError for a file it must not touch."""
         self.path = Path(path)
         if not create and not self.path.is_file():

@@ -237,7 +237,7 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     deadline = time.monotonic() + time_limit_s if time_limit_s else math.inf
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.model_dump() | {"quick_run": quick}, indent=2))
-    store = Store(out / "results.sqlite")
+    store = Store(out / "results.sqlite", create=True)
     env = environment() | {"workers": workers, "stack_seeds": stack_seeds}
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     common = {"device": device, "data_source": data_source, "threads": threads, "stack_seeds": stack_seeds}

@@ -20,9 +20,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# The strategy comparisons draw the median over seeds with a percentile-bootstrap 95% interval of it
+# (seaborn's errorbar="ci"), seeded so that a rebuilt figure is the same figure.
+_CI = {"estimator": "median", "errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
+
+
 def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = None) -> Path:
-    """Best-so-far validation accuracy against training seconds spent, median over seeds with the
-    interquartile band, for each strategy at the largest budget."""
+    """Best-so-far validation accuracy against training seconds spent, median over seeds with its bootstrap
+    95% interval, for each strategy at the largest budget."""
     budget = anytime["budget"].max()
     data = anytime[anytime["budget"] == budget]
     grid = np.linspace(0, data["cum_train_s"].max(), 200)
@@ -33,14 +38,14 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
         best = np.where(idx >= 0, g["best_val_acc"].to_numpy()[np.clip(idx, 0, None)], np.nan)
         rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "train_s": grid, "best_val_acc": best}))
     curves = pd.concat(rows, ignore_index=True)
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    sns.lineplot(curves, x="train_s", y="best_val_acc", hue="strategy", estimator="median",
-                 errorbar=("pi", 50), ax=ax)
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    sns.lineplot(curves, x="train_s", y="best_val_acc", hue="strategy", ax=ax, **_CI)
     if target is not None:
         ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
+    n_seeds = data["seed"].nunique()
     ax.set(xlabel="training seconds spent by the search", ylabel="best validation accuracy so far",
-           title=f"Anytime performance, budget {budget} trials (median over seeds, band: interquartile)")
-    ax.legend(fontsize=8, ncol=2)
+           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)
 
 
@@ -61,11 +66,11 @@ def time_to_target_figure(runs: pd.DataFrame, path: Path) -> Path:
 
 
 def accuracy_vs_budget_figure(runs: pd.DataFrame, path: Path) -> Path:
+    """Best accuracy and success rate against the budget (only drawn with two budgets or more)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
-    sns.lineplot(runs, x="budget", y="best_val_acc", hue="strategy", estimator="median", errorbar=("pi", 50),
-                 marker="o", ax=axes[0])
+    sns.lineplot(runs, x="budget", y="best_val_acc", hue="strategy", marker="o", ax=axes[0], **_CI)
     axes[0].set(xscale="log", xlabel="budget (trials)", ylabel="best validation accuracy",
-                title="Accuracy against budget (median, interquartile band)")
+                title="Accuracy against budget (median, bootstrap 95% band)")
     sns.lineplot(runs.assign(reached=runs["reached_target"].astype(float)), x="budget", y="reached", hue="strategy",
                  errorbar=None, marker="o", ax=axes[1], legend=False)
     axes[1].set(xscale="log", xlabel="budget (trials)", ylabel="share of seeds reaching the target", ylim=(-0.05, 1.05),
@@ -93,32 +98,91 @@ def trials_figure(trials: pd.DataFrame, path: Path) -> Path:
 
 
 def range_tests_figure(curves: pd.DataFrame, path: Path) -> Path | None:
+    """Every distinct range test: loss and accuracy against the LR, fastai's valley (on the loss) and Smith's
+    base_lr / max_lr (on the accuracy) marked. Strategies that ran the same test (same seed, same request)
+    share one line, and one legend entry that names them all."""
+    from lrsearch.search.lr_finder import suggest_lr, suggest_range
+
     data = curves[curves["kind"] == "range_test"]
     if data.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, g in data.groupby(["strategy", "seed"]):
-        label = f"{key[0]} s{key[1]}"
-        axes[0].plot(g["lr"], g["train_loss"].rolling(9, center=True, min_periods=1).mean(), lw=1, label=label)
+    distinct: dict[tuple, list[str]] = {}
+    tests: dict[tuple, pd.DataFrame] = {}
+    for (strategy, seed), g in data.groupby(["strategy", "seed"], sort=False):
+        key = (seed, tuple(np.round(g["lr"].to_numpy(float), 12)), tuple(np.round(g["train_loss"].to_numpy(float), 9)))
+        distinct.setdefault(key, []).append(strategy)
+        tests[key] = g
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    for i, (key, strategies) in enumerate(distinct.items()):
+        g, color = tests[key], f"C{i % 10}"
+        label = f"seed {key[0]}: {', '.join(strategies)}"
+        loss = g["train_loss"].rolling(9, center=True, min_periods=1).mean()
+        axes[0].plot(g["lr"], loss, lw=1, color=color, label=label)
+        try:
+            lr = suggest_lr(g["lr"], g["train_loss"], "valley")
+            axes[0].plot([lr], [np.interp(np.log(lr), np.log(g["lr"]), loss)], "v", color=color, ms=8, mec="k", mew=0.6)
+        except ValueError:
+            pass
         acc = g.dropna(subset=["val_acc"])
-        axes[1].plot(acc["lr"], acc["val_acc"], "o-", ms=2, lw=1, label=label)
+        axes[1].plot(acc["lr"], acc["val_acc"], "o-", ms=2, lw=1, color=color)
+        try:
+            for bound in suggest_range(acc["lr"], acc["val_acc"], "acc"):
+                axes[1].axvline(bound, color=color, ls="--", lw=0.9)
+        except ValueError:
+            pass
+    axes[0].plot([], [], "v", color="0.5", mec="k", mew=0.6, label="fastai's valley")
+    axes[1].plot([], [], "--", color="0.5", label="Smith's base_lr and max_lr")
     axes[0].set(xscale="log", xlabel="learning rate", ylabel="training loss (moving average)", title="Range tests: loss")
     axes[1].set(xscale="log", xlabel="learning rate", ylabel="validation accuracy", title="Range tests: accuracy")
+    axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     return _save(fig, path)
 
 
+def learning_curves_figure(trials: pd.DataFrame, curves: pd.DataFrame, path: Path) -> Path | None:
+    """Each strategy's best training trial (largest budget, best validation accuracy): its validation accuracy
+    against epochs and against training seconds."""
+    train = trials[(trials["kind"] == "train") & trials["status"].isin(["ok", "pruned"])]
+    if train.empty or curves.empty:
+        return None
+    train = train[train["budget"] == train["budget"].max()]
+    best = train.loc[train.groupby("strategy", sort=False)["value"].idxmax()]
+    acc = "val_acc" if curves["val_acc"].notna().any() else "test_acc"
+    keys = best[["strategy", "budget", "seed", "trial_index"]]
+    data = curves.merge(keys, on=["strategy", "budget", "seed", "trial_index"]).dropna(subset=[acc])
+    if data.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    sns.lineplot(data, x="epoch", y=acc, hue="strategy", ax=axes[0], legend=False)
+    sns.lineplot(data, x="train_s", y=acc, hue="strategy", ax=axes[1])
+    ylabel = "validation accuracy" if acc == "val_acc" else "test accuracy"
+    axes[0].set(xlabel="epoch", ylabel=ylabel, title="Each strategy's best trial, against epochs")
+    axes[1].set(xlabel="training seconds (that trial's)", title="... and against training seconds")
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+FIGURES = ("anytime", "time_to_target", "accuracy_vs_budget", "trials_lr", "learning_curves", "range_tests")
+
+
 def build_figures(tables: dict[str, pd.DataFrame], out: Path, target: float | None = None) -> list[Path]:
+    """Every figure the tables support; one left from an earlier build that no longer applies is removed."""
     out.mkdir(parents=True, exist_ok=True)
+    for name in FIGURES:
+        (out / f"{name}.png").unlink(missing_ok=True)
     made = []
     if len(tables["anytime"]):
         made.append(anytime_figure(tables["anytime"], out / "anytime.png", target))
     if len(tables["runs"]):
         if tables["runs"]["reached_target"].any():
             made.append(time_to_target_figure(tables["runs"], out / "time_to_target.png"))
-        made.append(accuracy_vs_budget_figure(tables["runs"], out / "accuracy_vs_budget.png"))
+        if tables["runs"]["budget"].nunique() > 1:  # with one budget every point would sit at one x
+            made.append(accuracy_vs_budget_figure(tables["runs"], out / "accuracy_vs_budget.png"))
     if len(tables["trials"]):
         made.append(trials_figure(tables["trials"], out / "trials_lr.png"))
+        learning = learning_curves_figure(tables["trials"], tables["curves"], out / "learning_curves.png")
+        if learning is not None:
+            made.append(learning)
     if len(tables["curves"]):
         range_fig = range_tests_figure(tables["curves"], out / "range_tests.png")
         if range_fig is not None:

@@ -16,6 +16,25 @@ def _fmt(frame: pd.DataFrame, columns: list[str]) -> str:
     return frame[columns].to_markdown(index=False, floatfmt=".3g")
 
 
+def _beside_reference(results_dir: Path, reference: str | None, summary: pd.DataFrame) -> list[str]:
+    """This run's summary beside the committed reference's (the config's `reference`), when this run is
+    not the reference itself and the reference has a summary table."""
+    if not reference or not len(summary):
+        return []
+    ref_dir = Path(reference)
+    ref_path = ref_dir / "tables" / "summary.csv"
+    if not ref_path.exists() or ref_dir.resolve() == results_dir.resolve():
+        return []
+    ref = pd.read_csv(ref_path)
+    keys, columns = ["strategy", "budget"], ["n_seeds", "median_time_to_target_s", "success_rate", "median_best_val_acc"]
+    both = summary[keys + columns].merge(ref[keys + columns], on=keys, how="outer", suffixes=("", "_reference"))
+    both = both[keys + [c + s for c in columns for s in ("", "_reference")]]
+    return ["## Beside the committed reference", "",
+            f"This run's summary next to `{reference}` (its REPORT.md says where those numbers come from: machine, "
+            "date, commit). Times differ with the machine; accuracies and success rates should agree within their "
+            "intervals.", "", _fmt(both, list(both.columns)), ""]
+
+
 def build_report(results_dir: str | Path, title: str | None = None) -> Path:
     results_dir = Path(results_dir)
     config_path = results_dir / "experiment.json"
@@ -71,9 +90,10 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
     runs = tables["runs"]
     if len(runs):
         lines += ["## Runs", "", _fmt(runs, ["strategy", "budget", "seed", "n_trials", "n_diverged", "n_pruned",
-                                             "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
+                                             "n_failed", "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
                                              "search_time_to_target_s", "trials_to_target", "random_startup_only"]),
                   ""]
+    lines += _beside_reference(results_dir, config.get("reference"), tables["summary"])
     lines += ["Tables: `tables/{trials,runs,anytime,summary,curves}.{csv,parquet}`.", ""]
     path = results_dir / "REPORT.md"
     path.write_text("\n".join(lines))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,34 @@ def summary_table(runs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
                            .groupby("budget").cumcount() + 1)
         summary = summary.sort_values(["budget", "rank"]).reset_index(drop=True)
     return summary
+
+
+@dataclass
+class Results:
+    """A results folder's store as DataFrames (`load_results`)."""
+    trials: pd.DataFrame  # one row per trial; its params as `params_<name>` columns (nested: params_schedule.max_lr)
+    curves: pd.DataFrame  # one row per evaluation of a trial (step, lr, train_loss, val_acc, test_acc, train_s, ...)
+    runs: pd.DataFrame  # one row per (strategy, budget, seed) run: status, environment, definition
+
+
+def load_results(results_dir: str | Path) -> Results:
+    """The trials, curves and runs of a results folder, for a notebook:
+
+        results = lrsearch.load_results("runs/benchmark-smoke")
+        results.trials.groupby("strategy")["value"].max()
+
+    A folder without a store is an error (StoreError naming the path), never an empty new database."""
+    store = Store(Path(results_dir) / "results.sqlite", create=False)
+    try:
+        trials, curves, runs = store.trials_frame(), store.curves_frame(), store.runs_frame()
+    finally:
+        store.close()
+    params = [json.loads(p) for p in trials["params"]]
+    flat = pd.json_normalize(params).add_prefix("params_") if params else pd.DataFrame(index=trials.index)
+    flat.index = trials.index
+    trials = pd.concat([trials.drop(columns=["params"]), flat], axis=1)
+    trials["extra"] = trials["extra"].map(json.loads)
+    return Results(trials, curves, runs)
 
 
 def build_tables(results_dir: str | Path, target: float | None = None) -> dict[str, pd.DataFrame]:

@@ -1,8 +1,8 @@
 """Leslie Smith's LR range test and the rules that read a learning rate off its curve.
 
-`range_test(task, ...)` trains once while the learning rate rises (linearly, as in Smith
-2017 Sec. 3.3, or exponentially, as fastai's `lr_find`) and returns a tidy table. The
-rules are pure functions of `(lrs, values)`:
+`range_test(task, ...)` or `range_test(model, optimizer, train_loader, ...)` trains once while
+the learning rate rises (linearly, as in Smith 2017 Sec. 3.3, or exponentially, as fastai's
+`lr_find`) and returns a tidy table. The rules are pure functions of `(lrs, values)`:
 
 - `suggest_range(lrs, values, metric)`: Smith's (base_lr, max_lr) for a cyclical LR;
 - `valley`, `steep`, `minimum`, `slide`: fastai's single-LR suggestions;
@@ -84,7 +84,9 @@ def suggest_range(lrs, values, metric: str = "acc", rise_start: float = 0.1, ris
     total fall), max_lr where it starts to rise (its minimum) divided by `backoff`. The minimum
     overshoots the largest stable LR: an instability needs steps to show in the loss while the
     LR keeps rising (on least squares, where gradient descent diverges above 2/L, the minimum
-    of a 300-step exponential sweep lies at ~2.6 x 2/L). Like fastai's `minimum`, divide by 10.
+    of a 300-step exponential sweep lies at ~2.6 x 2/L). Like fastai's `minimum`, divide by 10,
+    but never below fastai's `valley` on the same curve (a short fall puts minimum / 10 below the
+    LR fastai would train at, which is no upper bound of a cycle).
     """
     if metric not in ("acc", "loss"):
         raise ValueError(f"metric {metric!r}: expected 'acc' or 'loss'")
@@ -98,7 +100,8 @@ def suggest_range(lrs, values, metric: str = "acc", rise_start: float = 0.1, ris
         raise ValueError(f"the {metric} never {'rises' if metric == 'acc' else 'falls'} over the range test")
     base = int(np.argmax(v >= start + rise_start * rise))
     if metric == "loss":
-        base_lr, max_lr = float(lrs[base]), float(lrs[peak]) / backoff
+        base_lr = float(lrs[base])
+        max_lr = max(float(lrs[peak]) / backoff, valley(lrs, -v, window=1))  # v is smoothed already
     else:
         base_lr, max_lr = float(lrs[base]), float(lrs[int(np.argmax(v >= start + rise_end * rise))])
     if max_lr <= base_lr:
@@ -209,36 +212,158 @@ def range_schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> dict:
     raise ValueError(f"range test mode {mode!r}: expected 'linear' or 'exp'")
 
 
-def range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps: int | None = None,
-               epochs: float | None = None, mode: str = "exp", seed: int = 0, n_evals: int = 25,
-               device=None, data_source: str | None = None) -> RangeTest:
-    """Train once while the LR rises from min_lr to max_lr over `steps` (or `epochs`), evaluating
-    validation accuracy `n_evals` times. Stops early when the loss diverges (an evaluation
-    interval's mean loss above the task's `diverge_factor` times its best, or NaN), as fastai and
-    torch-lr-finder do, and records why it stopped."""
-    from lrsearch.training.trainer import train  # the trainer pulls in torch; the rules above need only numpy
+def range_test(subject, *args, **kwargs) -> RangeTest:
+    """The LR range test on an lrsearch task, or on your own torch model (as fastai's `lr_find` and
+    torch-lr-finder do):
+
+        range_test(get_task("cpu"), 1e-4, 1.0, epochs=1)                  # lrsearch builds model, data, optimizer
+        range_test(model, optimizer, train_loader, min_lr=1e-7, max_lr=10)  # any model, optimizer and loader
+
+    See `task_range_test` and `model_range_test` for the arguments. Both return a RangeTest (its table, why
+    it stopped, `suggest_range`, `suggest_lr`, and `plot_range_test` to draw it)."""
+    if isinstance(subject, Task):
+        return task_range_test(subject, *args, **kwargs)
+    return model_range_test(subject, *args, **kwargs)
+
+
+def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_lr: float = 10.0,
+                     steps: int | None = None, mode: str = "exp", loss_fn=None, val_loader=None, n_evals: int = 10,
+                     diverge_factor: float = 4.0, beta: float = 0.98, autocast_dtype=None,
+                     restore: bool = True) -> RangeTest:
+    """Train `model` with `optimizer` on batches of `train_loader` (any iterable of (inputs, targets); cycled
+    if `steps` is longer than it) while the LR rises from min_lr to max_lr (`mode` exp or linear) over
+    `steps` (default: one pass over the loader). Every parameter group gets the LR times its `lr_mult` if it
+    has one (lrsearch's models), else times its LR's ratio to the first group's (discriminative LRs keep
+    their ratios). Stops when the loss diverges: not finite, or its smoothed value (debiased EMA, `beta`)
+    above `diverge_factor` times its best (fastai's rule). With `val_loader`, classification accuracy on it
+    is measured `n_evals` times. `loss_fn(outputs, targets)` defaults to cross-entropy. With `restore`
+    (default) the model's and optimizer's states are put back afterwards, as fastai and torch-lr-finder do.
+    """
+    import copy
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    loss_fn = loss_fn or F.cross_entropy
+    steps = int(steps or len(train_loader))
+    schedule = make_schedule(range_schedule(min_lr, max_lr, steps, mode), steps)
+    device = next(model.parameters()).device
+    first = optimizer.param_groups[0]["lr"] or 1.0
+    mults = [g["lr_mult"] if "lr_mult" in g else (g["lr"] / first if g["lr"] else 1.0) for g in optimizer.param_groups]
+    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())) if restore else None
+    eval_at = set(np.unique(np.linspace(1, steps, max(1, n_evals)).round().astype(int))) if val_loader is not None else set()
+
+    def autocast():
+        return torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    rows, best, avg = [], np.inf, 0.0
+    status, reason, train_s = "ok", "completed", 0.0
+    started = time.perf_counter()
+    was_training = model.training
+    model.train()
+    try:
+        batches = _cycled(train_loader)
+        for step in range(1, steps + 1):
+            lr = schedule(step - 1)
+            for group, mult in zip(optimizer.param_groups, mults):
+                group["lr"] = lr * mult
+            x, y = (t.to(device, non_blocking=True) for t in next(batches))
+            t0 = time.perf_counter()
+            with autocast():
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = float(loss.detach())  # one synchronisation per step: the curve is what the test is for
+            train_s += time.perf_counter() - t0
+            avg = beta * avg + (1 - beta) * value
+            smoothed = avg / (1 - beta**step)
+            row = {"step": step, "lr": lr, "train_loss": value, "smoothed_loss": smoothed, "val_acc": np.nan}
+            rows.append(row)
+            if not np.isfinite(value) or smoothed > diverge_factor * best:
+                status = "diverged"
+                reason = (f"diverged at step {step}, lr {lr:.3g}: smoothed loss {smoothed:.3g} > {diverge_factor:g} x "
+                          f"its best {best:.3g}" if np.isfinite(value) else f"diverged at step {step}, lr {lr:.3g}: loss {value}")
+                break
+            best = min(best, smoothed)
+            if step in eval_at:
+                row["val_acc"] = _accuracy(model, val_loader, device, autocast)
+    finally:
+        if saved is not None:
+            model.load_state_dict(saved[0])
+            optimizer.load_state_dict(saved[1])
+        model.train(was_training)
+    table = pd.DataFrame(rows, columns=["step", "lr", "train_loss", "smoothed_loss", "val_acc"])
+    per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else 0
+    return RangeTest(table, reason, status, train_s, time.perf_counter() - started, mode, per_epoch)
+
+
+def _cycled(loader):
+    """The loader's batches, pass after pass."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("range test: the training loader yields no batches")
+
+
+def _accuracy(model, loader, device, autocast) -> float:
+    import torch
+
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            with autocast():
+                correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    model.train()
+    return correct / max(total, 1)
+
+
+def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps: int | None = None,
+                    epochs: float | None = None, mode: str = "exp", seed: int = 0, n_evals: int = 25,
+                    device=None, data_source: str | None = None) -> RangeTest:
+    """`model_range_test` on a task: its model, optimizer (parameter groups, weight decay), training loader
+    (augmentation) and precision as a trial of the task gets them, over `steps` (or `epochs`); accuracy on
+    the validation split (the test split when the task has none) `n_evals` times. No lookahead and no
+    test-time augmentation: the test reads the raw response to the LR. A failure (not a divergence) is
+    returned as status "failed" with the reason, as a trial's is."""
+    import time
+    import traceback
+
+    import torch
+    import torch.nn.functional as F
+
+    from lrsearch.training.data import DeviceLoader
+    from lrsearch.training.trainer import (
+        trial_parts,  # the trainer pulls in torch; the rules above need only numpy
+    )
 
     if steps is None:
         if epochs is None:
             raise ValueError("range test: give steps or epochs")
-        steps_per_epoch = _steps_per_epoch(task)
-        steps = max(2, round(epochs * steps_per_epoch))
+        steps = max(2, round(epochs * _steps_per_epoch(task)))
     spec = range_schedule(min_lr, max_lr, steps, mode)
-    eval_every = max(1, steps // n_evals)
-    # the raw response to the LR: no averaged weights (lookahead) and no test-time augmentation
-    run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, eval_every=eval_every, lookahead_every=0,
-                                   tta_level=0)
-    result = train(run_task, {"schedule": spec}, seed=seed, device=device, data_source=data_source,
-                   record_step_losses=True)
-    losses = result.step_losses or []
-    schedule = make_schedule(spec, steps)
-    table = pd.DataFrame({"step": np.arange(1, len(losses) + 1), "lr": [schedule(i) for i in range(len(losses))],
-                          "train_loss": losses})
-    table["smoothed_loss"] = ema(table["train_loss"].to_numpy()) if len(table) else []
-    acc = {row["step"]: (row["val_acc"] if row["val_acc"] is not None else row["test_acc"]) for row in result.curve}
-    table["val_acc"] = table["step"].map(acc).astype(float)
-    reason = "completed" if result.status == "ok" else f"{result.status}: {result.error.splitlines()[0] if result.error else ''}"
-    return RangeTest(table, reason, result.status, result.train_s, result.wall_s, mode, result.steps_per_epoch)
+    run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, lookahead_every=0, tta_level=0)
+    started = time.perf_counter()
+    try:
+        setup, data = trial_parts(run_task, {"schedule": spec}, seed, device, data_source)
+        x, y = (data.val_x, data.val_y) if data.val_x is not None else (data.test_x, data.test_y)
+        bf16 = task.precision == "bf16" and x.device.type == "cuda"
+        return model_range_test(
+            setup.model, setup.optimizer, setup.loader, min_lr, max_lr, steps, mode,
+            loss_fn=lambda out, target: F.cross_entropy(out, target, label_smoothing=task.label_smoothing),
+            val_loader=DeviceLoader(x, y, task.eval_batch_size, train=False), n_evals=n_evals,
+            diverge_factor=task.diverge_factor, autocast_dtype=torch.bfloat16 if bf16 else None, restore=False)
+    except Exception as err:  # recorded, as a trial's failure is
+        error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+        table = pd.DataFrame(columns=["step", "lr", "train_loss", "smoothed_loss", "val_acc"])
+        return RangeTest(table, f"failed: {error.splitlines()[0]}", "failed", 0.0, time.perf_counter() - started, mode, 0)
 
 
 def _steps_per_epoch(task: Task) -> int:
@@ -250,8 +375,9 @@ def _steps_per_epoch(task: Task) -> int:
 
 
 def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr: float | None = None,
-                    title: str = "LR range test") -> None:
-    """Loss and validation accuracy against the LR, base_lr and max_lr marked (as Smith's Fig. 3)."""
+                    title: str = "LR range test", rules: tuple[str, ...] = RULES) -> None:
+    """Loss and validation accuracy against the LR, base_lr and max_lr marked (as Smith's Fig. 3), and each
+    of fastai's single-LR suggestions (`rules`) marked on the smoothed loss where it lies."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -273,13 +399,22 @@ def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr:
     ax2.plot(ev["lr"], ev["val_acc"], "o-", color="C1", ms=3, label="validation accuracy")
     ax2.set_ylabel("validation accuracy")
     ax2.grid(False)
+    markers = dict(zip(RULES, "v^so*"))
+    lrs, smoothed = test.table["lr"].to_numpy(float), test.table["smoothed_loss"].to_numpy(float)
+    for rule in rules:
+        try:
+            lr = test.suggest_lr(rule)
+        except ValueError:
+            continue
+        y = np.interp(np.log(lr), np.log(np.maximum(lrs, 1e-300)), smoothed) if test.mode == "exp" else np.interp(lr, lrs, smoothed)
+        ax.plot([lr], [y], markers.get(rule, "o"), ms=7, mec="k", mew=0.6, zorder=5, label=f"{rule} {lr:.3g} (fastai)")
     for lr, name in ((base_lr, "base_lr"), (max_lr, "max_lr")):
         if lr is not None:
             ax.axvline(lr, color="C2" if name == "base_lr" else "C3", ls="--", lw=1.2)
             ax.annotate(f"{name} {lr:.3g}", (lr, 0.97), xycoords=("data", "axes fraction"), rotation=90,
                         va="top", ha="right", fontsize=8)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=7, frameon=False)
     ax.set_title(f"{title} ({test.stop_reason})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

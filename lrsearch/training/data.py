@@ -8,6 +8,7 @@ trainer uses (the whole split lives on the device as one tensor, as in airbench)
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -77,7 +78,7 @@ def resolve_source(source: str | os.PathLike | None = None) -> Path:
             return candidate
     raise DataError(
         f"no CIFAR-10 data found: no --data argument, LRSEARCH_DATA is unset and {data_dir}/ is empty. "
-        f"Put the official {OFFICIAL_NAME} into {data_dir}/ (`lrsearch data download` fetches it), "
+        f"Put the official {OFFICIAL_NAME} into {data_dir}/ (`lrsearch run` fetches it when nothing names a source; `lrsearch data download` too), "
         "or set LRSEARCH_DATA=/path/to/cifar10 (archive or folder)."
     )
 
@@ -240,27 +241,65 @@ def _read_cache(cache: Path, path: Path) -> CIFAR10:
 # ---------------------------------------------------------------- download
 
 
-def download(dest_dir: str | os.PathLike = "data", url: str = OFFICIAL_URL) -> Path:
-    """Fetch the official archive into `dest_dir` and check its md5."""
+def download(dest_dir: str | os.PathLike = "data", url: str | None = None, md5: str | None = None) -> Path:
+    """Fetch the official archive into `dest_dir` (a progress bar on a terminal, log lines elsewhere) and
+    check its length and md5; a mirror may be named by $LRSEARCH_DATA_URL and $LRSEARCH_DATA_MD5. Nothing
+    is left half-written: the file is renamed into place only once it checks out."""
+    from lrsearch.training.progress import LOG, Bar
+
+    url = url or os.environ.get("LRSEARCH_DATA_URL") or OFFICIAL_URL
+    md5 = md5 or os.environ.get("LRSEARCH_DATA_MD5") or OFFICIAL_MD5
     dest = Path(dest_dir) / OFFICIAL_NAME
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and _md5(dest) == OFFICIAL_MD5:
+    if dest.exists() and _md5(dest) == md5:
         return dest
     tmp = dest.with_suffix(".part")
+    LOG.info("downloading %s into %s/", url, dest.parent)
+    got, expected = 0, None
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-    except OSError as err:
+            expected = int(response.headers.get("Content-Length") or 0) or None
+            bar, logged = Bar(expected or 0, OFFICIAL_NAME), 0
+            try:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    got += len(chunk)
+                    bar.update(completed=got, info=f"{got / 1e6:.0f} MB")
+                    if expected and got * 10 // expected > logged:  # a line every 10% where no bar shows it
+                        logged = got * 10 // expected
+                        LOG.debug("downloaded %d of %d bytes", got, expected)
+            finally:
+                bar.close()
+    except (OSError, http.client.HTTPException) as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, http.client.IncompleteRead) or (expected and got and got < expected):
+            raise DataError(f"{url}: the download broke off after {got} of {expected} bytes; run the command again") from None
         raise DataError(f"could not download {url} ({err}). Offline? Copy {OFFICIAL_NAME} into {dest.parent}/ "
                         "by hand, or set LRSEARCH_DATA to a CIFAR-10 source you have.") from None
-    digest = _md5(tmp)
-    if digest != OFFICIAL_MD5:
+    if expected and got != expected:
         tmp.unlink()
-        raise DataError(f"{url}: md5 {digest} differs from the official {OFFICIAL_MD5}; download again.")
+        raise DataError(f"{url}: the download broke off after {got} of {expected} bytes; run the command again")
+    digest = _md5(tmp)
+    if digest != md5:
+        tmp.unlink()
+        raise DataError(f"{url}: md5 {digest} differs from the expected {md5} (a damaged or different file); "
+                        "run the command again, or check $LRSEARCH_DATA_URL")
     os.replace(tmp, dest)
+    LOG.info("%s: %d bytes, md5 verified", dest, got)
     return dest
+
+
+def ensure_source(source: str | os.PathLike | None = None) -> Path:
+    """`resolve_source`, except that where nothing names a source and ./data/ holds none (a fresh machine),
+    the official archive is downloaded into ./data/ first. An explicit source or $LRSEARCH_DATA that does
+    not exist stays an error: a typo is not a reason to download 170 MB."""
+    named = (source is not None and str(source) != "") or bool(os.environ.get("LRSEARCH_DATA"))
+    try:
+        return resolve_source(source)
+    except DataError:
+        if named:
+            raise
+    return download(default_data_dir())
 
 
 def _md5(path: Path) -> str:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from lrsearch.training.data import DeviceLoader, load_cifar10, stratified_split, stratified_subset, to_device
 from lrsearch.training.models import build_model
+from lrsearch.training.progress import LOG, PROGRESS, Bar
 from lrsearch.training.schedules import FunctionLR, make_schedule
 from lrsearch.training.tasks import Task, schedule_spec
 
@@ -284,6 +285,17 @@ def make_optimizer(task: Task, groups: list[dict], lr: float, momentum: float) -
     return OPTIMIZERS[task.optimizer](groups, lr=lr)
 
 
+def trial_parts(task: Task, params: dict, seed: int = 0, device: str | torch.device | None = None,
+                data_source: str | None = None) -> tuple[_Setup, TaskData]:
+    """What one trial of `task` under `params` trains with (model, optimizer, training loader, schedule) and
+    the task's data, built as `train` builds them, for callers that run their own loop (the range test)."""
+    dev = resolve_device(device)
+    data = prepare_data(task, dev, data_source)
+    setup = _setup(task, params, seed, dev, data)
+    setup.new_optimizer(task)
+    return setup, data
+
+
 def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskData) -> _Setup:
     torch.manual_seed(seed)
     model = build_model(task.model, train_images=data.train_x.float()).to(dev)
@@ -427,18 +439,16 @@ def _batches(loader: DeviceLoader, n_steps: int):
 
 
 class ProgressBar:
-    """A rich progress bar for `lrsearch train`."""
+    """`lrsearch train`'s progress: a bar on a terminal, and one log line per evaluation (see progress.py)."""
 
     def __init__(self, total: int, name: str):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-        self.progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-        self.progress.start()
-        self.id = self.progress.add_task(name, total=total, info="")
+        self.total, self.name = total, name
+        self.bar = Bar(total, name)
 
     def update(self, step: int, loss: float, acc: float | None) -> None:
         info = f"loss {loss:.3f}" + (f"  test acc {acc:.3f}" if acc is not None else "")
-        self.progress.update(self.id, completed=step, info=info)
+        self.bar.update(completed=step, info=info)
+        LOG.info("%s step %d/%d: %s", self.name, step, self.total, info, extra=PROGRESS)
 
     def close(self) -> None:
-        self.progress.stop()
+        self.bar.close()

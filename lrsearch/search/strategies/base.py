@@ -86,9 +86,44 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option a strategy takes from `[options.<strategy>]`: its name, type, default and meaning."""
+    name: str
+    type: type  # int, float, str or bool; an int is accepted where a float is declared
+    default: Any
+    meaning: str
+    choices: tuple = ()  # allowed values, when the option is one of a few
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not valid for this option (None when it is)."""
+        is_bool = isinstance(value, bool)
+        ok = (is_bool if self.type is bool else
+              (isinstance(value, (int, float)) and not is_bool) if self.type is float else
+              (isinstance(value, int) and not is_bool) if self.type is int else isinstance(value, self.type))
+        if not ok:
+            return f"{self.name} = {value!r}: expected {self.type.__name__} (default {self.default!r})"
+        if self.choices and value not in self.choices:
+            return f"{self.name} = {value!r}: expected one of {', '.join(map(repr, self.choices))}"
+        return None
+
+
+class OptionError(ValueError):
+    """Options a strategy does not take, or of the wrong type; the message names each."""
+
+
+STARTUP_OPTION = Option("n_startup_trials", int, None, "random start-up proposals before the model is used "
+                        "(default: the strategy's, see its summary)")
+
+
 class Strategy:
     """Base class. Subclasses set `name` and `summary` and implement `_search(objective, n_trials)`,
-    calling `objective(params, report)` until it raises BudgetExhausted or they are done."""
+    calling `objective(params, report)` until it raises BudgetExhausted or they are done.
+
+    Options: a subclass declares what it takes in `options_spec` (plus `n_startup_trials` where it has a
+    start-up phase) and reads them with `self.option(name)`; an option it does not declare, or of the
+    wrong type, stops it at construction (OptionError), so a typo never runs silently with defaults.
+    """
 
     name: str = ""
     summary: str = ""
@@ -112,8 +147,43 @@ class Strategy:
         import importlib.util
         return [install for module, install in cls.requires if importlib.util.find_spec(module) is None]
 
+    options_spec: tuple[Option, ...] = ()
+
+    @classmethod
+    def declared_options(cls) -> dict[str, Option]:
+        """Every option this strategy takes, by name."""
+        declared = {o.name: o for o in cls.options_spec}
+        if cls.default_startup_trials is not None and STARTUP_OPTION.name not in declared:
+            declared[STARTUP_OPTION.name] = Option(STARTUP_OPTION.name, int, cls.default_startup_trials,
+                                                   STARTUP_OPTION.meaning.split(" (default")[0])
+        return declared
+
+    @classmethod
+    def option_problems(cls, options: dict) -> list[str]:
+        """What is wrong with `options` for this strategy: unknown names (with the closest declared one)
+        and ill-typed values; empty when they are all valid."""
+        import difflib
+
+        declared, problems = cls.declared_options(), []
+        for name, value in options.items():
+            if name not in declared:
+                close = difflib.get_close_matches(name, list(declared), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                takes = f"it takes {', '.join(declared)}" if declared else "it takes no options"
+                problems.append(f"unknown option {name!r}{hint}; {takes}")
+            elif (problem := declared[name].problem(value)) is not None:
+                problems.append(problem)
+        return problems
+
     def __init__(self, space: SearchSpace, seed: int = 0, **options):
+        problems = self.option_problems(options)
+        if problems:
+            raise OptionError(f"strategy {self.name!r}: " + "; ".join(problems))
         self.space, self.seed, self.options = space, seed, options
+
+    def option(self, name: str) -> Any:
+        """The option's value in this run: the one given, else its declared default."""
+        return self.options.get(name, self.declared_options()[name].default)
 
     @property
     def startup_trials(self) -> int | None:
@@ -121,7 +191,7 @@ class Strategy:
         A run that ends within them compared random search under another name."""
         if self.default_startup_trials is None:
             return None
-        return int(self.options.get("n_startup_trials", self.default_startup_trials))
+        return int(self.option("n_startup_trials"))
 
     def run(self, objective: Objective, n_trials: int, time_budget_s: float | None = None,
             on_trial: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:

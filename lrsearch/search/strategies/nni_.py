@@ -14,8 +14,9 @@ import random
 
 import numpy as np
 
-from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
+from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
 from lrsearch.search.strategies.space import SearchSpace
+from lrsearch.training.progress import libraries_verbose
 
 
 def nni_space(space: SearchSpace) -> dict:
@@ -33,8 +34,8 @@ class _NNI(AskTellStrategy):
         raise NotImplementedError
 
     def _start(self, n_trials, in_flight):
-        for name in ("nni", "hyperopt"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for name in ("nni", "hyperopt"):  # their own lines only with --verbose
+            logging.getLogger(name).setLevel(logging.INFO if libraries_verbose() else logging.WARNING)
         random.seed(self.seed)
         np.random.seed(self.seed)
         with _seeded_random_states(self.seed):
@@ -67,6 +68,7 @@ class NNITPE(_NNI):
 @register
 class NNIEvolution(_NNI):
     name, summary = "nni-evolution", "NNI's EvolutionTuner (population of random points, then mutation)"
+    options_spec = (Option("population_size", int, 8, "individuals; the first population is drawn at random"),)
 
     def tuner(self):
         from nni.algorithms.hpo.evolution_tuner import EvolutionTuner
@@ -75,7 +77,7 @@ class NNIEvolution(_NNI):
     @property
     def startup_trials(self) -> int:
         """Its first population is drawn at random; mutation starts after it."""
-        return int(self.options.get("population_size", 8))
+        return int(self.option("population_size"))
 
 
 @register
@@ -91,6 +93,10 @@ class NNIAnneal(_NNI):
 class NNIGP(_NNI):
     name, summary = "nni-gp", "NNI's GPTuner (Gaussian process), with its SciPy >= 1.11 bug patched"
     default_startup_trials = 5  # our choice; NNI's cold_start_num default is 10
+    options_spec = (
+        Option("selection_num_warm_up", int, 100_000, "random points the acquisition function is evaluated at "
+               "(NNI's default)"),
+        Option("selection_num_starting_points", int, 250, "L-BFGS starts of the acquisition search (NNI's default)"))
 
     def tuner(self):
         from nni.algorithms.hpo.gp_tuner import GPTuner, util
@@ -98,8 +104,8 @@ class NNIGP(_NNI):
         # The acquisition search's size is NNI's default (1e5 random points, 250 L-BFGS starts) unless
         # options say otherwise; replays of many seeds use a smaller one (experiments/budgets-replay.toml).
         return GPTuner(optimize_mode="maximize", cold_start_num=self.startup_trials,
-                       selection_num_warm_up=self.options.get("selection_num_warm_up", 100_000),
-                       selection_num_starting_points=self.options.get("selection_num_starting_points", 250))
+                       selection_num_warm_up=self.option("selection_num_warm_up"),
+                       selection_num_starting_points=self.option("selection_num_starting_points"))
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
+from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
 from lrsearch.search.strategies.space import SearchSpace
+from lrsearch.training.progress import libraries_verbose
 
 
 def _distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -22,7 +23,8 @@ class _Optuna(AskTellStrategy):
         return optuna.pruners.NopPruner()
 
     def _start(self, n_trials, in_flight):
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Optuna's own per-trial lines only with --verbose: lrsearch logs one line per trial itself
+        optuna.logging.set_verbosity(optuna.logging.INFO if libraries_verbose() else optuna.logging.WARNING)
         # A fixed study name: Optuna's HyperbandPruner assigns trials to brackets by a hash of the study
         # name, and the default name is a fresh UUID, which would make a seeded run prune differently.
         self._study = optuna.create_study(study_name=f"lrsearch-{self.name}-seed{self.seed}", direction="maximize",
@@ -87,6 +89,8 @@ class OptunaQMC(_Optuna):
 @register
 class OptunaGA(_Optuna):
     name, summary = "optuna-ga", "Optuna's NSGAIISampler, a genetic algorithm, on the one objective"
+    options_spec = (Option("population_size", int, 4, "individuals per generation; the first is drawn at random "
+                           "(Optuna's 50 would be random search at these budgets)"),)
 
     def sampler(self, in_flight=1):
         return optuna.samplers.NSGAIISampler(population_size=self.startup_trials, seed=self.seed)
@@ -95,7 +99,7 @@ class OptunaGA(_Optuna):
     def startup_trials(self) -> int:
         """Its first generation is drawn at random; selection, crossover and mutation start after it.
         `population_size` (default 4, Optuna's 50 would be random search at these budgets)."""
-        return int(self.options.get("population_size", 4))
+        return int(self.option("population_size"))
 
 
 @register
@@ -104,9 +108,11 @@ class OptunaTPEASHA(OptunaTPE):
     summary = "TPE with Optuna's SuccessiveHalvingPruner (asynchronous successive halving)"
     prunes = True
     parallel = False  # its pruner decides during a trial, from the study in this process: one trial at a time
+    options_spec = (Option("reduction_factor", int, 3, "successive halving keeps 1 / reduction_factor of the trials "
+                           "at each rung (Optuna's default)"),)
 
     def pruner(self):
-        return optuna.pruners.SuccessiveHalvingPruner(reduction_factor=self.options.get("reduction_factor", 3))
+        return optuna.pruners.SuccessiveHalvingPruner(reduction_factor=self.option("reduction_factor"))
 
 
 @register
@@ -115,6 +121,8 @@ class OptunaTPEHyperband(OptunaTPE):
     summary = "TPE with Optuna's HyperbandPruner (several successive-halving brackets)"
     prunes = True
     parallel = False  # as optuna-tpe-asha
+    options_spec = (Option("reduction_factor", int, 3, "each bracket keeps 1 / reduction_factor of its trials at "
+                           "each rung (Optuna's default)"),)
 
     def pruner(self):
-        return optuna.pruners.HyperbandPruner(reduction_factor=self.options.get("reduction_factor", 3))
+        return optuna.pruners.HyperbandPruner(reduction_factor=self.option("reduction_factor"))

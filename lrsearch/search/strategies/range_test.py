@@ -16,11 +16,23 @@ space's bounds), and for CLR: clr_mode (default triangular2), window, step_size_
 
 from __future__ import annotations
 
-from lrsearch.search.lr_finder import suggest_lr, suggest_range
-from lrsearch.search.strategies.base import Evaluation, Strategy, register
+from lrsearch.search.lr_finder import RULES, suggest_lr, suggest_range
+from lrsearch.search.strategies.base import Evaluation, Option, Strategy, register
+
+_RANGE_OPTIONS = (
+    Option("range_fraction", float, 0.25, "range-test length as a fraction of the task's training steps"),
+    Option("range_epochs", float, None, "range-test length in epochs, instead of range_fraction"),
+    Option("range_mode", str, None, "how the LR rises: exp or linear (default: exp on a log-scale lr space)",
+           ("exp", "linear")),
+    Option("min_lr", float, None, "the range test's first LR (default: the lr space's low bound)"),
+    Option("max_lr", float, None, "the range test's last LR (default: the lr space's high bound)"),
+)
+_METRIC = Option("metric", str, "acc", "Smith's rule on validation accuracy or on the training loss", ("acc", "loss"))
 
 
 class _RangeThenTrain(Strategy):
+    options_spec = (_METRIC, *_RANGE_OPTIONS)
+
     def _range_request(self) -> dict:
         lr_dim = next((d for d in self.space if d.name == "lr"), None)
         if lr_dim is None or lr_dim.categorical:
@@ -46,7 +58,7 @@ class _RangeThenTrain(Strategy):
     def _bounds(self, test: Evaluation) -> tuple[float, float] | None:
         """Smith's (base_lr, max_lr), on the chosen metric, falling back to the other one."""
         x = test.extra
-        metrics = [self.options.get("metric", "acc")]
+        metrics = [self.option("metric")]
         metrics.append("loss" if metrics[0] == "acc" else "acc")
         for metric in metrics:
             lrs, values = (x["eval_lrs"], x["eval_accs"]) if metric == "acc" else (x["lrs"], x["losses"])
@@ -64,6 +76,13 @@ class _RangeThenTrain(Strategy):
 class RangeTestCLR(_RangeThenTrain):
     name = "lr-range-clr"
     summary = "LR range test -> base_lr, max_lr (Smith's rule), then one run with a cyclical LR (triangular2)"
+    options_spec = (_METRIC, *_RANGE_OPTIONS,
+                    Option("clr_mode", str, "triangular2", "the cyclical policy", ("triangular", "triangular2", "exp_range")),
+                    Option("window", str, "triangular", "the cycle's shape (the CLR paper's windows)",
+                           ("triangular", "welch", "hann")),
+                    Option("step_size_epochs", float, 4.0, "half a cycle, in epochs (adjusted so that training ends "
+                           "at the end of a cycle)"),
+                    Option("gamma", float, None, "exp_range's decay per iteration"))
 
     def final_params(self, test):
         bounds = self._bounds(test)
@@ -71,11 +90,11 @@ class RangeTestCLR(_RangeThenTrain):
             return None, {"error": "no range found"}
         base_lr, max_lr = bounds
         total, per_epoch = test.extra["total_steps"], test.extra["steps_per_epoch"]
-        step_size = max(1, round(self.options.get("step_size_epochs", 4) * per_epoch))
+        step_size = max(1, round(self.option("step_size_epochs") * per_epoch))
         cycles = max(1, round(total / (2 * step_size)))
         step_size = total // (2 * cycles)  # a whole number of cycles: training ends at the end of one
         schedule = {"name": "cyclic", "base_lr": base_lr, "max_lr": max_lr, "step_size": step_size,
-                    "mode": self.options.get("clr_mode", "triangular2"), "window": self.options.get("window", "triangular")}
+                    "mode": self.option("clr_mode"), "window": self.option("window")}
         if "gamma" in self.options:
             schedule["gamma"] = self.options["gamma"]
         return ({"lr": max_lr, "schedule": schedule, "steps": 2 * step_size * cycles},
@@ -86,6 +105,8 @@ class RangeTestCLR(_RangeThenTrain):
 class RangeTestOneCycle(_RangeThenTrain):
     name = "lr-range-1cycle"
     summary = "LR range test -> max_lr, then one run with one-cycle from base_lr up to max_lr and down"
+    options_spec = (_METRIC, *_RANGE_OPTIONS,
+                    Option("pct_start", float, 0.3, "fraction of training spent rising to max_lr"))
 
     def final_params(self, test):
         bounds = self._bounds(test)
@@ -93,7 +114,7 @@ class RangeTestOneCycle(_RangeThenTrain):
             return None, {"error": "no range found"}
         base_lr, max_lr = bounds
         schedule = {"name": "one_cycle", "max_lr": max_lr, "div_factor": max(max_lr / base_lr, 1.0),
-                    "pct_start": self.options.get("pct_start", 0.3)}
+                    "pct_start": self.option("pct_start")}
         return {"lr": max_lr, "schedule": schedule}, {"base_lr": base_lr, "max_lr": max_lr}
 
 
@@ -101,9 +122,10 @@ class RangeTestOneCycle(_RangeThenTrain):
 class RangeTestFixed(_RangeThenTrain):
     name = "lr-range-fixed"
     summary = "LR range test -> one LR (fastai's valley rule by default), then one run at that constant LR"
+    options_spec = (*_RANGE_OPTIONS, Option("rule", str, "valley", "fastai's rule that picks the LR from the loss", RULES))
 
     def final_params(self, test):
-        rule = self.options.get("rule", "valley")
+        rule = self.option("rule")
         try:
             lr = suggest_lr(test.extra["lrs"], test.extra["losses"], rule)
         except ValueError as err:

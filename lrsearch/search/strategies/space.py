@@ -33,12 +33,19 @@ class Dimension:
         return self.choices is not None
 
     def from_unit(self, u: float):
-        """Map u in [0, 1) to a value: log-uniform, uniform, or a choice."""
+        """Map u in [0, 1] to a value: log-uniform, uniform, or a choice. The ends map to the bounds exactly
+        (exp(log(1e-5)) is 9.999999999999997e-06, out of the user's bounds), and nothing falls outside them."""
         if self.categorical:
             return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+        if u <= 0:
+            return self.low
+        if u >= 1:
+            return self.high
         if self.log:
-            return math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
-        return self.low + u * (self.high - self.low)
+            value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            value = self.low + u * (self.high - self.low)
+        return min(max(value, self.low), self.high)
 
     def contains(self, value) -> bool:
         if self.categorical:

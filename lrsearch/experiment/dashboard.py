@@ -1,0 +1,73 @@
+"""Every run's trials as an Optuna study too, so that standard viewers see them.
+
+    optuna-dashboard sqlite:///runs/benchmark-cpu/optuna.sqlite3
+
+The runner mirrors each run of the store (results.sqlite, the record) into `optuna.sqlite3`
+beside it, an Optuna RDB storage: one study per (strategy, budget, seed), named
+`<experiment>/<strategy>/b<budget>/s<seed>`, maximising validation accuracy. Each trial keeps
+its params (those of the search space; others, such as a range test's request or a whole
+schedule, as the user attribute `params`), its value, its intermediate values (the accuracy
+at each evaluation, as a pruner saw them) and its state: COMPLETE (diverged trials too, with
+value 0 and `status` "diverged"), PRUNED or FAIL. A run's study is rebuilt from the store after
+each of its trials, so it never holds a trial the store dropped on a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from lrsearch.experiment.store import Store
+from lrsearch.search.strategies import SearchSpace
+
+FILE = "optuna.sqlite3"
+_STATES = {"ok": TrialState.COMPLETE, "diverged": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+           "failed": TrialState.FAIL}
+
+
+def study_name(experiment: str, strategy: str, budget: int, seed: int) -> str:
+    return f"{experiment}/{strategy}/b{budget}/s{seed}"
+
+
+def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+    return {d.name: (CategoricalDistribution(d.choices) if d.categorical else FloatDistribution(d.low, d.high, log=d.log))
+            for d in space}
+
+
+class OptunaMirror:
+    """The results folder's Optuna storage; `sync(store, run_id, name)` rewrites one run's study."""
+
+    def __init__(self, results_dir: str | Path, space: SearchSpace):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.url = f"sqlite:///{Path(results_dir).resolve() / FILE}"
+        self.storage = optuna.storages.RDBStorage(self.url, engine_kwargs={"connect_args": {"timeout": 30}})
+        self.distributions = distributions(space)
+        self._lock = threading.Lock()  # runs side by side sync from several threads
+
+    def sync(self, store: Store, run_id: int, name: str) -> None:
+        trials = [self._trial(store, run_id, t) for t in store.stored_trials(run_id)]
+        with self._lock:
+            try:
+                optuna.delete_study(study_name=name, storage=self.storage)
+            except KeyError:
+                pass
+            study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
+            study.add_trials(trials)
+
+    def _trial(self, store: Store, run_id: int, stored) -> optuna.trial.FrozenTrial:
+        state = _STATES.get(stored.status, TrialState.FAIL)
+        inside = {k: v for k, v in stored.params.items() if k in self.distributions
+                  and self.distributions[k]._contains(self.distributions[k].to_internal_repr(v))}
+        attrs = {"status": stored.status, "train_s": stored.train_s, "overhead_s": stored.overhead_s,
+                 "kind": stored.extra.get("kind", "train")}
+        if inside != stored.params:
+            attrs["params"] = json.dumps(stored.params, sort_keys=True)
+        return optuna.trial.create_trial(
+            state=state, value=stored.value if state == TrialState.COMPLETE else None,
+            params=inside, distributions={k: self.distributions[k] for k in inside},
+            intermediate_values=dict(store.reported_values(run_id, stored.trial_index)), user_attrs=attrs)
