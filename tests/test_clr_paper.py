@@ -143,21 +143,26 @@ def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch):
 
 
 @pytest.mark.usefixtures("jpeg_data")
-def test_side_by_side_workers_with_stacked_seeds(tmp_path, monkeypatch, capsys):
-    """The GPU's way (worker processes, each policy's seeds stacked), on the CPU: every seed stored once."""
+def test_side_by_side_workers_with_stacked_seeds(tmp_path):
+    """The GPU's way (worker processes, each policy's seeds stacked), on the CPU: every seed stored once. In a
+    subprocess, as a user runs it: its worker pool (and multiprocessing's helper process) end with it."""
+    import os
+    import subprocess
+    import sys
+
     from conftest import JPEG
 
-    from lrsearch.cli import main
     from lrsearch.experiment.store import Store
 
-    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     tiny, out = _tiny_config(tmp_path), tmp_path / "out"
-    args = ["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "decay", "triangular2", "--workers", "2",
-            "--stack-seeds"]
+    args = [sys.executable, "-m", "lrsearch", "clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "decay",
+            "triangular2", "--workers", "2", "--stack-seeds"]
+    env = dict(os.environ, LRSEARCH_DATA=str(JPEG))
     # cut off before any job finishes: nothing stored, the report still written, the next call trains everything
-    assert main([*args, "--time-limit", "0.5"]) == 0
-    assert "stopped unfinished" in capsys.readouterr().out and (out / "REPORT.md").exists()
-    assert main(args) == 0
+    cut = subprocess.run([*args, "--time-limit", "0.5"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert cut.returncode == 0 and "stopped unfinished" in cut.stdout and (out / "REPORT.md").exists(), cut.stderr
+    whole = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
+    assert whole.returncode == 0, whole.stderr
     store = Store(out / "results.sqlite", create=False)
     runs = store.runs_frame()
     store.close()

@@ -271,7 +271,7 @@ def test_seed_count_and_tabulation_config(tmp_path):
     assert experiment.seeds == list(range(100)) and max(experiment.budgets) == 64
     table = tabulation(load_experiment(REPO / "experiments" / "benchmark-cpu.toml"), 48)
     assert (table.strategies, table.budgets, table.seeds) == (["grid"], [48], [0, 1, 2])
-    assert table.results == "results/benchmark-cpu-table"
+    assert table.results == "runs/benchmark-cpu-table"  # a fresh tabulation never overwrites the committed one
     path = tmp_path / "two.toml"
     path.write_text('name = "t"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = [0]\n'
                     "[space]\nlr = { low = 1e-3, high = 1.0, log = true }\nmomentum = { low = 0.8, high = 0.99 }\n")

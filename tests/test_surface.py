@@ -280,3 +280,20 @@ def test_download_refuses_offline_without_leaving_files(tmp_path):
         download(tmp_path, url="http://127.0.0.1:9/cifar-10-python.tar.gz")
     assert not any(tmp_path.iterdir())
     assert os.environ.get("LRSEARCH_DATA_URL") is None
+
+
+def test_a_fresh_runs_report_sits_beside_the_committed_reference(tmp_path):
+    import pandas as pd
+
+    from lrsearch.reporting.report import _beside_reference
+
+    reference = REPO / "results" / "benchmark-cpu"
+    theirs = pd.read_csv(reference / "tables" / "summary.csv")
+    ours = theirs.assign(success_rate=1.0)  # a fresh run that reached the target in every seed
+    lines = "\n".join(_beside_reference(tmp_path, str(reference), ours))
+    assert "## Beside the committed reference" in lines and str(reference) in lines
+    header = next(line for line in lines.splitlines() if line.startswith("| strategy"))
+    assert "success_rate_reference" in header and "median_best_val_acc_reference" in header
+    assert len([line for line in lines.splitlines() if line.startswith("| ")]) == len(theirs) + 1
+    assert _beside_reference(reference, str(reference), ours) == []  # the reference itself: nothing to set beside
+    assert _beside_reference(tmp_path, str(tmp_path / "none"), ours) == []

@@ -12,7 +12,6 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from lrsearch import __version__
 from lrsearch.cli.errors import UserError
 
 DESCRIPTION = """\
@@ -43,9 +42,18 @@ class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpF
         return super()._get_help_string(action)
 
 
+def _installed_version() -> str:
+    """The installed distribution's version (the top-level package is above this layer)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("lrsearch")
+    except PackageNotFoundError:
+        return "(not installed: run `make install`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrsearch", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_Help)
-    parser.add_argument("--version", action="version", version=f"lrsearch {__version__}")
+    parser.add_argument("--version", action="version", version=f"lrsearch {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _registrars():
         register(sub)

@@ -9,13 +9,15 @@ its params (those of the search space; others, such as a range test's request or
 schedule, as the user attribute `params`), its value, its intermediate values (the accuracy
 at each evaluation, as a pruner saw them) and its state: COMPLETE (diverged trials too, with
 value 0 and `status` "diverged"), PRUNED or FAIL. A run's study is rebuilt from the store after
-each of its trials, so it never holds a trial the store dropped on a resume.
+each of its trials, so it never holds a trial the store dropped on a resume. The store stays the
+record: a mirror that cannot be written (a locked file, say) costs a warning, never a trial.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -24,6 +26,7 @@ from optuna.trial import TrialState
 
 from lrsearch.experiment.store import Store
 from lrsearch.search.strategies import SearchSpace
+from lrsearch.training.progress import LOG
 
 FILE = "optuna.sqlite3"
 _STATES = {"ok": TrialState.COMPLETE, "diverged": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
@@ -45,19 +48,33 @@ class OptunaMirror:
     def __init__(self, results_dir: str | Path, space: SearchSpace):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.url = f"sqlite:///{Path(results_dir).resolve() / FILE}"
-        self.storage = optuna.storages.RDBStorage(self.url, engine_kwargs={"connect_args": {"timeout": 30}})
+        for attempt in range(5):  # workers starting together on a new file race to create its tables
+            try:
+                self.storage = optuna.storages.RDBStorage(self.url, engine_kwargs={"connect_args": {"timeout": 30}})
+                break
+            except Exception:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         self.distributions = distributions(space)
         self._lock = threading.Lock()  # runs side by side sync from several threads
 
     def sync(self, store: Store, run_id: int, name: str) -> None:
-        trials = [self._trial(store, run_id, t) for t in store.stored_trials(run_id)]
-        with self._lock:
-            try:
-                optuna.delete_study(study_name=name, storage=self.storage)
-            except KeyError:
-                pass
-            study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
-            study.add_trials(trials)
+        try:
+            trials = [self._trial(store, run_id, t) for t in store.stored_trials(run_id)]
+            with self._lock:
+                try:
+                    optuna.delete_study(study_name=name, storage=self.storage)
+                except KeyError:
+                    pass
+                study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
+                study.add_trials(trials)
+        except Exception as err:  # the store has the trial; the next sync rewrites this study
+            LOG.warning("%s: study %s not updated (%s: %s); results.sqlite has every trial", FILE, name,
+                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+
+    def studies(self) -> set[str]:
+        return {study.study_name for study in self.storage.get_all_studies()}
 
     def _trial(self, store: Store, run_id: int, stored) -> optuna.trial.FrozenTrial:
         state = _STATES.get(stored.status, TrialState.FAIL)

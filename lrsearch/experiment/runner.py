@@ -322,7 +322,7 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         interval = heartbeat_s()
         heartbeat = _Heartbeat(store, worker, interval)
         mirror = OptunaMirror(out, space)  # every run as an Optuna study too (optuna-dashboard, see dashboard.py)
-        mirrored = {study.study_name for study in mirror.storage.get_all_studies()}
+        mirrored = mirror.studies()
         run_log = _RunLog(out)
         LOG.info("%s: %d runs (%s), results in %s", experiment.name, len(specs),
                  ", ".join(sorted({s.strategy for s in specs})), out)

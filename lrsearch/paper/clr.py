@@ -537,7 +537,21 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
 
 
 def _markdown(table: pd.DataFrame) -> list[str]:
-    return [table.to_markdown(index=False, floatfmt=".4g"), ""] if len(table) else ["(no runs yet)", ""]
+    """A table for REPORT.md; a missing value (a threshold never reached) prints as "-"."""
+    if not len(table):
+        return ["(no runs yet)", ""]
+    shown = table.astype(object).where(table.notna(), None)
+    return [shown.to_markdown(index=False, floatfmt=".4g", missingval="-"), ""]
+
+
+def _clock_note(runs: pd.DataFrame) -> str:
+    """What `train_s` means here: a shared machine's clock when runs trained side by side or stacked."""
+    envs = [json.loads(raw) for raw in runs["environment"].drop_duplicates()] if len(runs) else []
+    if any(env.get("workers", 1) > 1 or env.get("stack_seeds") for env in envs):
+        return ("- `train_s` is each run's clock while several runs shared the machine (seeds stacked in one process, "
+                "policies side by side): it is not comparable across policies, and not a single run's time.")
+    return ("- `train_s`: each policy's seeds trained one after another in one process; on a machine that other work "
+            "shared, so the seconds are indicative only.")
 
 
 def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame, tables: dict, suggestion: str,
@@ -546,8 +560,7 @@ def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame,
              f"Reproduces the CIFAR-10 experiments of {PAPER}: Figure 1, Tables 1 to 3 and the range test of Figure 3.",
              "", "## Where these numbers come from", "", *_provenance_lines(runs),
              f"- report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from results.sqlite",
-             "- `train_s` is each run's clock while several runs shared the machine (seeds stacked in one process, "
-             "policies side by side): it is not comparable across policies, and not a single run's time.", ""]
+             _clock_note(runs), ""]
     lines += ["## The headline", "",
               "Iterations the fixed policy needs to reach a threshold, divided by the iterations the CLR run needs "
               f"(same seed; mean over seeds and a bootstrap 95% interval). The paper: 70,000 / 25,000 = {PAPER_SPEEDUP:.1f}.",

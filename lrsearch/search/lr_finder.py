@@ -401,13 +401,15 @@ def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr:
     ax2.grid(False)
     markers = dict(zip(RULES, "v^so*"))
     lrs, smoothed = test.table["lr"].to_numpy(float), test.table["smoothed_loss"].to_numpy(float)
+    positive = test.table[test.table["lr"] > 0]  # fastai's rules read slopes against log(lr): a linear test from 0
     for rule in rules:
         try:
-            lr = test.suggest_lr(rule)
+            lr = suggest_lr(positive["lr"], positive["train_loss"], rule)
         except ValueError:
             continue
         y = np.interp(np.log(lr), np.log(np.maximum(lrs, 1e-300)), smoothed) if test.mode == "exp" else np.interp(lr, lrs, smoothed)
-        ax.plot([lr], [y], markers.get(rule, "o"), ms=7, mec="k", mew=0.6, zorder=5, label=f"{rule} {lr:.3g} (fastai)")
+        ax.plot([lr], [y], markers.get(rule, "o"), ms=7, mfc="white", mec="k", mew=0.9, zorder=5,
+                label=f"{rule} {lr:.3g} (fastai)")
     for lr, name in ((base_lr, "base_lr"), (max_lr, "max_lr")):
         if lr is not None:
             ax.axvline(lr, color="C2" if name == "base_lr" else "C3", ls="--", lw=1.2)
