@@ -39,12 +39,16 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
         rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "train_s": grid, "best_val_acc": best}))
     curves = pd.concat(rows, ignore_index=True)
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    sns.lineplot(curves, x="train_s", y="best_val_acc", hue="strategy", ax=ax, **_CI)
+    sns.lineplot(curves, x="train_s", y="best_val_acc", hue="strategy", palette=_palette(curves["strategy"]), ax=ax, **_CI)
     if target is not None:
         ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
     n_seeds = data["seed"].nunique()
+    scored = curves["best_val_acc"][curves["best_val_acc"] > 0]
+    if len(scored):  # a range test scores 0 (it is no candidate): zoom on the accuracies the trials reached
+        ax.set_ylim(max(0.0, scored.quantile(0.02) - 0.05), min(1.0, scored.max() + 0.02))
     ax.set(xlabel="training seconds spent by the search", ylabel="best validation accuracy so far",
-           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval)")
+           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval; "
+                 "a range test scores 0, below the axis)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -68,7 +72,8 @@ def time_to_target_figure(runs: pd.DataFrame, path: Path) -> Path:
 def accuracy_vs_budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     """Best accuracy and success rate against the budget (only drawn with two budgets or more)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
-    sns.lineplot(runs, x="budget", y="best_val_acc", hue="strategy", marker="o", ax=axes[0], **_CI)
+    sns.lineplot(runs, x="budget", y="best_val_acc", hue="strategy", palette=_palette(runs["strategy"]), marker="o",
+                 ax=axes[0], **_CI)
     axes[0].set(xscale="log", xlabel="budget (trials)", ylabel="best validation accuracy",
                 title="Accuracy against budget (median, bootstrap 95% band)")
     sns.lineplot(runs.assign(reached=runs["reached_target"].astype(float)), x="budget", y="reached", hue="strategy",
@@ -153,8 +158,9 @@ def learning_curves_figure(trials: pd.DataFrame, curves: pd.DataFrame, path: Pat
     if data.empty:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
-    sns.lineplot(data, x="epoch", y=acc, hue="strategy", ax=axes[0], legend=False)
-    sns.lineplot(data, x="train_s", y=acc, hue="strategy", ax=axes[1])
+    palette = _palette(data["strategy"])
+    sns.lineplot(data, x="epoch", y=acc, hue="strategy", palette=palette, ax=axes[0], legend=False)
+    sns.lineplot(data, x="train_s", y=acc, hue="strategy", palette=palette, ax=axes[1])
     ylabel = "validation accuracy" if acc == "val_acc" else "test accuracy"
     axes[0].set(xlabel="epoch", ylabel=ylabel, title="Each strategy's best trial, against epochs")
     axes[1].set(xlabel="training seconds (that trial's)", title="... and against training seconds")
@@ -188,6 +194,13 @@ def build_figures(tables: dict[str, pd.DataFrame], out: Path, target: float | No
         if range_fig is not None:
             made.append(range_fig)
     return made
+
+
+def _palette(strategies: pd.Series) -> dict[str, tuple]:
+    """One colour per strategy from tab20 (distinct for up to 20 lines), in order of first appearance."""
+    names = list(dict.fromkeys(strategies))
+    colours = sns.color_palette("tab20", max(len(names), 1))
+    return dict(zip(names, colours))
 
 
 def _family_styles(strategies: list[str]) -> dict[str, dict]:
