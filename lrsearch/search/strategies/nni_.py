@@ -34,6 +34,7 @@ class _NNI(AskTellStrategy):
         raise NotImplementedError
 
     def _start(self, n_trials, in_flight):
+        import nni  # noqa: F401  (its first import sets the `nni` logger to INFO: levels are set after it)
         for name in ("nni", "hyperopt"):  # their own lines only with --verbose
             logging.getLogger(name).setLevel(logging.INFO if libraries_verbose() else logging.WARNING)
         random.seed(self.seed)
