@@ -21,6 +21,19 @@ class _Groups:
 # ---------------------------------------------------------------- the CLR paper's network
 
 
+def _caffe_fill(layers: tuple) -> None:
+    """Caffe's fillers of the CIFAR-10 prototxts: gaussian weights (the layer's std), constant 0 biases."""
+    for layer, std in layers:
+        nn.init.normal_(layer.weight, std=std)
+        nn.init.zeros_(layer.bias)
+
+
+def _caffe_groups(spec: list[tuple], weight_decay: float) -> list[dict]:
+    """Caffe's per-blob `param { lr_mult decay_mult }` as torch groups: (parameter, lr_mult, decay_mult)."""
+    return [{"params": [p], "lr_mult": float(lr_mult), "weight_decay": weight_decay * decay_mult}
+            for p, lr_mult, decay_mult in spec]
+
+
 class WithinChannelLRN(nn.Module):
     """Caffe's LRN with norm_region WITHIN_CHANNEL: x / (1 + alpha * mean_{n x n}(x^2)) ** beta.
 
@@ -54,10 +67,7 @@ class CaffeCifar10Full(_Groups, nn.Module):
         self.conv3 = nn.Conv2d(32, 64, 5, padding=2)
         self.ip1 = nn.Linear(64 * 4 * 4, num_classes)
         self.norm1, self.norm2 = WithinChannelLRN(), WithinChannelLRN()
-        # Caffe fillers: gaussian weights (std per layer), constant 0 biases
-        for layer, std in ((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)):
-            nn.init.normal_(layer.weight, std=std)
-            nn.init.zeros_(layer.bias)
+        _caffe_fill(((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(F.relu(F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True)))
@@ -74,8 +84,7 @@ class CaffeCifar10Full(_Groups, nn.Module):
             (self.conv3.weight, 1, 1), (self.conv3.bias, 1, 1),
             (self.ip1.weight, 1, 250), (self.ip1.bias, 2, 0),
         ]
-        return [{"params": [p], "lr_mult": float(lr_mult), "weight_decay": weight_decay * decay_mult}
-                for p, lr_mult, decay_mult in spec]
+        return _caffe_groups(spec, weight_decay)
 
 
 class CaffeCifar10FullSigmoidBN(_Groups, nn.Module):
@@ -94,9 +103,7 @@ class CaffeCifar10FullSigmoidBN(_Groups, nn.Module):
         self.conv3 = nn.Conv2d(32, 64, 5, padding=2)
         self.bn1, self.bn2, self.bn3 = nn.BatchNorm2d(32), nn.BatchNorm2d(32), nn.BatchNorm2d(64)
         self.ip1 = nn.Linear(64 * 4 * 4, num_classes)
-        for layer, std in ((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)):
-            nn.init.normal_(layer.weight, std=std)
-            nn.init.zeros_(layer.bias)
+        _caffe_fill(((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)))
         for bn in (self.bn1, self.bn2, self.bn3):
             nn.init.ones_(bn.weight)
             nn.init.constant_(bn.bias, 0.001)
@@ -117,8 +124,7 @@ class CaffeCifar10FullSigmoidBN(_Groups, nn.Module):
             *[(p, 1, 0) for bn in (self.bn1, self.bn2, self.bn3) for p in (bn.weight, bn.bias)],
             (self.ip1.weight, 1, 250), (self.ip1.bias, 0.2, 0),
         ]
-        return [{"params": [p], "lr_mult": float(lr_mult), "weight_decay": weight_decay * decay_mult}
-                for p, lr_mult, decay_mult in spec]
+        return _caffe_groups(spec, weight_decay)
 
 
 # ---------------------------------------------------------------- fast net (airbench94)
