@@ -195,3 +195,33 @@ def test_a_strategy_whose_library_is_missing_stops_the_run_before_anything_is_wr
     assert "grid needs no-such-package==1.0" in err and "--only" in err and err.count("\n") == 0
     assert not results.exists()
     assert REGISTRY["optunity-pso"].missing_packages() == []  # installed with lrsearch
+
+
+def test_a_store_another_worker_is_still_creating_is_waited_for_not_refused(tmp_path):
+    """Two workers starting on a new folder: the one that comes second must never judge the first one's half-made
+    schema (it once read as "an SQLite file of another program"). Here the first has made `runs` and holds the
+    write lock while it makes the rest; the second waits for it and opens the finished store."""
+    import threading
+
+    from lrsearch.experiment.store import SCHEMA, _statements
+
+    path = tmp_path / "results.sqlite"
+    first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    statements = _statements(SCHEMA)
+    first.execute(statements[0])  # CREATE TABLE runs, committed
+    first.execute("BEGIN IMMEDIATE")
+
+    def finish() -> None:
+        time.sleep(0.5)
+        for statement in statements[1:]:
+            first.execute(statement)
+        first.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        first.execute("COMMIT")
+
+    worker = threading.Thread(target=finish)
+    worker.start()
+    store = Store(path, create=True)  # waits on the lock, then finds every table
+    worker.join()
+    assert store.runs_frame().empty and store.trials_frame().empty
+    store.close()
+    first.close()

@@ -115,6 +115,17 @@ class StoredTrial:
     extra: dict
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a script, split where SQLite says a statement is complete (comments may hold ';')."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    return statements + ([buffer] if buffer.strip() else [])
+
+
 def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
@@ -151,8 +162,25 @@ class Store:
                              "move it away, or give another folder with --results") from None
 
     def _open(self, migrate: bool) -> None:
-        """Check what the file holds before writing anything, then (`migrate`) bring an older schema up to date."""
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]  # raises for a file that is no database
+        """Check what the file holds before writing anything, then (`migrate`) bring an older schema up to date.
+        A writer checks and creates under SQLite's write lock, so that two workers starting together on a new
+        folder never see each other's half-made schema: the second waits, then finds the first one's tables."""
+        self.conn.execute("PRAGMA user_version").fetchone()  # raises for a file that is no database
+        self.conn.execute("PRAGMA foreign_keys = ON")  # (a no-op inside a transaction: set before one)
+        if not migrate:
+            self._check(readonly=True)
+            return
+        with self._write_lock():
+            self._check(readonly=False)
+            for statement in _statements(SCHEMA):  # not executescript: it would commit, and drop the lock
+                self.conn.execute(statement)
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check(self, readonly: bool) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer lrsearch (store schema {version}; this one reads up to "
@@ -160,17 +188,8 @@ class Store:
         if tables and not {"runs", "trials", "curves"} <= tables:
             raise StoreError(f"{self.path}: an SQLite file of another program (tables: {', '.join(sorted(tables))}); "
                              "lrsearch leaves it as it is: give another folder with --results")
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        if not migrate:
-            if not tables:
-                raise StoreError(f"{self.path}: an empty file, not a results store; run the experiment first")
-            return
-        with self.conn:
-            self.conn.executescript(SCHEMA)
-            for table, column, kind in ADDED_COLUMNS:
-                if column not in {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}:
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if readonly and not tables:
+            raise StoreError(f"{self.path}: an empty file, not a results store; run the experiment first")
 
     @contextlib.contextmanager
     def _write_lock(self):
