@@ -49,14 +49,10 @@ def _run(args: argparse.Namespace) -> int:
 def _failed_trials(out: Path, experiment, only, seeds) -> tuple[int, int]:
     """Failed trials (errors, not divergence) and all trials, over the runs this call was asked for."""
     from lrsearch.experiment.runner import plan
-    from lrsearch.experiment.store import Store
+    from lrsearch.reporting.tables import load_results
 
     wanted = {(s.strategy, s.budget, s.seed) for s in plan(experiment, only, seeds)}
-    store = Store(out / "results.sqlite", create=False)
-    try:
-        trials = store.trials_frame()
-    finally:
-        store.close()
+    trials = load_results(out).trials
     trials = trials[trials["experiment"] == experiment.name]
     mine = trials[[(r.strategy, r.budget, r.seed) in wanted for r in trials.itertuples()]]
     return int((mine["status"] == "failed").sum()), len(mine)

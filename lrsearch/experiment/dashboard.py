@@ -48,18 +48,22 @@ class OptunaMirror:
     def __init__(self, results_dir: str | Path, space: SearchSpace):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.url = f"sqlite:///{Path(results_dir).resolve() / FILE}"
+        self.storage = None
         for attempt in range(5):  # workers starting together on a new file race to create its tables
             try:
                 self.storage = optuna.storages.RDBStorage(self.url, engine_kwargs={"connect_args": {"timeout": 30}})
                 break
-            except Exception:
+            except Exception as err:
                 if attempt == 4:
-                    raise
+                    LOG.warning("%s: not opened (%s: %s); this call mirrors nothing, results.sqlite has every trial",
+                                FILE, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
                 time.sleep(0.2 * (attempt + 1))
         self.distributions = distributions(space)
         self._lock = threading.Lock()  # runs side by side sync from several threads
 
     def sync(self, store: Store, run_id: int, name: str) -> None:
+        if self.storage is None:
+            return
         try:
             trials = [self._trial(store, run_id, t) for t in store.stored_trials(run_id)]
             with self._lock:
@@ -74,7 +78,7 @@ class OptunaMirror:
                         type(err).__name__, str(err).splitlines()[0] if str(err) else "")
 
     def studies(self) -> set[str]:
-        return {study.study_name for study in self.storage.get_all_studies()}
+        return {study.study_name for study in self.storage.get_all_studies()} if self.storage else set()
 
     def _trial(self, store: Store, run_id: int, stored) -> optuna.trial.FrozenTrial:
         state = _STATES.get(stored.status, TrialState.FAIL)

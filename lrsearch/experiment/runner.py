@@ -306,7 +306,7 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         # reads the same source (and the in-process data cache is keyed by it, not by "the default").
         # Trials in other processes load their own copy: here the data only need a CPU. Nothing named and
         # nothing in ./data/: the official archive is downloaded there first (md5-checked).
-        data_source = str(ensure_source(data_source))  # a fresh machine without data: the official archive
+        data_source = str(ensure_source(data_source))
         specs = plan(experiment, only, seeds)  # a strategy whose library is missing stops here, before the store
         out = experiment.results_dir(results_dir)
         store = Store(out / "results.sqlite", create=True)

@@ -402,14 +402,12 @@ def at_iterations(curves: pd.DataFrame, config: ClrPaper, group: str, scale: int
         ran = sorted(seed for (name, seed) in statuses if name == policy.name)
         if policy.group != group or not ran:
             continue
-        c = train[train["strategy"] == policy.name]
+        curves_by_seed = [s.assign(step=s["iteration"]) for _, s in train[train["strategy"] == policy.name].groupby("seed")]
         diverged = sum(statuses[(policy.name, seed)] == "diverged" for seed in ran)
         for iteration, paper_acc in policy.paper or [(policy.iterations, None)]:
-            accs = pd.Series([accuracy_at(s.assign(step=s["iteration"]), iteration) for _, s in c.groupby("seed")]
-                             if len(c) else [], dtype=float)
-            reached = sorted(seed for seed, s in c.groupby("seed") if s["iteration"].max() >= iteration) if len(c) else []
-            spread = _spread(accs[[i for i, (seed, _) in enumerate(c.groupby("seed")) if seed in reached]]
-                             if reached else pd.Series([], dtype=float))
+            # only the seeds still training at `iteration` (a diverged run stopped earlier)
+            spread = _spread(pd.Series([accuracy_at(s, iteration) for s in curves_by_seed if s["step"].max() >= iteration],
+                                       dtype=float))
             rows.append({"policy": policy.name, "optimizer": policy.optimizer or "sgd", "iterations": iteration,
                          "seeds": len(ran), "diverged": diverged, "test_acc_mean": spread["mean"],
                          "test_acc_sd": spread["sd"], "paper_acc": paper_acc})
