@@ -30,6 +30,11 @@ _EXPORTS = {
     "TASKS": "lrsearch.training.tasks",
     "get_task": "lrsearch.training.tasks",
     "train": "lrsearch.training.trainer",
+    "Workload": "lrsearch.training.workloads",
+    "ModelWorkload": "lrsearch.training.workloads",
+    "FunctionWorkload": "lrsearch.training.workloads",
+    "TaskWorkload": "lrsearch.training.workloads",
+    "load_workload": "lrsearch.training.workloads",
     "TrialResult": "lrsearch.training.trainer",
     "range_test": "lrsearch.search.lr_finder",
     "suggest_range": "lrsearch.search.lr_finder",
@@ -49,7 +54,7 @@ _EXPORTS = {
 __all__ = [
     "__version__",
     "load_cifar10", "build_model", "make_schedule", "Task", "TASKS", "get_task", "train",
-    "TrialResult", "range_test", "suggest_range", "suggest_lr", "get_strategy", "search",
+    "TrialResult", "Workload", "ModelWorkload", "FunctionWorkload", "TaskWorkload", "load_workload", "range_test", "suggest_range", "suggest_lr", "get_strategy", "search",
     "strategy_names", "Experiment", "load_experiment", "run_experiment", "Store", "build_tables",
     "build_report", "load_results", "Results",
 ]
@@ -67,6 +72,13 @@ if TYPE_CHECKING:
     from lrsearch.training.schedules import make_schedule
     from lrsearch.training.tasks import TASKS, Task, get_task
     from lrsearch.training.trainer import TrialResult, train
+    from lrsearch.training.workloads import (
+        FunctionWorkload,
+        ModelWorkload,
+        TaskWorkload,
+        Workload,
+        load_workload,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -11,22 +11,27 @@ from lrsearch.cli.errors import UserError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.config import ConfigError
     from lrsearch.experiment.runner import run_experiment
+    from lrsearch.experiment.suite import Suite, load_config
     from lrsearch.reporting.report import build_report
     from lrsearch.training.data import ensure_source
+    from lrsearch.training.workloads import is_user_workload
 
     try:
-        experiment = load_experiment(args.experiment)
+        experiment = load_config(args.experiment)
     except ConfigError as err:
         raise UserError(str(err)) from None
+    if isinstance(experiment, Suite):
+        return _run_suite(experiment, args)
     if args.target is not None:
         experiment = experiment.model_copy(update={"target_acc": args.target})
     if experiment.replay is not None:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
     try:
-        ensure_source(args.data)  # a missing source: its message (or, on a fresh machine, the download) before Ray
+        if not is_user_workload(experiment.task):
+            ensure_source(args.data)  # a missing source: its message (or, on a fresh machine, the download) before Ray
         executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
                              data_source=args.data, executor=executor, reset=args.reset)
@@ -42,6 +47,42 @@ def _run(args: argparse.Namespace) -> int:
     if failed and not args.allow_failures:
         print(f"lrsearch: {failed} of {total} trials failed (errors in {out / 'run.log'} and the trials table); "
               "rerun with --allow-failures to exit 0 anyway", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_suite(suite, args: argparse.Namespace) -> int:
+    """`lrsearch run SUITE`: every problem in turn (each resumes, each shareable between workers), then each
+    problem's report and the suite's."""
+    from lrsearch.experiment.suite import run_suite
+    from lrsearch.reporting.suite import build_suite_report
+    from lrsearch.training.data import ensure_source
+    from lrsearch.training.workloads import is_user_workload
+
+    if args.target is not None:
+        raise UserError("--target: a suite's problems each have their own target; set it in the suite file")
+    experiments = suite.experiments(args.results)
+    unknown = sorted(set(args.only or []) - {s for e in experiments for s in e.strategies})
+    if unknown:
+        raise UserError(f"--only {', '.join(unknown)}: not among the suite's strategies ({', '.join(suite.strategies)})")
+    root = suite.results_dir(args.results)
+    try:
+        if any(not is_user_workload(e.task) for e in experiments):
+            ensure_source(args.data)
+        folders = run_suite(suite, args.results, only=args.only, make_executor=lambda e: _executor(e, args),
+                            seeds=args.seeds, device=args.device, data_source=args.data, reset=args.reset)
+    except (ValueError, ImportError) as err:
+        raise UserError(str(err)) from None
+    except KeyboardInterrupt:
+        print("interrupted: every finished trial is in the store; the same command again resumes", file=sys.stderr)
+        return 130
+    counts = [_failed_trials(out, e, args.only, args.seeds) for out, e in folders]
+    failed, total = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    report = build_suite_report(suite, root)
+    print(f"results in {root}/ (one folder per problem); report: {report}")
+    if failed and not args.allow_failures:
+        print(f"lrsearch: {failed} of {total} trials failed (errors in each problem's run.log); rerun with "
+              "--allow-failures to exit 0 anyway", file=sys.stderr)
         return 1
     return 0
 
@@ -73,7 +114,10 @@ def _validate(args: argparse.Namespace) -> int:
     problems = []
     missing = {name: REGISTRY[name].missing_packages() for name in experiment.strategies}
     problems += [f"strategy {name} needs {', '.join(m)} (pip install {' '.join(m)})" for name, m in missing.items() if m]
-    if experiment.replay is None:
+    from lrsearch.training.workloads import TaskWorkload
+
+    workload = experiment.workload(args.data)
+    if experiment.replay is None and isinstance(workload, TaskWorkload):  # a built-in task: CIFAR-10 data
         try:
             print(f"data: {resolve_source(args.data)}")
         except DataError as err:
@@ -82,11 +126,10 @@ def _validate(args: argparse.Namespace) -> int:
             else:
                 print("data: none found; `lrsearch run` downloads the official CIFAR-10 archive into ./data/ "
                       "(170 MB, md5-checked)")
-    else:
+    elif experiment.replay is not None:
         table = Path(experiment.replay.table) / "results.sqlite"
         if not table.exists():
             problems.append(f"replay table {table}: not found; `lrsearch tabulate` writes it")
-    task = experiment.task_spec()
     specs = plan(experiment) if not any(missing.values()) else []
     out = experiment.results_dir(args.results)
     done = 0
@@ -96,7 +139,10 @@ def _validate(args: argparse.Namespace) -> int:
             done = sum(store.run_status(experiment.name, s.strategy, s.budget, s.seed) == "complete" for s in specs)
         finally:
             store.close()
-    print(f"{args.experiment}: config valid; task {task.name} ({task.model}), {len(experiment.strategies)} strategies x "
+    what = (f"task {workload.task.name} ({workload.task.model})" if isinstance(workload, TaskWorkload) else
+            f"workload {experiment.task} ({type(workload).__name__}: {workload.metric}, {workload.direction}d, "
+            f"target {workload.target})")
+    print(f"{args.experiment}: config valid; {what}, {len(experiment.strategies)} strategies x "
           f"budgets {experiment.budgets} x {len(experiment.seeds)} seeds = {len(specs)} runs, "
           f"{sum(s.budget for s in specs)} trials at most; results in {out}/ ({done} runs already complete)")
     for problem in problems:
@@ -140,6 +186,15 @@ def _executor(experiment, args: argparse.Namespace):
 def _report(args: argparse.Namespace) -> int:
     from lrsearch.reporting.report import build_report
 
+    if (args.results / "suite.json").exists() and not (args.results / "results.sqlite").exists():
+        import json
+
+        from lrsearch.experiment.suite import Suite
+        from lrsearch.reporting.suite import build_suite_report
+
+        suite = Suite(**json.loads((args.results / "suite.json").read_text()))
+        print(build_suite_report(suite, args.results))
+        return 0
     if not (args.results / "results.sqlite").exists():
         raise UserError(f"{args.results}: no results.sqlite here; give the folder an `lrsearch run` wrote")
     print(build_report(args.results))

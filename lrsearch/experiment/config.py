@@ -1,11 +1,15 @@
 """Experiment configs (TOML), validated at the edge.
 
     name = "benchmark-cpu"
-    task = "cpu"                      # see `lrsearch tasks`
+    task = "cpu"                      # a built-in task (`lrsearch tasks`), or your own workload:
+                                      # "package.module:function" or "path/to/file.py:function"
+                                      # (see lrsearch/training/workloads/, examples/)
     strategies = ["grid", "random", "optuna-tpe", "lr-range-clr"]
     budgets = [8]                     # trials per (strategy, seed) run
     seeds = [0, 1, 2]
-    target_acc = 0.45                 # optional: overrides the task's target
+    target_acc = 0.45                 # optional: overrides the task's target (an accuracy)
+    target = 0.1                      # optional: the same for any metric (a user workload's loss, say)
+    direction = "minimize"            # optional: a user workload's metric is maximised unless this says so
     time_budget_s = 120               # optional: training seconds per run
     results = "runs/my-run"           # optional: output folder (default runs/<name>, ignored by git)
     reference = "results/benchmark-cpu"  # optional: committed results a fresh run's report sets itself beside
@@ -47,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrsearch.search.strategies import REGISTRY, SpaceError, parse_space, strategy_names
 from lrsearch.training.tasks import TASKS, get_task
+from lrsearch.training.workloads import Workload, WorkloadError, is_user_workload, load_workload
 
 
 class ConfigError(ValueError):
@@ -91,6 +96,8 @@ class Experiment(BaseModel):
     budgets: list[int] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     target_acc: float | None = Field(default=None, gt=0, le=1)
+    target: float | None = None
+    direction: Literal["maximize", "minimize"] | None = None
     time_budget_s: float | None = Field(default=None, gt=0)
     results: str | None = None
     reference: str | None = None
@@ -121,8 +128,14 @@ class Experiment(BaseModel):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
+        if not is_user_workload(v) and v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}, or your own workload as "
+                             "\"package.module:function\" or \"path/to/file.py:function\"")
+        if is_user_workload(v):
+            try:
+                load_workload(v)
+            except WorkloadError as err:
+                raise ValueError(str(err).removeprefix(f"task {v!r}: ")) from None
         return v
 
     @field_validator("strategies")
@@ -169,13 +182,52 @@ class Experiment(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
+        if self.target is not None and self.target_acc is not None:
+            raise ValueError("target and target_acc: give one (target is the same for any metric)")
+        if self.direction is not None and not is_user_workload(self.task):
+            raise ValueError("direction: a built-in task's metric is validation accuracy, maximised; "
+                             "direction is for your own workload's metric")
         try:
-            self.task_spec()
+            workload = self.workload()
+        except WorkloadError as err:
+            raise ValueError(str(err)) from None
         except ValueError as err:
             raise ValueError(f"task_overrides: {err}") from None
+        problems = []
+        if workload.parameters is not None:
+            names = self.search_space().names + [n for d in self.search_space() for n in _branch_names(d)]
+            unknown = sorted(set(names) - set(workload.parameters))
+            if unknown:
+                problems.append(f"space: {', '.join(unknown)}: not a parameter of {self.task}; it takes "
+                                f"{', '.join(workload.parameters)}")
+        if not workload.supports_range_test:
+            refused = [s for s in self.strategies if s.startswith("lr-range")]
+            if refused:
+                problems.append(f"strategies: {', '.join(refused)}: {self.task} is a plain objective (no model, "
+                                "optimizer and loader to run a range test on); leave them out, or return a "
+                                "ModelWorkload")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
+    def target_value(self) -> float | None:
+        """The experiment's target: `target` or `target_acc`, else the workload's own."""
+        if self.target is not None:
+            return self.target
+        if self.target_acc is not None:
+            return self.target_acc
+        return self.workload().target
+
+    def workload(self, data_source: str | None = None) -> Workload:
+        """The workload this experiment tunes: a built-in task with its overrides and target, or the user's own
+        (imported here: `lrsearch validate` checks it loads)."""
+        target = self.target if self.target is not None else self.target_acc
+        return load_workload(self.task, self.task_overrides, data_source, self.direction, target)
+
     def task_spec(self):
+        """The built-in Task (with overrides and target); a user workload has none."""
+        if is_user_workload(self.task):
+            raise ValueError(f"task {self.task!r} is a user workload, not a built-in Task")
         overrides = dict(self.task_overrides)
         if self.target_acc is not None:
             overrides["target_acc"] = self.target_acc
@@ -189,6 +241,12 @@ class Experiment(BaseModel):
         (ignored by git: a fresh clone's `make benchmark` trains, and the committed reference under
         results/ changes only when asked for with --results)."""
         return Path(override or self.results or Path("runs") / self.name)
+
+
+def _branch_names(dim) -> list[str]:
+    """The sub-parameter names of a conditional dimension (none for a plain one)."""
+    branches = getattr(dim, "branches", None) or {}
+    return [sub.name for space in branches.values() for sub in space]
 
 
 def load_experiment(path: str | Path) -> Experiment:

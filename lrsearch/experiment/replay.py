@@ -246,7 +246,7 @@ def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, 
     table = table or ReplayTable.load(experiment.replay.table)
     check_replayable(experiment, table)
     space = experiment.search_space().to_dict()
-    target = experiment.task_spec().target_acc
+    target = experiment.target_value()
     top = max(experiment.budgets)
     jobs = []
     for name in experiment.strategies:

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,11 +35,11 @@ from lrsearch.experiment.dashboard import OptunaMirror, study_name
 from lrsearch.experiment.executors import Cancelled, Executor, make_executor
 from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.store import Store, StoredTrial
-from lrsearch.search.objective import TrainingObjective
+from lrsearch.search.objective import WorkloadObjective
 from lrsearch.search.strategies import REGISTRY, USABLE, Evaluation, ReportHook, get_strategy
-from lrsearch.training.data import ensure_source
 from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
-from lrsearch.training.trainer import prepare_data, resolve_device
+from lrsearch.training.trainer import resolve_device
+from lrsearch.training.workloads import Workload
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class _RecordingObjective:
     rest through the executor; `record` (the on_trial callback) commits each new trial.
     For `run_parallel` it is also the strategy's TrialPool (`reserve`, `submit`, `wait`)."""
 
-    def __init__(self, objective: TrainingObjective, executor: Executor, store: Store, run_id: int, width: int = 1,
+    def __init__(self, objective: WorkloadObjective, executor: Executor, store: Store, run_id: int, width: int = 1,
                  startup_trials: int | None = None):
         self.objective, self.executor, self.store, self.run_id = objective, executor, store, run_id
         self.width = width
@@ -180,15 +180,12 @@ def heartbeat_s() -> float:
     return float(os.environ.get("LRSEARCH_HEARTBEAT_S", "10"))
 
 
-def run_definition(experiment: Experiment, spec: RunSpec, data_source: str) -> dict:
-    """What a run trains, as stored with it: the task with its overrides (its target aside: a new target is
-    read off the stored curves), the data source (name and size, not its path, which differs between
-    machines), the search space, the strategy's options and the time budget."""
-    task = asdict(experiment.task_spec())
-    task.pop("target_acc")
-    source = Path(data_source)
-    data = {"name": source.name, "size": source.stat().st_size if source.is_file() else None}
-    return {"task": task, "data": data, "space": experiment.search_space().to_dict(),
+def run_definition(experiment: Experiment, spec: RunSpec, workload: Workload) -> dict:
+    """What a run trains, as stored with it: the workload's definition (for a built-in task: the task with its
+    overrides, its target aside since a new target is read off the stored curves, and the data source's name
+    and size, not its path, which differs between machines), the search space, the strategy's options and
+    the time budget."""
+    return {**workload.definition(), "space": experiment.search_space().to_dict(),
             "options": experiment.options.get(spec.strategy, {}), "time_budget_s": experiment.time_budget_s}
 
 
@@ -221,13 +218,22 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
     return {prefix: value}
 
 
-def changed_fields(stored: dict, now: dict) -> list[str]:
-    """'field: old -> new' for every leaf that differs between two definitions."""
+def changed_fields(stored: dict, now: dict, defaults: dict | None = None) -> list[str]:
+    """'field: old -> new' for every leaf that differs between two definitions. A leaf only one side has
+    counts as its default there, when `defaults` (flattened) gives one: a field added to a task later, at
+    its default, changes nothing."""
     a, b = _flatten(stored), _flatten(json.loads(json.dumps(now)))
-    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    defaults = defaults or {}
+    missing = object()
+
+    def leaf(side: dict, key: str):
+        return side.get(key, defaults.get(key, missing))
+
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
+            if leaf(a, key) != leaf(b, key)]
 
 
-def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec], data_source: str,
+def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec], workload: Workload,
                       reset: bool) -> None:
     """Stop before any training when stored runs of these specs were trained under another definition; with
     `reset`, drop those runs (they are trained again). Runs stored before definitions were recorded pass."""
@@ -236,7 +242,7 @@ def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec]
     for spec in specs:
         old = stored.get((spec.strategy, spec.budget, spec.seed))
         if old is not None:
-            changes = changed_fields(old, run_definition(experiment, spec, data_source))
+            changes = changed_fields(old, run_definition(experiment, spec, workload), workload.definition_defaults())
             if changes:
                 stale[(spec.strategy, spec.budget, spec.seed)] = changes
     if not stale:
@@ -300,23 +306,23 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
     finished trial and run in any case, also appended to `run.log` in the results folder."""
     executor = executor or make_executor(**experiment.executor.model_dump())
     with executor:
-        task, space = experiment.task_spec(), experiment.search_space()
-        # A missing or unreadable data source stops here with its one-line message (DataError), instead of
-        # every trial being recorded as failed and the runs as complete. Resolved once, so that every trial
-        # reads the same source (and the in-process data cache is keyed by it, not by "the default").
-        # Trials in other processes load their own copy: here the data only need a CPU. Nothing named and
-        # nothing in ./data/: the official archive is downloaded there first (md5-checked).
-        data_source = str(ensure_source(data_source))
+        workload, space = experiment.workload(data_source), experiment.search_space()
+        # A built-in task's definition resolves its data source: a missing or unreadable one stops here with
+        # its one-line message (DataError), instead of every trial being recorded as failed and the runs as
+        # complete. Resolved once, so that every trial reads the same source. Nothing named and nothing in
+        # ./data/: the official archive is downloaded there first (md5-checked).
+        workload.definition()
         specs = plan(experiment, only, seeds)  # a strategy whose library is missing stops here, before the store
         out = experiment.results_dir(results_dir)
         store = Store(out / "results.sqlite", create=True)
         try:
-            check_definitions(store, experiment, specs, data_source, reset)
+            check_definitions(store, experiment, specs, workload, reset)
         except DefinitionChanged:
             store.close()
             raise
-        prepare_data(task, torch.device("cpu") if executor.remote else resolve_device(device), data_source)
-        write_experiment_json(experiment, out)
+        # Trials in other processes prepare their own copy: here the data only need a CPU.
+        workload.prepare(torch.device("cpu") if executor.remote else resolve_device(device))
+        write_experiment_json(experiment, out, workload)
         env = environment() | {"executor": executor.describe()}
         worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         interval = heartbeat_s()
@@ -326,13 +332,14 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         run_log = _RunLog(out)
         LOG.info("%s: %d runs (%s), results in %s", experiment.name, len(specs),
                  ", ".join(sorted({s.strategy for s in specs})), out)
-        bar = _Progress(sum(s.budget for s in specs), experiment.name, bar_wanted() if progress is None else progress)
+        bar = _Progress(sum(s.budget for s in specs), experiment.name, bar_wanted() if progress is None else progress,
+                        workload.metric, -1.0 if workload.direction == "minimize" else 1.0)
         lock = threading.Lock()  # progress and the caller's callback, from several threads
 
         def run_one(spec: RunSpec) -> bool:
             """Train the run unless it is complete (True) or a live worker holds it (False: try again later)."""
-            state, run_id = store.claim_run(experiment.name, task.name, spec.strategy, spec.budget, spec.seed, env,
-                                            run_definition(experiment, spec, data_source), worker, 3 * interval,
+            state, run_id = store.claim_run(experiment.name, workload.name, spec.strategy, spec.budget, spec.seed, env,
+                                            run_definition(experiment, spec, workload), worker, 3 * interval,
                                             worker_alive)
             if state == "busy":
                 return False
@@ -343,7 +350,7 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                 bar.skip(spec.budget)
                 return True
             heartbeat.hold(run_id)
-            objective = TrainingObjective(task, spec.seed, device, data_source)
+            objective = WorkloadObjective(workload, spec.seed, device)
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
             parallel = executor.slots > 1 and strategy.parallel
             recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1,
@@ -407,9 +414,14 @@ def _side_by_side(run_one: Callable[[RunSpec], bool], specs: list[RunSpec], exec
         return [future.result() for future in futures]
 
 
-def write_experiment_json(experiment: Experiment, out: Path) -> None:
-    """The validated config and the task it resolves to, for the report."""
-    config = experiment.model_dump() | {"task": asdict(experiment.task_spec()), "space": experiment.search_space().to_dict()}
+def write_experiment_json(experiment: Experiment, out: Path, workload: Workload | None = None) -> None:
+    """The validated config and the workload it resolves to (for a built-in task, the Task's fields), for the
+    report."""
+    workload = workload or experiment.workload()
+    config = experiment.model_dump() | {"task": workload.describe(), "space": experiment.search_space().to_dict(),
+                                        "workload": {"spec": experiment.task, "metric": workload.metric,
+                                                     "direction": workload.direction, "target": workload.target,
+                                                     "defaults": workload.defaults()}}
     (out / "experiment.json").write_text(json.dumps(config, indent=2))
 
 
@@ -417,8 +429,9 @@ class _Progress:
     """The run's progress: a bar on a terminal; one log line per finished trial and per finished run, always
     (to the console when there is no bar, see training/progress.py, and to run.log)."""
 
-    def __init__(self, total: int, name: str, show_bar: bool):
-        self.total, self.done, self.best = total, 0, 0.0
+    def __init__(self, total: int, name: str, show_bar: bool, metric: str = "val_acc", sign: float = 1.0):
+        self.total, self.done, self.best = total, 0, -float("inf")
+        self.metric, self.sign = metric, sign  # sign -1: a minimised metric, whose search value is its negative
         self.started = time.perf_counter()
         self.bar = Bar(total, name) if show_bar else None
 
@@ -429,25 +442,25 @@ class _Progress:
                           if not isinstance(v, dict))
         record = evaluation.record
         scored = evaluation.status in USABLE and evaluation.extra.get("kind", "train") == "train"
-        acc = f"{evaluation.value:.4f}" if scored else "-"
+        acc = f"{self.sign * evaluation.value:.4f}" if scored else "-"
         LOG.log(logging.DEBUG if replayed else logging.INFO,
-                "%s b%d s%d trial %d: %s  %s  val_acc %s  train_s %.1f  (%d/%d trials, %.0f s)%s", spec.strategy,
-                spec.budget, spec.seed, index, params or "range test", evaluation.status, acc, evaluation.train_s,
+                "%s b%d s%d trial %d: %s  %s  %s %s  train_s %.1f  (%d/%d trials, %.0f s)%s", spec.strategy,
+                spec.budget, spec.seed, index, params or "range test", evaluation.status, self.metric, acc, evaluation.train_s,
                 self.done, self.total, time.perf_counter() - self.started, "  [from the store]" if replayed else "",
                 extra=PROGRESS)
         if evaluation.status == "failed" and getattr(record, "error", None):
             LOG.warning("%s b%d s%d trial %d failed: %s", spec.strategy, spec.budget, spec.seed, index,
                         record.error.splitlines()[0])
         if self.bar:
-            info = f"{spec.strategy} b{spec.budget} s{spec.seed}  last {evaluation.value:.3f} ({evaluation.status})  best {self.best:.3f}"
+            info = f"{spec.strategy} b{spec.budget} s{spec.seed}  last {self.sign * evaluation.value:.3f} ({evaluation.status})  best {self.sign * self.best:.3f}"
             self.bar.update(advance=1, info=info)
 
     def run_done(self, spec: RunSpec, evaluations: list[Evaluation]) -> None:
         counts = {s: sum(e.status == s for e in evaluations) for s in ("ok", "diverged", "pruned", "failed")}
         best = max((e.value for e in evaluations if e.status in USABLE), default=None)
-        LOG.info("run done: %s b%d s%d: %d trials (%s), best val_acc %s, train_s %.1f", spec.strategy, spec.budget,
-                 spec.seed, len(evaluations), ", ".join(f"{k} {v}" for k, v in counts.items()),
-                 "-" if best is None else f"{best:.4f}", sum(e.train_s for e in evaluations), extra=PROGRESS)
+        LOG.info("run done: %s b%d s%d: %d trials (%s), best %s %s, train_s %.1f", spec.strategy, spec.budget,
+                 spec.seed, len(evaluations), ", ".join(f"{k} {v}" for k, v in counts.items()), self.metric,
+                 "-" if best is None else f"{self.sign * best:.4f}", sum(e.train_s for e in evaluations), extra=PROGRESS)
 
     def skip(self, n: int) -> None:
         self.done += n

@@ -158,7 +158,7 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
         frame.to_parquet(out / "tables" / f"{name}.parquet", index=False)
         if name != "runs":
             frame.to_csv(out / "tables" / f"{name}.csv", index=False)
-    target = experiment.task_spec().target_acc
+    target = experiment.target_value()
     figures = budget_figures(summary, out / "figures", target)
     if "check" in tables:
         figures.append(replay_check_figure(tables["check_runs"], out / "figures" / "replay_check.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -39,7 +40,20 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
         rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "train_s": grid, "best_val_acc": best}))
     curves = pd.concat(rows, ignore_index=True)
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    sns.lineplot(curves, x="train_s", y="best_val_acc", hue="strategy", palette=_palette(curves["strategy"]), ax=ax, **_CI)
+    palette = _palette(curves["strategy"])
+    rng = np.random.default_rng(_CI["seed"])
+    for strategy, g in curves.groupby("strategy", sort=False):
+        # seeds x grid points; the median over seeds and its percentile bootstrap band, every point at once
+        # (seaborn's lineplot bootstraps point by point: a minute for a few strategies)
+        values = g.pivot(index="seed", columns="train_s", values="best_val_acc").to_numpy()
+        resampled = values[rng.integers(0, len(values), (_CI["n_boot"], len(values)))]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a strategy's first trial
+            low, high = np.nanquantile(np.nanmedian(resampled, axis=1), [0.025, 0.975], axis=0)
+            middle = np.nanmedian(values, axis=0)
+        ax.plot(grid, middle, color=palette[strategy], label=strategy)
+        ax.fill_between(grid, low, high, color=palette[strategy], alpha=0.2, lw=0)
+    ax.legend()
     if target is not None:
         ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
     n_seeds = data["seed"].nunique()

@@ -40,7 +40,9 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
     config_path = results_dir / "experiment.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     target = config.get("task", {}).get("target_acc")  # the latest run's; stored curves are read for it
-    tables = build_tables(results_dir, target)
+    workload = config.get("workload") or {"metric": "val_acc", "direction": "maximize"}
+    direction = workload.get("direction") or "maximize"
+    tables = build_tables(results_dir, target, direction)
     runs_meta = tables["runs_meta"]
     trials = tables["trials"]
     figures = build_figures(tables, results_dir / "figures", target)
@@ -51,11 +53,18 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
                   f"{len(runs_meta)} runs ({(runs_meta['status'] == 'complete').sum()} complete), {len(trials)} trials.", ""]
     if config:
         task = config["task"]
-        lines += [f"{config.get('description') or ''}", "",
-                  f"- task: {task['description']}; model `{task['model']}`, batch {task['batch_size']}, "
-                  f"{task['epochs'] or task['steps']} {'epochs' if task['epochs'] else 'steps'} per trial, "
-                  f"schedule `{json.dumps(task['schedule'])}`",
-                  f"- target: {target:.1%} validation accuracy; search space `{json.dumps(config['space'])}`",
+        if "model" in task and "batch_size" in task and "description" in task:  # a built-in task
+            about = (f"- task: {task['description']}; model `{task['model']}`, batch {task['batch_size']}, "
+                     f"{task['epochs'] or task['steps']} {'epochs' if task['epochs'] else 'steps'} per trial, "
+                     f"schedule `{json.dumps(task['schedule'])}`")
+        else:
+            about = (f"- workload: `{workload.get('spec', task.get('name'))}`, metric `{workload['metric']}` "
+                     f"({direction}d; the tables' best-value columns hold it)")
+        goal = (f"{target:.1%} validation accuracy" if direction == "maximize" and target is not None and target <= 1
+                else f"{workload['metric']} {'<=' if direction == 'minimize' else '>='} {target:g}" if target is not None
+                else "none")
+        lines += [f"{config.get('description') or ''}", "", about,
+                  f"- target: {goal}; search space `{json.dumps(config['space'])}`",
                   f"- strategies: {', '.join(config['strategies'])}; budgets {config['budgets']} trials; seeds {config['seeds']}",
                   ""]
     lines += ["## Where these numbers come from", ""]
@@ -106,7 +115,7 @@ def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], 
     from lrsearch.experiment.provenance import as_markdown
 
     summary, needed = tables["summary"], tables["budget_needed"]
-    target = experiment.task_spec().target_acc
+    target = experiment.target_value()
     lines = [f"# {experiment.name}", "", experiment.description, "",
              f"Replayed {len(experiment.strategies)} strategies x {len(experiment.seeds)} seeds x budgets "
              f"{experiment.budgets} against the recorded curves in `{experiment.replay.table}` "

@@ -67,12 +67,14 @@ def trials_table(store: Store) -> pd.DataFrame:
     return trials
 
 
-def retarget(trials: pd.DataFrame, curves: pd.DataFrame, target: float) -> pd.DataFrame:
+def retarget(trials: pd.DataFrame, curves: pd.DataFrame, target: float, direction: str = "maximize") -> pd.DataFrame:
     """Each training trial's time- and steps-to-target read off its stored curve for `target`: the first
-    evaluation whose validation accuracy (test accuracy without a validation split) reaches it, as the
-    trainer decides while training. So a changed target needs no retraining."""
+    evaluation whose validation metric (test accuracy without a validation split) reaches it (at or above
+    it; at or below it for a minimised metric), as the trainer decides while training. So a changed target
+    needs no retraining."""
     train = curves[curves["kind"] == "train"].assign(acc=lambda c: c["val_acc"].fillna(c["test_acc"]))
-    hits = train[train["acc"] >= target].sort_values("step").groupby("trial_id").first()
+    reached = train["acc"] <= target if direction == "minimize" else train["acc"] >= target
+    hits = train[reached].sort_values("step").groupby("trial_id").first()
     trials = trials.copy()
     is_train = trials["kind"] == "train"
     trials.loc[is_train, "time_to_target_s"] = trials.loc[is_train, "trial_id"].map(hits["train_s"])
@@ -173,9 +175,22 @@ def load_results(results_dir: str | Path) -> Results:
     return Results(trials, curves, runs)
 
 
-def build_tables(results_dir: str | Path, target: float | None = None) -> dict[str, pd.DataFrame]:
+def as_metric(tables: dict[str, pd.DataFrame]) -> None:
+    """A minimised metric's tables in the metric's own sign: a search maximises `value` = -metric, so the
+    best-so-far columns are negated back (and a confidence interval's ends swap)."""
+    for name, column in (("runs", "best_val_acc"), ("anytime", "best_val_acc"), ("summary", "median_best_val_acc"),
+                         ("summary", "median_test_acc_of_best")):
+        if len(tables[name]) and column in tables[name]:
+            tables[name][column] = -tables[name][column]
+    summary = tables["summary"]
+    if len(summary):
+        summary["acc_ci_low"], summary["acc_ci_high"] = -summary["acc_ci_high"], -summary["acc_ci_low"]
+
+
+def build_tables(results_dir: str | Path, target: float | None = None, direction: str = "maximize") -> dict[str, pd.DataFrame]:
     """Read the store, write every table as CSV and Parquet under results_dir/tables/, return them. With
-    `target`, time-to-target is read off the stored curves for it (see `retarget`)."""
+    `target`, time-to-target is read off the stored curves for it (see `retarget`). For a minimised metric
+    (`direction`), the best-value columns hold the metric itself, the lowest found (see `as_metric`)."""
     results_dir = Path(results_dir)
     store = Store(results_dir / "results.sqlite", create=False)
     try:
@@ -185,10 +200,12 @@ def build_tables(results_dir: str | Path, target: float | None = None) -> dict[s
     finally:
         store.close()
     if target is not None and len(trials):
-        trials = retarget(trials, curves, target)
+        trials = retarget(trials, curves, target, direction)
     runs = runs_table(trials) if len(trials) else pd.DataFrame()
     tables = {"trials": trials, "runs": runs, "anytime": anytime_table(trials) if len(trials) else pd.DataFrame(),
               "summary": summary_table(runs) if len(runs) else pd.DataFrame(), "curves": curves, "runs_meta": runs_meta}
+    if direction == "minimize":
+        as_metric(tables)
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     for name in ("trials", "runs", "anytime", "summary", "curves"):

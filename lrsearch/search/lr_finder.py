@@ -73,20 +73,33 @@ def _prepare(lrs, values, skip_start, skip_end, window):
 
 
 def suggest_range(lrs, values, metric: str = "acc", rise_start: float = 0.1, rise_end: float = 0.95,
-                  backoff: float = 10.0, skip_start: int = 0, skip_end: int = 0,
-                  window: int | None = None) -> tuple[float, float]:
-    """(base_lr, max_lr) for a cyclical learning rate (Smith 2017, Sec. 3.3).
+                  skip_start: int = 0, skip_end: int = 0, window: int | None = None) -> tuple[float, float]:
+    """(base_lr, max_lr) for a cyclical learning rate (Smith 2017, Sec. 3.3: "note the learning rate
+    value when the accuracy starts to increase and when the accuracy slows, becomes ragged, or starts
+    to fall").
 
     metric "acc": base_lr where accuracy starts to rise (the first point above `rise_start` of
     the total rise), max_lr where it stops rising (the first point at `rise_end` of the rise,
     after which it flattens, turns ragged or falls).
-    metric "loss": base_lr where the loss starts to fall (first point below `rise_start` of the
-    total fall), max_lr where it starts to rise (its minimum) divided by `backoff`. The minimum
-    overshoots the largest stable LR: an instability needs steps to show in the loss while the
-    LR keeps rising (on least squares, where gradient descent diverges above 2/L, the minimum
-    of a 300-step exponential sweep lies at ~2.6 x 2/L). Like fastai's `minimum`, divide by 10,
-    but never below fastai's `valley` on the same curve (a short fall puts minimum / 10 below the
-    LR fastai would train at, which is no upper bound of a cycle).
+
+    metric "loss", the same reading of the loss as the seed article states it: base_lr where the
+    loss starts to fall, max_lr where it starts to rise, just before its minimum (on the article's
+    example about 0.001 and 0.1). With s the smoothed loss (centred average over `window` points,
+    default a twentieth of the curve), m = argmin s and F = s[0] - s[m] its fall:
+
+        base_lr = lr[b],  b = the first i with s[i] <= s[0] - rise_start * F
+        r       = the first i > m with s[i] > s[m] + (1 - rise_end) * F  (the loss leaves its
+                  bottom; the end of the curve if it never does)
+        max_lr  = lr[j],  j = the last i in [m, r) with i == m or s[i] <= s[i - 1]
+
+    so from max_lr on, the smoothed loss rises without a break until it is out of its bottom: on a
+    loss that explodes after its minimum, max_lr is the smoothed minimum (which the centred average
+    puts a little below the raw one); on a long flat bottom, the end of it, where the loss turns up.
+    The minimum of a range test overshoots the largest stable LR, because an instability needs steps
+    to show in the loss while the LR keeps rising: on least squares, where gradient descent diverges
+    above 2/L, this max_lr lies at 4.75, 2.5 to 2.6 and 1.4 to 1.5 times 2/L for exponential sweeps of
+    100, 300 and 1,000 steps (tests/test_lr_finder.py). fastai's single-LR rules (`valley`, `minimum` = the
+    minimum / 10, ...) pick a training LR below it; `plot_range_test` marks both.
     """
     if metric not in ("acc", "loss"):
         raise ValueError(f"metric {metric!r}: expected 'acc' or 'loss'")
@@ -98,12 +111,15 @@ def suggest_range(lrs, values, metric: str = "acc", rise_start: float = 0.1, ris
     rise = v[peak] - start
     if rise <= 0:
         raise ValueError(f"the {metric} never {'rises' if metric == 'acc' else 'falls'} over the range test")
-    base = int(np.argmax(v >= start + rise_start * rise))
+    base_lr = float(lrs[int(np.argmax(v >= start + rise_start * rise))])
     if metric == "loss":
-        base_lr = float(lrs[base])
-        max_lr = max(float(lrs[peak]) / backoff, valley(lrs, -v, window=1))  # v is smoothed already
+        s, m = -v, peak  # back to the loss; m is its minimum, `rise` its fall
+        leaves = np.flatnonzero(s[m:] > s[m] + (1 - rise_end) * rise)
+        bottom = s[m:m + leaves[0]] if len(leaves) else s[m:]
+        not_rising = np.flatnonzero(np.diff(bottom) <= 0)
+        max_lr = float(lrs[m + (not_rising[-1] + 1 if len(not_rising) else 0)])
     else:
-        base_lr, max_lr = float(lrs[base]), float(lrs[int(np.argmax(v >= start + rise_end * rise))])
+        max_lr = float(lrs[int(np.argmax(v >= start + rise_end * rise))])
     if max_lr <= base_lr:
         raise ValueError(f"no range: base_lr {base_lr:.3g} >= max_lr {max_lr:.3g} on the {metric}; "
                          "use a wider, finer or longer range test")
@@ -376,8 +392,9 @@ def _steps_per_epoch(task: Task) -> int:
 
 def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr: float | None = None,
                     title: str = "LR range test", rules: tuple[str, ...] = RULES) -> None:
-    """Loss and validation accuracy against the LR, base_lr and max_lr marked (as Smith's Fig. 3), and each
-    of fastai's single-LR suggestions (`rules`) marked on the smoothed loss where it lies."""
+    """Loss and validation accuracy against the LR, the given base_lr and max_lr as lines (as Smith's Fig. 3);
+    on the smoothed loss, marks where each single-LR suggestion (`rules`: fastai's, torch-lr-finder's) and
+    Smith's loss rule (`suggest_range(metric="loss")`: base_lr, max_lr) lie."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -402,14 +419,27 @@ def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr:
     markers = dict(zip(RULES, "v^so*"))
     lrs, smoothed = test.table["lr"].to_numpy(float), test.table["smoothed_loss"].to_numpy(float)
     positive = test.table[test.table["lr"] > 0]  # fastai's rules read slopes against log(lr): a linear test from 0
+
+    def on_curve(lr):
+        if test.mode == "exp":
+            return np.interp(np.log(lr), np.log(np.maximum(lrs, 1e-300)), smoothed)
+        return np.interp(lr, lrs, smoothed)
+
     for rule in rules:
         try:
             lr = suggest_lr(positive["lr"], positive["train_loss"], rule)
         except ValueError:
             continue
-        y = np.interp(np.log(lr), np.log(np.maximum(lrs, 1e-300)), smoothed) if test.mode == "exp" else np.interp(lr, lrs, smoothed)
-        ax.plot([lr], [y], markers.get(rule, "o"), ms=7, mfc="white", mec="k", mew=0.9, zorder=5,
-                label=f"{rule} {lr:.3g} (fastai)")
+        source = "torch-lr-finder" if rule == "steepest_gradient" else "fastai"
+        ax.plot([lr], [on_curve(lr)], markers.get(rule, "o"), ms=7, mfc="white", mec="k", mew=0.9, zorder=5,
+                label=f"{rule} {lr:.3g} ({source})")
+    try:
+        smith = suggest_range(positive["lr"], positive["train_loss"], "loss")
+    except ValueError:
+        smith = ()
+    for lr, name, marker, colour in zip(smith, ("base_lr", "max_lr"), "<>", ("C2", "C3")):
+        ax.plot([lr], [on_curve(lr)], marker, ms=8, mfc=colour, mec="k", mew=0.9, zorder=6,
+                label=f"{name} {lr:.3g} (Smith, loss)")
     for lr, name in ((base_lr, "base_lr"), (max_lr, "max_lr")):
         if lr is not None:
             ax.axvline(lr, color="C2" if name == "base_lr" else "C3", ls="--", lw=1.2)

@@ -5,6 +5,9 @@ For library users and tests:
     from lrsearch.search.strategies import search
     trials = search("optuna-tpe", lambda p: accuracy(p["lr"]), {"lr": {"low": 1e-4, "high": 1, "log": True}},
                     n_trials=16, seed=0)   # [(params, value), ...] in evaluation order
+
+Parameter names are the caller's (any identifier); a conditional choice's proposals hold only its
+branch's sub-parameters (see `space`). `Strategy.space_notes()` says what a strategy did to the space.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from lrsearch.search.strategies.base import (
     ReportHook,
     Strategy,
 )
-from lrsearch.search.strategies.space import DEFAULT_SPACE, SearchSpace, SpaceError, parse_space
+from lrsearch.search.strategies.space import DEFAULT_SPACE, Dimension, SearchSpace, SpaceError, parse_space
 
-__all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Evaluation", "Objective", "ReportHook", "SearchSpace",
-           "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
+__all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension", "Evaluation", "Objective", "ReportHook",
+           "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
 
 
 _FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "lr-range")

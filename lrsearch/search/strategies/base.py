@@ -18,6 +18,7 @@ one-at-a-time loop and `run_parallel`, which keeps several trials in flight on a
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,9 +117,16 @@ STARTUP_OPTION = Option("n_startup_trials", int, None, "random start-up proposal
                         "(default: the strategy's, see its summary)")
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class. Subclasses set `name` and `summary` and implement `_search(objective, n_trials)`,
     calling `objective(params, report)` until it raises BudgetExhausted or they are done.
+
+    Call order: `__init__(space, seed, **options)` validates the options (a strategy is built once per
+    run); `space_notes()` and `flattens_space` may be read then; `run(objective, n_trials, ...)` calls
+    `_search` once, with the budgeted objective; after `run`, `space_notes()` holds everything the run
+    did to the space (the grid's shape, for one). A strategy object serves one run: build another for the
+    next seed or budget. Invariants: never more than `n_trials` calls of the objective; every params dict
+    it passes satisfies `space.contains` (flat, only the active parameters of a conditional space).
 
     Options: a subclass declares what it takes in `options_spec` (plus `n_startup_trials` where it has a
     start-up phase) and reads them with `self.option(name)`; an option it does not declare, or of the
@@ -140,6 +148,10 @@ class Strategy:
     # Packages its library needs beyond lrsearch's own: (import name, what to install). Checked before a
     # run trains anything (`missing_packages`), so a machine without them fails fast, not mid-experiment.
     requires: tuple[tuple[str, str], ...] = ()
+    # Whether its library searches a conditional space flattened (space.py, `flattened()`): every branch's
+    # sub-parameters proposed in every trial, the inactive ones dropped. False: natively, the choice first,
+    # then only its branch's sub-parameters.
+    flattens_conditional: bool = False
 
     @classmethod
     def missing_packages(cls) -> list[str]:
@@ -193,6 +205,19 @@ class Strategy:
             return None
         return int(self.option("n_startup_trials"))
 
+    def space_notes(self) -> list[str]:
+        """One line for each way this strategy departs from the space as declared (a conditional space
+        flattened, a dimension ignored, fixed or searched in another form), or says how it covers it (the
+        grid's shape, once run). The runner stores them with the run; the report flags the run."""
+        if self.flattens_conditional and self.space.is_conditional:
+            return [f"{self.name}: conditional space flattened: inactive parameters are proposed and dropped"]
+        return []
+
+    @property
+    def flattens_space(self) -> bool:
+        """Whether any dimension is flattened, ignored or fixed (its `space_notes` say which)."""
+        return self.flattens_conditional and self.space.is_conditional
+
     def run(self, objective: Objective, n_trials: int, time_budget_s: float | None = None,
             on_trial: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
         budgeted = _Budgeted(objective, self.space, n_trials, time_budget_s, on_trial)
@@ -202,8 +227,9 @@ class Strategy:
             pass
         return budgeted.evaluations
 
+    @abc.abstractmethod
     def _search(self, objective: _Budgeted, n_trials: int) -> None:
-        raise NotImplementedError
+        """Propose, evaluate through `objective`, learn; return when done (or let BudgetExhausted out)."""
 
 
 @dataclass
@@ -232,18 +258,20 @@ class AskTellStrategy(Strategy):
     """A strategy as ask/tell. Subclasses implement `_start(n_trials, in_flight)` (build the
     library's state; `in_flight` > 1 where trials will run side by side, e.g. Optuna's
     constant liar), `_ask() -> Proposal | None` (None: nothing more to propose) and
-    `_tell(proposal, evaluation)`."""
+    `_tell(proposal, evaluation)`. Call order: `_start` once, then `_ask` and `_tell` for each trial, one
+    `_tell` per `_ask` that proposed; in parallel, several `_ask` may come before their `_tell`s, and the
+    `_tell`s in the order the trials finish."""
 
     parallel = True
 
-    def _start(self, n_trials: int, in_flight: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _start(self, n_trials: int, in_flight: int) -> None: ...
 
-    def _ask(self) -> Proposal | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _ask(self) -> Proposal | None: ...
 
-    def _tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _tell(self, proposal: Proposal, evaluation: Evaluation) -> None: ...
 
     def _search(self, objective, n_trials):
         self._start(n_trials, in_flight=1)

@@ -1,4 +1,6 @@
-"""Hyperopt's algorithms through `fmin`."""
+"""Hyperopt's algorithms through `fmin`. A conditional dimension is Hyperopt's own nested form: an
+`hp.choice` among dicts, one per branch, holding the choice and that branch's sub-parameters (labelled
+`<choice>.<name>`, since Hyperopt's labels are unique across the whole space)."""
 
 from __future__ import annotations
 
@@ -10,19 +12,35 @@ import numpy as np
 from hyperopt import STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
 
 from lrsearch.search.strategies.base import Strategy, register
-from lrsearch.search.strategies.space import SearchSpace
+from lrsearch.search.strategies.space import Dimension, SearchSpace
 
 
 def hyperopt_space(space: SearchSpace) -> dict:
     out = {}
     for d in space:
-        if d.categorical:
-            out[d.name] = hp.choice(d.name, list(d.choices))
-        elif d.log:
-            out[d.name] = hp.loguniform(d.name, math.log(d.low), math.log(d.high))
+        if d.conditional:
+            out[d.name] = hp.choice(d.name, [{d.name: choice} | {s.name: _expression(f"{choice}.{s.name}", s) for s in sub}
+                                             for choice, sub in d.branches.items()])
         else:
-            out[d.name] = hp.uniform(d.name, d.low, d.high)
+            out[d.name] = _expression(d.name, d)
     return out
+
+
+def _expression(label: str, d: Dimension):
+    if d.categorical:
+        return hp.choice(label, list(d.choices))
+    if d.log:
+        return hp.loguniform(label, math.log(d.low), math.log(d.high))
+    return hp.uniform(label, d.low, d.high)
+
+
+def from_hyperopt(sample: dict) -> dict:
+    """Hyperopt's sample as flat params: a conditional dimension's dict (its choice and sub-parameters) merged in
+    (`SearchSpace.active` puts them in the space's order)."""
+    params = {}
+    for name, value in sample.items():
+        params.update(value if isinstance(value, dict) else {name: value})
+    return params
 
 
 class _Hyperopt(Strategy):
@@ -33,7 +51,7 @@ class _Hyperopt(Strategy):
 
     def _search(self, objective, n_trials):
         def fn(params: dict) -> dict:
-            return {"loss": -objective(params, None).value, "status": STATUS_OK}
+            return {"loss": -objective(self.space.active(from_hyperopt(params)), None).value, "status": STATUS_OK}
 
         fmin(fn, hyperopt_space(self.space), algo=self.suggest(), max_evals=n_trials, trials=Trials(),
              rstate=np.random.default_rng(self.seed), show_progressbar=False)

@@ -3,10 +3,16 @@
 NNI's advisors (Hyperband, BOHB) are left out: they only run behind NNI's manager and its
 command channel, and are broken in NNI 3.0 (microsoft/nni#5263). `lrsearch nni-experiment`
 runs a real NNI experiment instead.
+
+A conditional dimension is NNI's nested choice, `{"_type": "choice", "_value": [{"_name": "cosine",
+"final_lr_factor": {...}}, ...]}`, which the TPE, evolution and anneal tuners read (NNI's
+`format_search_space` / `json2space`). The GP tuner takes neither nested choices nor strings: it
+searches the flattened space (space.py), each categorical dimension as its choices' indices.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import itertools
 import logging
@@ -15,23 +21,51 @@ import random
 import numpy as np
 
 from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
-from lrsearch.search.strategies.space import SearchSpace
+from lrsearch.search.strategies.space import Dimension, SearchSpace
 from lrsearch.training.progress import libraries_verbose
 
 
 def nni_space(space: SearchSpace) -> dict:
+    """The space in NNI's search-space format, a conditional dimension as a nested choice."""
     out = {}
     for d in space:
-        if d.categorical:
-            out[d.name] = {"_type": "choice", "_value": list(d.choices)}
+        if d.conditional:
+            out[d.name] = {"_type": "choice", "_value": [{"_name": choice} | nni_space(sub)
+                                                         for choice, sub in d.branches.items()]}
         else:
-            out[d.name] = {"_type": "loguniform" if d.log else "uniform", "_value": [d.low, d.high]}
+            out[d.name] = _nni_dimension(d, list(d.choices) if d.categorical else None)
     return out
 
 
+def _nni_dimension(d: Dimension, choices: list | None) -> dict:
+    if choices is not None:
+        return {"_type": "choice", "_value": choices}
+    return {"_type": "loguniform" if d.log else "uniform", "_value": [d.low, d.high]}
+
+
+def from_nni(params: dict) -> dict:
+    """NNI's parameters as flat params: a nested choice's `_name` is the choice, its sub-parameters merged in."""
+    flat = {}
+    for name, value in params.items():
+        if isinstance(value, dict):
+            flat[name] = value["_name"]
+            flat.update(from_nni({k: v for k, v in value.items() if k != "_name"}))
+        else:
+            flat[name] = value
+    return flat
+
+
 class _NNI(AskTellStrategy):
-    def tuner(self):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def tuner(self): ...
+
+    def tuner_space(self) -> dict:
+        """The space as this tuner takes it."""
+        return nni_space(self.space)
+
+    def params(self, generated: dict) -> dict:
+        """The tuner's parameters as flat params on the space."""
+        return self.space.active(from_nni(generated))
 
     def _start(self, n_trials, in_flight):
         import nni  # noqa: F401  (its first import sets the `nni` logger to INFO: levels are set after it)
@@ -41,13 +75,13 @@ class _NNI(AskTellStrategy):
         np.random.seed(self.seed)
         with _seeded_random_states(self.seed):
             self._tuner = self.tuner()
-            self._tuner.update_search_space(nni_space(self.space))
+            self._tuner.update_search_space(self.tuner_space())
         self._ids = itertools.count()
 
     def _ask(self):
         parameter_id = next(self._ids)
         params = self._tuner.generate_parameters(parameter_id)
-        return Proposal(dict(params), None, (parameter_id, params))
+        return Proposal(self.params(params), None, (parameter_id, params))
 
     def _tell(self, proposal, evaluation):
         parameter_id, params = proposal.handle
@@ -94,6 +128,7 @@ class NNIAnneal(_NNI):
 class NNIGP(_NNI):
     name, summary = "nni-gp", "NNI's GPTuner (Gaussian process), with its SciPy >= 1.11 bug patched"
     default_startup_trials = 5  # our choice; NNI's cold_start_num default is 10
+    flattens_conditional = True  # its TargetSpace is a fixed box of named numbers
     options_spec = (
         Option("selection_num_warm_up", int, 100_000, "random points the acquisition function is evaluated at "
                "(NNI's default)"),
@@ -107,6 +142,21 @@ class NNIGP(_NNI):
         return GPTuner(optimize_mode="maximize", cold_start_num=self.startup_trials,
                        selection_num_warm_up=self.option("selection_num_warm_up"),
                        selection_num_starting_points=self.option("selection_num_starting_points"))
+
+    def tuner_space(self):
+        # NNI's GP reads choices as numbers (its TargetSpace refuses strings): a choice is its index
+        return {d.name: _nni_dimension(d, list(range(len(d.choices))) if d.categorical else None)
+                for d in self.space.flattened()}
+
+    def params(self, generated):
+        flat = {d.name: d.choices[min(max(round(generated[d.name]), 0), len(d.choices) - 1)] if d.categorical
+                else generated[d.name] for d in self.space.flattened()}
+        return self.space.from_flat(flat)
+
+    def space_notes(self):
+        categorical = [d.name for d in self.space.flattened() if d.categorical]
+        return super().space_notes() + ([f"{self.name}: {', '.join(categorical)} searched as the index of the "
+                                         "choice (NNI's GP takes numbers only)"] if categorical else [])
 
 
 @contextlib.contextmanager

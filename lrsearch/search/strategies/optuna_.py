@@ -1,23 +1,51 @@
-"""Optuna samplers and pruners, driven with ask/tell."""
+"""Optuna samplers and pruners, driven with ask/tell.
+
+Define-by-run: each trial suggests the top-level parameters, then the sub-parameters of the branch its
+choice activates. A sub-parameter name that several branches share with different bounds is suggested as
+`<choice>.<name>` (Optuna refuses one name with another log scale, or other choices, and TPE would pool
+values from other bounds) and handed to the objective under its own name. The samplers that model the
+parameters every trial has (Optuna's intersection search space: GP, CMA-ES, QMC, NSGA-II) would draw a
+branch's parameters at random; they search the flattened space instead (space.py).
+"""
 
 from __future__ import annotations
+
+import abc
 
 import optuna
 from optuna.trial import TrialState
 
 from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
-from lrsearch.search.strategies.space import SearchSpace
+from lrsearch.search.strategies.space import Dimension, SearchSpace
 from lrsearch.training.progress import libraries_verbose
 
 
-def _distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
-    return {d.name: (optuna.distributions.CategoricalDistribution(d.choices) if d.categorical
-                     else optuna.distributions.FloatDistribution(d.low, d.high, log=d.log)) for d in space}
+def optuna_names(space: SearchSpace) -> dict[tuple[str, str], str]:
+    """(choice, name) -> the name Optuna knows a sub-parameter by: `<choice>.<name>` where branches share
+    the name with different bounds, else the name itself."""
+    names = {}
+    for d in space:
+        if not d.conditional:
+            continue
+        variants: dict[str, set[Dimension]] = {}
+        for sub in d.branches.values():
+            for s in sub:
+                variants.setdefault(s.name, set()).add(s)
+        for choice, sub in d.branches.items():
+            for s in sub:
+                names[(choice, s.name)] = f"{choice}.{s.name}" if len(variants[s.name]) > 1 else s.name
+    return names
+
+
+def _suggest(trial: optuna.Trial, name: str, dim: Dimension):
+    if dim.categorical:
+        return trial.suggest_categorical(name, dim.choices)
+    return trial.suggest_float(name, dim.low, dim.high, log=dim.log)
 
 
 class _Optuna(AskTellStrategy):
-    def sampler(self, in_flight: int = 1) -> optuna.samplers.BaseSampler:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sampler(self, in_flight: int = 1) -> optuna.samplers.BaseSampler: ...
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
@@ -29,16 +57,24 @@ class _Optuna(AskTellStrategy):
         # name, and the default name is a fresh UUID, which would make a seeded run prune differently.
         self._study = optuna.create_study(study_name=f"lrsearch-{self.name}-seed{self.seed}", direction="maximize",
                                           sampler=self.sampler(in_flight), pruner=self.pruner())
-        self._distributions = _distributions(self.space)
+        self._space = self.space.flattened() if self.flattens_conditional else self.space
+        self._names = optuna_names(self._space)
 
     def _ask(self):
-        trial = self._study.ask(self._distributions)
+        trial = self._study.ask()
+        params = {}
+        for d in self._space:
+            params[d.name] = _suggest(trial, d.name, d)
+            for s in d.branch(params[d.name]):
+                params[s.name] = _suggest(trial, self._names[(params[d.name], s.name)], s)
+        if self.flattens_conditional:
+            params = self.space.from_flat(params)
 
         def report(step: int, value: float) -> bool:
             trial.report(value, step)
             return trial.should_prune()
 
-        return Proposal(dict(trial.params), report if self.prunes else None, trial)
+        return Proposal(params, report if self.prunes else None, trial)
 
     def _tell(self, proposal, evaluation):
         if evaluation.status == "pruned":
@@ -63,6 +99,7 @@ class OptunaTPE(_Optuna):
 class OptunaGP(_Optuna):
     name, summary = "optuna-gp", "Optuna's GPSampler (Gaussian-process Bayesian optimisation)"
     default_startup_trials = 10  # Optuna's default
+    flattens_conditional = True  # the GP models the intersection search space
 
     def sampler(self, in_flight=1):
         return optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=self.startup_trials)
@@ -72,15 +109,28 @@ class OptunaGP(_Optuna):
 class OptunaCMAES(_Optuna):
     name, summary = "optuna-cmaes", "Optuna's CmaEsSampler (evolution strategy, via the cmaes package)"
     default_startup_trials = 1  # Optuna's default
+    flattens_conditional = True  # CMA-ES models the intersection search space
 
     def sampler(self, in_flight=1):
         return optuna.samplers.CmaEsSampler(seed=self.seed, n_startup_trials=self.startup_trials,
                                             warn_independent_sampling=False)
 
+    def space_notes(self):
+        categorical = [d.name for d in self.space.flattened() if d.categorical]
+        if not categorical:
+            return super().space_notes()
+        return super().space_notes() + [f"{self.name}: {', '.join(categorical)} drawn at random (Optuna's CmaEsSampler "
+                                        "models continuous parameters only; its independent sampler draws the rest)"]
+
+    @property
+    def flattens_space(self):
+        return super().flattens_space or any(d.categorical for d in self.space)
+
 
 @register
 class OptunaQMC(_Optuna):
     name, summary = "optuna-qmc", "Optuna's QMCSampler (scrambled Sobol quasi-random points)"
+    flattens_conditional = True  # its sequence spans the first trial's parameters; the rest it draws at random
 
     def sampler(self, in_flight=1):
         return optuna.samplers.QMCSampler(seed=self.seed, scramble=True)
@@ -89,6 +139,7 @@ class OptunaQMC(_Optuna):
 @register
 class OptunaGA(_Optuna):
     name, summary = "optuna-ga", "Optuna's NSGAIISampler, a genetic algorithm, on the one objective"
+    flattens_conditional = True  # crossover acts on the intersection search space
     options_spec = (Option("population_size", int, 4, "individuals per generation; the first is drawn at random "
                            "(Optuna's 50 would be random search at these budgets)"),)
 

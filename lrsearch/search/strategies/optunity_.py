@@ -12,6 +12,10 @@ records its restart in `extra`. A solver is asked for at least MIN_EVALS evaluat
 proposes nothing for fewer than a generation) and the run stops at its budget. A restart that
 proposes nothing new would end the run with the rest of the budget unused, recorded as
 `budget_unused` in the last trial's `extra` (the runs table shows n_trials below the budget).
+
+A conditional space is searched flattened (space.py): one box dimension for the choice and one for each
+sub-parameter of any branch, the inactive ones dropped. Optunity's own conditional spaces
+(`optunity.search_spaces.SearchTree`) are that same box, with no log scale; ours keeps it.
 """
 
 from __future__ import annotations
@@ -31,20 +35,21 @@ class _Optunity(Strategy):
     solver_options: dict = {}  # set on the solver beyond what optunity suggests for the budget
     requires = (("optunity", "optunity==1.1.1"),)
     budget_aware = True  # optunity sizes its solvers (particles, generations, Sobol points) to num_evals
+    flattens_conditional = True
 
     def _search(self, objective, n_trials):
         import optunity  # imported here: the other strategies need neither optunity nor DEAP
 
         random.seed(self.seed)
         np.random.seed(self.seed)
-        dims = list(self.space)
+        dims = list(self.space.flattened())
         box = {f"u{i}": [0.0, 1.0] for i in range(len(dims))}
         restart = 0
 
         def f(**units) -> float:
             # a simplex may step outside the box: such a point is evaluated at the box's edge
             params = {d.name: d.from_unit(min(max(units[f"u{i}"], 0.0), 1.0 - 1e-12)) for i, d in enumerate(dims)}
-            evaluation = objective(params, None)
+            evaluation = objective(self.space.from_flat(params), None)
             evaluation.extra["restart"] = restart
             return evaluation.value
 

@@ -71,6 +71,17 @@ class _RangeThenTrain(Strategy):
     def final_params(self, test: Evaluation) -> tuple[dict | None, dict]:
         raise NotImplementedError
 
+    def space_notes(self) -> list[str]:
+        others = [d.name for d in self.space.flattened() if d.name != "lr"]
+        if not others:
+            return []
+        return [f"{self.name}: searches lr only (a range test, then one run with its own LR schedule); "
+                f"{', '.join(others)} not searched, at the workload's defaults"]
+
+    @property
+    def flattens_space(self) -> bool:
+        return any(d.name != "lr" for d in self.space)
+
 
 @register
 class RangeTestCLR(_RangeThenTrain):

@@ -1,0 +1,106 @@
+"""A suite's REPORT.md: every problem's summary, side by side, read from each problem's tables.
+
+Whether a problem separates the strategies is read from the bootstrap intervals each problem's summary
+already holds: two strategies are told apart on a problem when their 95% intervals of the median best
+validation value, or of the median search time-to-target, do not overlap. The cross-problem scores
+(performance profiles, ranks) build on these tables.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lrsearch.reporting.report import _fmt, build_report
+
+
+def separated_pairs(summary: pd.DataFrame, low: str, high: str) -> list[tuple[str, str]]:
+    """(better, worse) strategy pairs whose [low, high] intervals do not overlap, per budget; NaN ends (an
+    interval that could not be formed) never separate."""
+    pairs = []
+    for _, group in summary.groupby("budget"):
+        rows = group[["strategy", low, high]].dropna().itertuples(index=False)
+        for a, b in itertools.combinations(rows, 2):
+            if a[2] < b[1]:
+                pairs.append((a[0], b[0]) if low.startswith("ttt") else (b[0], a[0]))
+            elif b[2] < a[1]:
+                pairs.append((b[0], a[0]) if low.startswith("ttt") else (a[0], b[0]))
+    return pairs
+
+
+def _finite_ttt(summary: pd.DataFrame) -> pd.DataFrame:
+    """Time-to-target intervals where they are finite (a seed that missed makes the upper end infinite)."""
+    s = summary.copy()
+    s.loc[~s["ttt_ci_high_s"].map(lambda v: isinstance(v, float) and math.isfinite(v)), "ttt_ci_high_s"] = math.nan
+    return s
+
+
+def problem_row(folder: Path) -> dict:
+    """One problem's line in the suite: workload, space, target, runs, and how well it separates strategies."""
+    config = json.loads((folder / "experiment.json").read_text())
+    summary = pd.read_csv(folder / "tables" / "summary.csv")
+    runs = pd.read_csv(folder / "tables" / "runs.csv")
+    acc_pairs = separated_pairs(summary, "acc_ci_low", "acc_ci_high")
+    ttt_pairs = separated_pairs(_finite_ttt(summary), "ttt_ci_low_s", "ttt_ci_high_s")
+    n = len(summary)
+    best = summary.sort_values("rank").iloc[0] if n else None
+    return {"problem": folder.name, "workload": config["workload"]["spec"], "space": " + ".join(config["space"]),
+            "target": config["workload"]["target"], "strategies": n, "runs": len(runs),
+            "train_s": float(runs["train_s"].sum()), "trial_wall_s": float(runs["wall_s"].sum()),
+            "success_rate": float(runs["reached_target"].mean()) if len(runs) else math.nan,
+            "pairs": n * (n - 1) // 2, "separated_by_value": len(set(acc_pairs)),
+            "separated_by_ttt": len(set(ttt_pairs)),
+            "rank_1": best["strategy"] if best is not None else "",
+            "examples": "; ".join(f"{a} > {b}" for a, b in (acc_pairs + ttt_pairs)[:3])}
+
+
+def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
+    """REPORT.md in the suite's folder (and each problem's own, rebuilt from its store when `rebuild`)."""
+    root = Path(root)
+    folders = [Path(e.results) for e in suite.experiments(root) if (Path(e.results) / "results.sqlite").exists()]
+    if rebuild:
+        for folder in folders:
+            build_report(folder)
+    rows = [problem_row(f) for f in folders if (f / "tables" / "summary.csv").exists()]
+    table = pd.DataFrame(rows)
+    lines = [f"# {suite.name}", "", suite.description, "",
+             f"{len(rows)} problems (workload x search space) of {len(suite.experiments(root))}; strategies "
+             f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds {suite.seeds}. Each problem's own "
+             "report (its tables, figures, where its numbers come from: command, date, device, commit, library "
+             "versions) is in its folder.", "",
+             "## Problems", "",
+             "Per problem: the runs' summed training seconds and trial wall-clock, the share of runs that reached the "
+             "target, and how many of the strategy pairs are told apart: their bootstrap 95% intervals of the "
+             "median best validation value (`separated_by_value`), or of the median search time-to-target "
+             "(`separated_by_ttt`; only where both intervals are finite), do not overlap.", ""]
+    if len(table):
+        lines += [_fmt(table, ["problem", "workload", "space", "target", "strategies", "runs", "train_s",
+                               "trial_wall_s", "success_rate", "pairs", "separated_by_value", "separated_by_ttt",
+                               "rank_1", "examples"]), "",
+                  f"In all: {table['runs'].sum()} runs, {table['train_s'].sum() / 60:.0f} min of training, "
+                  f"{table['trial_wall_s'].sum() / 60:.0f} min of trial wall-clock (evaluations, model building "
+                  "and data included; the strategies' own overhead aside).", ""]
+    for folder in folders:
+        summary_path = folder / "tables" / "summary.csv"
+        if not summary_path.exists():
+            continue
+        summary = pd.read_csv(summary_path)
+        lines += [f"## {folder.name}", "", f"[report]({folder.name}/REPORT.md)", "",
+                  _fmt(summary, ["rank", "strategy", "budget", "n_seeds", "median_time_to_target_s", "ttt_ci_low_s",
+                                 "ttt_ci_high_s", "success_rate", "median_best_val_acc", "acc_ci_low", "acc_ci_high"]), ""]
+        notes_path = folder / "tables" / "space_notes.csv"
+        if notes_path.exists():
+            notes = pd.read_csv(notes_path)
+            lines += [f"- {n}" for n in notes["note"].drop_duplicates()] + [""]
+    lines += [f"Report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} from the problems' "
+              "stores (`lrsearch report` on the suite file).", ""]
+    path = root / "REPORT.md"
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    table.to_csv(root / "problems.csv", index=False)
+    return path
