@@ -141,7 +141,10 @@ def test_examples_digits_runs_through_lrsearch_run_and_load_results(tmp_path):
     assert (trials["kind"] == "range_test").sum() == 1  # the range test ran on the user's model
     best = train["value"].max()
     assert 0.5 < best <= 1.0  # an accuracy on 500 digits: a good LR learns them
-    assert (out / "REPORT.md").exists() and "examples/digits.py:workload" in (out / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert "examples/digits.py:workload" in report
+    # the range test searches lr alone: the report says that momentum stayed at the workload's default
+    assert "**flattened / ignored** lr-range-1cycle" in report and "momentum" in report
     again = _cli("run", str(config), "--results", str(out))  # resumes: nothing left to train
     assert again.returncode == 0
     assert len(load_results(out).trials) == len(trials)

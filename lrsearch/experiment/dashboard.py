@@ -58,7 +58,7 @@ class OptunaMirror:
                     LOG.warning("%s: not opened (%s: %s); this call mirrors nothing, results.sqlite has every trial",
                                 FILE, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
                 time.sleep(0.2 * (attempt + 1))
-        self.distributions = distributions(space)
+        self.distributions = distributions(space.flattened())  # a conditional space: every branch's parameters
         self._lock = threading.Lock()  # runs side by side sync from several threads
 
     def sync(self, store: Store, run_id: int, name: str) -> None:

@@ -25,9 +25,11 @@ def main() -> int:
     from lrsearch.experiment.runner import representative_lr
     from lrsearch.experiment.store import Store
     from lrsearch.search.objective import TrainingObjective
+    from lrsearch.search.strategies.nni_ import from_nni
     from lrsearch.training.tasks import Task
 
-    params = {k: (v.item() if hasattr(v, "item") else v) for k, v in nni.get_next_parameter().items()}
+    # a conditional space comes as NNI's nested choice ({"_name": ..., sub-parameters}): flat params, as any strategy's
+    params = {k: (v.item() if hasattr(v, "item") else v) for k, v in from_nni(nni.get_next_parameter()).items()}
     with open(args.task_file) as f:
         task = Task(**json.load(f))
     objective = TrainingObjective(task, seed=args.seed)

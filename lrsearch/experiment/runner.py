@@ -83,10 +83,11 @@ class _RecordingObjective:
     For `run_parallel` it is also the strategy's TrialPool (`reserve`, `submit`, `wait`)."""
 
     def __init__(self, objective: WorkloadObjective, executor: Executor, store: Store, run_id: int, width: int = 1,
-                 startup_trials: int | None = None):
+                 startup_trials: int | None = None, strategy=None):
         self.objective, self.executor, self.store, self.run_id = objective, executor, store, run_id
         self.width = width
         self.startup_trials = startup_trials  # the strategy's random start-up proposals, marked in each trial
+        self.strategy = strategy  # its space notes (a dimension flattened or ignored) are marked in each trial
         self.stored: dict[int, StoredTrial] = {t.trial_index: t for t in store.stored_trials(run_id)}
         self.index = 0
         self._index_of: dict[int, int] = {}  # id(evaluation) -> trial index, until recorded
@@ -167,6 +168,9 @@ class _RecordingObjective:
         extra = dict(evaluation.extra)
         if self.startup_trials is not None:
             extra["random_startup"] = index < self.startup_trials
+        if self.strategy is not None and self.strategy.space_notes():
+            extra["space_notes"] = self.strategy.space_notes()
+            extra["flattens_space"] = bool(self.strategy.flattens_space)
         self.store.add_trial(self.run_id, index, kind, evaluation.params,
                              None if kind == "range_test" else representative_lr(evaluation.params),
                              evaluation.status, evaluation.value, evaluation.train_s, evaluation.overhead_s,
@@ -354,7 +358,7 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
             parallel = executor.slots > 1 and strategy.parallel
             recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1,
-                                            strategy.startup_trials)
+                                            strategy.startup_trials, strategy)
 
             def after_trial(evaluation: Evaluation) -> None:
                 index, replayed = recording.record(evaluation)

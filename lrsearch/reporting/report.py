@@ -94,13 +94,22 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
                       "random search, not its model. Set `n_startup_trials` below the budget in [options]."]
         if len(random_only):
             lines += [""]
+        notes = tables["space_notes"]
+        if len(notes):
+            lines += ["How each strategy covered the search space, where it did not search every dimension as "
+                      "declared (**flattened / ignored** marks a strategy that did not search the space as the "
+                      "others did: compare it with care):", ""]
+            lines += [f"- {'**flattened / ignored** ' if row.flattens_space else ''}{row.note}"
+                      for row in notes.drop_duplicates("note").itertuples()]
+            lines += [""]
     for fig in figures:
         lines += [f"![{fig.stem}](figures/{fig.name})", ""]
     runs = tables["runs"]
     if len(runs):
         lines += ["## Runs", "", _fmt(runs, ["strategy", "budget", "seed", "n_trials", "n_diverged", "n_pruned",
                                              "n_failed", "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
-                                             "search_time_to_target_s", "trials_to_target", "random_startup_only"]),
+                                             "search_time_to_target_s", "trials_to_target", "random_startup_only",
+                                             "flattens_space"]),
                   ""]
     lines += _beside_reference(results_dir, config.get("reference"), tables["summary"])
     lines += ["Tables: `tables/{trials,runs,anytime,summary,curves}.{csv,parquet}`.", ""]

@@ -92,6 +92,7 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
         seconds, index = search_time_to_target(group["train_s"].tolist(),
                                                [None if math.isnan(v) else v for v in ttt.tolist()])
         startup = [json.loads(e).get("random_startup") for e in group.loc[group["kind"] == "train", "extra"]]
+        flattened = any(json.loads(e).get("flattens_space") for e in group["extra"])
         rows.append({
             "strategy": strategy, "budget": budget, "seed": seed, "run_status": group["run_status"].iloc[0],
             "n_trials": len(group), "n_diverged": int((group["status"] == "diverged").sum()),
@@ -106,6 +107,8 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
             "reached_target": seconds is not None,
             # a model-based strategy whose every proposal was a random start-up one: random search in effect
             "random_startup_only": bool(startup) and all(flag is True for flag in startup),
+            # a strategy that flattened, fixed or ignored a dimension of the space (see space_notes)
+            "flattens_space": flattened,
         })
     return pd.DataFrame(rows)
 
@@ -137,6 +140,7 @@ def summary_table(runs: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
             "median_test_acc_of_best": float(group["test_acc_of_best"].median()),
             "median_train_s": float(group["train_s"].median()), "median_overhead_s": float(group["overhead_s"].median()),
             "runs_random_startup_only": int(group["random_startup_only"].sum()),
+            "runs_flattening_space": int(group["flattens_space"].sum()) if "flattens_space" in group else 0,
         })
     summary = pd.DataFrame(rows)
     if len(summary):
@@ -175,6 +179,14 @@ def load_results(results_dir: str | Path) -> Results:
     return Results(trials, curves, runs)
 
 
+def space_notes_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each strategy's notes on how it covered the space (a conditional space flattened, a dimension left at
+    the workload's default, the grid's shape), one row per distinct (strategy, budget, note)."""
+    rows = [{"strategy": t.strategy, "budget": t.budget, "note": note, "flattens_space": bool(extra.get("flattens_space"))}
+            for t in trials.itertuples() for extra in [json.loads(t.extra)] for note in extra.get("space_notes", [])]
+    return pd.DataFrame(rows, columns=["strategy", "budget", "note", "flattens_space"]).drop_duplicates()
+
+
 def as_metric(tables: dict[str, pd.DataFrame]) -> None:
     """A minimised metric's tables in the metric's own sign: a search maximises `value` = -metric, so the
     best-so-far columns are negated back (and a confidence interval's ends swap)."""
@@ -203,12 +215,13 @@ def build_tables(results_dir: str | Path, target: float | None = None, direction
         trials = retarget(trials, curves, target, direction)
     runs = runs_table(trials) if len(trials) else pd.DataFrame()
     tables = {"trials": trials, "runs": runs, "anytime": anytime_table(trials) if len(trials) else pd.DataFrame(),
-              "summary": summary_table(runs) if len(runs) else pd.DataFrame(), "curves": curves, "runs_meta": runs_meta}
+              "summary": summary_table(runs) if len(runs) else pd.DataFrame(), "curves": curves, "runs_meta": runs_meta,
+              "space_notes": space_notes_table(trials) if len(trials) else pd.DataFrame()}
     if direction == "minimize":
         as_metric(tables)
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("trials", "runs", "anytime", "summary", "curves"):
+    for name in ("trials", "runs", "anytime", "summary", "curves", "space_notes"):
         frame = tables[name].copy()
         if "params" in frame:
             frame["params"] = frame["params"].map(lambda p: json.dumps(p, sort_keys=True))
