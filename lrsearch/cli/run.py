@@ -100,17 +100,27 @@ def _failed_trials(out: Path, experiment, only, seeds) -> tuple[int, int]:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    """Check a config, its data source and its strategies' libraries; train nothing."""
-    from lrsearch.experiment.config import ConfigError, load_experiment
+    """Check a config (an experiment, or a suite's every problem), its data source and its strategies'
+    libraries; train nothing."""
+    from lrsearch.experiment.config import ConfigError
+    from lrsearch.experiment.suite import Suite, load_config
+
+    try:
+        config = load_config(args.experiment)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    if not isinstance(config, Suite):
+        return _validate_one(config, args, args.experiment, args.results)
+    codes = [_validate_one(e, args, f"{args.experiment} [{e.name}]", e.results) for e in config.experiments(args.results)]
+    return max(codes)
+
+
+def _validate_one(experiment, args: argparse.Namespace, label: str, results: str | None) -> int:
     from lrsearch.experiment.runner import plan
     from lrsearch.experiment.store import Store
     from lrsearch.search.strategies import REGISTRY
     from lrsearch.training.data import DataError, resolve_source
 
-    try:
-        experiment = load_experiment(args.experiment)
-    except ConfigError as err:
-        raise UserError(str(err)) from None
     problems = []
     missing = {name: REGISTRY[name].missing_packages() for name in experiment.strategies}
     problems += [f"strategy {name} needs {', '.join(m)} (pip install {' '.join(m)})" for name, m in missing.items() if m]
@@ -131,7 +141,7 @@ def _validate(args: argparse.Namespace) -> int:
         if not table.exists():
             problems.append(f"replay table {table}: not found; `lrsearch tabulate` writes it")
     specs = plan(experiment) if not any(missing.values()) else []
-    out = experiment.results_dir(args.results)
+    out = experiment.results_dir(results)
     done = 0
     if specs and (out / "results.sqlite").exists():
         store = Store(out / "results.sqlite", create=False)
@@ -142,7 +152,7 @@ def _validate(args: argparse.Namespace) -> int:
     what = (f"task {workload.task.name} ({workload.task.model})" if isinstance(workload, TaskWorkload) else
             f"workload {experiment.task} ({type(workload).__name__}: {workload.metric}, {workload.direction}d, "
             f"target {workload.target})")
-    print(f"{args.experiment}: config valid; {what}, {len(experiment.strategies)} strategies x "
+    print(f"{label}: config valid; {what}, {len(experiment.strategies)} strategies x "
           f"budgets {experiment.budgets} x {len(experiment.seeds)} seeds = {len(specs)} runs, "
           f"{sum(s.budget for s in specs)} trials at most; results in {out}/ ({done} runs already complete)")
     for problem in problems:
