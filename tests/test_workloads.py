@@ -210,3 +210,37 @@ def test_a_suite_names_the_bad_problem(tmp_path):
     assert isinstance(load_config(ROOT / "experiments" / "benchmark-smoke.toml"), Experiment)
     with pytest.raises(ConfigError, match="no such experiment file"):
         load_experiment(tmp_path / "nope.toml")
+
+
+def test_a_suite_replays_each_problem_from_its_sweep(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f"""
+name = "replay-suite"
+strategies = ["random", "optuna-tpe", "lr-range-clr"]
+budgets = [4]
+seeds = [0]
+[options.optuna-tpe]
+n_startup_trials = 2
+[replay]
+seeds = 20
+budgets = [2, 4, 8]
+workers = 1
+[[problems]]
+task = "cpu"
+target_acc = 0.46
+replay_table = "{ROOT / 'results' / 'benchmark-cpu-table'}"
+[problems.spaces.lr]
+lr = {{ low = 1e-3, high = 3.0, log = true }}
+[problems.spaces.lr-wd]
+lr = {{ low = 1e-3, high = 3.0, log = true }}
+weight_decay = {{ low = 1e-5, high = 1e-2, log = true }}
+""")
+    out = tmp_path / "replays"
+    done = _cli("replay", str(suite), "--results", str(out))
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["cpu-lr"]  # the 2-D space is not in a table of LRs
+    summary = __import__("pandas").read_csv(out / "cpu-lr" / "tables" / "summary.csv")
+    assert set(summary["strategy"]) == {"random", "optuna-tpe"}  # range tests cannot be replayed
+    assert set(summary["n_seeds"]) == {20} and set(summary["budget"]) == {2, 4, 8}
+    report = (out / "REPORT.md").read_text()
+    assert "separated_by_p_target" in report and "cpu-lr" in report

@@ -25,11 +25,21 @@ def _tabulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.config import ConfigError
+    from lrsearch.experiment.suite import Suite, load_config, replay_experiments
     from lrsearch.reporting.budgets import run_replay
 
     try:
-        experiment = load_experiment(args.experiment)
+        experiment = load_config(args.experiment)
+        if isinstance(experiment, Suite):
+            from lrsearch.reporting.suite import build_replay_suite_report
+
+            replays = replay_experiments(experiment, args.results)
+            for replay in replays:
+                run_replay(replay, replay.results, args.workers)
+            report = build_replay_suite_report(experiment, replays)
+            print(f"replays in {report.parent}/ (one folder per problem); report: {report}")
+            return 0
         out = run_replay(experiment, args.results, args.workers)
     except (ConfigError, ValueError) as err:
         raise UserError(str(err)) from None

@@ -48,6 +48,7 @@ class Problem(BaseModel):
     spaces: dict[str, dict[str, Any]] = Field(min_length=1)
     strategies: list[str] | None = None  # optional: a subset of the suite's for this workload
     description: str = ""
+    replay_table: str | None = None  # optional: this workload's LR sweep (`lrsearch tabulate`), for `lrsearch replay`
 
     @field_validator("spaces")
     @classmethod
@@ -60,6 +61,23 @@ class Problem(BaseModel):
     @property
     def label(self) -> str:
         return self.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", self.task.rpartition(":")[2] or self.task)
+
+
+class SuiteReplay(BaseModel):
+    """`lrsearch replay SUITE`: each problem with a `replay_table` and a space of `lr` alone, replayed from its
+    sweep at many seeds and budgets (no training)."""
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    budgets: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: list(range(100)), min_length=1)
+    strategies: list[str] | None = None  # default: the suite's, less the range tests (not in a table)
+    results: str | None = None  # default: <the suite's results>-replay
+    workers: int | None = Field(default=None, ge=1)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v: Any) -> Any:
+        return list(range(v)) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else v
 
 
 class Suite(BaseModel):
@@ -75,6 +93,7 @@ class Suite(BaseModel):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     problems: list[Problem] = Field(min_length=1)
+    replay: SuiteReplay | None = None
 
     def __init__(self, **data: Any):
         try:
@@ -123,6 +142,37 @@ class Suite(BaseModel):
             raise ConfigError("Suite: " + ("\n  ".join([f"{len(problems)} problems:", *problems])
                                            if len(problems) > 1 else problems[0]))
         return out
+
+
+def replay_experiments(suite: Suite, results_dir: str | Path | None = None) -> list[Experiment]:
+    """The suite's replays: every problem with a `replay_table`, at each of its spaces that searches `lr`
+    alone, with the replay's strategies, budgets and seeds, each into <replay results>/<problem>/."""
+    from lrsearch.experiment.config import ReplaySettings
+
+    settings = suite.replay or SuiteReplay()
+    root = Path(results_dir or settings.results or f"{suite.results_dir()}-replay")
+    strategies = settings.strategies or [s for s in suite.strategies if not s.startswith("lr-range")]
+    out = []
+    for experiment, problem, space_name in _problem_spaces(suite):
+        if problem.replay_table is None or set(problem.spaces[space_name]) != {"lr"}:
+            continue
+        label = experiment.results.rpartition("/")[2]
+        out.append(experiment.model_copy(update={
+            "name": f"{suite.name}-replay.{label}", "strategies": strategies, "budgets": settings.budgets,
+            "seeds": settings.seeds, "results": str(root / label), "time_budget_s": None,
+            "options": {k: v for k, v in suite.options.items() if k in strategies},
+            "replay": ReplaySettings(table=problem.replay_table, workers=settings.workers)}))
+    if not out:
+        raise ConfigError(f"suite {suite.name}: no problem has a replay_table and a space of lr alone to replay")
+    return out
+
+
+def _problem_spaces(suite: Suite):
+    """(experiment, problem, space name) for every problem space, in the suite's order."""
+    experiments = iter(suite.experiments())
+    for problem in suite.problems:
+        for space_name in problem.spaces:
+            yield next(experiments), problem, space_name
 
 
 def is_suite(raw: dict) -> bool:

@@ -104,3 +104,44 @@ def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
     path.write_text("\n".join(lines))
     table.to_csv(root / "problems.csv", index=False)
     return path
+
+
+def replay_problem_row(folder: Path, budget: int) -> dict:
+    """One replayed problem at `budget`: its strategies, and the pairs told apart by their intervals of the
+    median best validation accuracy and of the probability of reaching the target (Wilson)."""
+    summary = pd.read_csv(folder / "tables" / "summary.csv")
+    at = summary[summary["budget"] == budget]
+    acc_pairs = separated_pairs(at, "acc_ci_low", "acc_ci_high")
+    p_pairs = separated_pairs(at, "p_ci_low", "p_ci_high")
+    n = len(at)
+    best = at.sort_values(["p_target", "median_best_val_acc"], ascending=False).iloc[0] if n else None
+    return {"problem": folder.name, "budget": budget, "strategies": n, "seeds": int(at["n_seeds"].max()) if n else 0,
+            "pairs": n * (n - 1) // 2, "separated_by_value": len(set(acc_pairs)),
+            "separated_by_p_target": len(set(p_pairs)),
+            "best_p_target": f"{best['strategy']} {best['p_target']:.2f}" if best is not None else "",
+            "worst_p_target": (lambda w: f"{w['strategy']} {w['p_target']:.2f}")(at.sort_values("p_target").iloc[0])
+            if n else ""}
+
+
+def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 16)) -> Path:
+    """REPORT.md over a suite's replays: per problem and budget, how many strategy pairs separate."""
+    folders = [Path(e.results) for e in replays]
+    root = folders[0].parent
+    rows = [replay_problem_row(f, b) for f in folders for b in budgets]
+    table = pd.DataFrame(rows)
+    lines = [f"# {suite.name}: replays", "",
+             f"Each problem with a recorded LR sweep (`replay_table`) and a space of `lr` alone, replayed "
+             f"({len(replays[0].seeds)} seeds, budgets {replays[0].budgets}; no training: each trial's curve and "
+             "seconds come from the sweep, interpolated in log-LR, see `lrsearch/experiment/replay.py`). Each "
+             "problem's own REPORT.md has its tables, figures and provenance.", "",
+             "Pairs of strategies told apart at a budget: their bootstrap 95% intervals of the median best "
+             "validation accuracy (`separated_by_value`), or their Wilson 95% intervals of the probability of "
+             "reaching the target (`separated_by_p_target`), do not overlap.", "",
+             _fmt(table, list(table.columns)), ""]
+    for folder in folders:
+        lines += [f"- [{folder.name}]({folder.name}/REPORT.md)"]
+    lines += ["", f"Report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
+    path = root / "REPORT.md"
+    path.write_text("\n".join(lines))
+    table.to_csv(root / "problems.csv", index=False)
+    return path

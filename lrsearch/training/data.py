@@ -336,6 +336,14 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return stratified_split(labels, n, seed)[1]
 
 
+def select_classes(images: np.ndarray, labels: np.ndarray, classes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The images of `classes` only, in their order, relabelled by position in `classes` ((5, 7): 5 -> 0, 7 -> 1)."""
+    relabel = np.full(max(int(labels.max()), *classes) + 1, -1, dtype=np.int64)
+    relabel[list(classes)] = np.arange(len(classes))
+    keep = np.flatnonzero(relabel[labels] >= 0)
+    return images[keep], relabel[labels[keep]]
+
+
 # ---------------------------------------------------------------- device-resident batches
 
 

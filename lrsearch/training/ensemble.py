@@ -13,7 +13,8 @@ floating-point sums (tests/test_ensemble.py checks it). Its `train_s` is the ens
 shared by its K models: it is not one model's time.
 
 Not supported (ValueError): lookahead, test-time augmentation, decoupled weight decay,
-torch.compile, parameter groups frozen after some epochs, and pruning (a report hook).
+torch.compile, parameter groups frozen after some epochs, pretrained weights (fine-tuning tasks),
+and pruning (a report hook). Divergence is the trainer's rule (`trainer.diverged`), per model.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.training.data import DeviceLoader
-from lrsearch.training.models import build_model
+from lrsearch.training.models import build_model, with_backbone_lr_mult
 from lrsearch.training.schedules import FunctionLR, make_schedule
-from lrsearch.training.tasks import Task, schedule_spec
+from lrsearch.training.tasks import Task, TrialSettings, trial_settings
 from lrsearch.training.trainer import (
     ProgressBar,
     TaskData,
     TrialResult,
     _batches,
     _sync,
+    chance_loss,
     device_name,
+    diverged,
     make_optimizer,
     prepare_data,
     record_evaluation,
@@ -44,7 +47,7 @@ from lrsearch.training.trainer import (
     total_steps,
 )
 
-_UNSUPPORTED = {"lookahead_every": 0, "tta_level": 0, "decoupled_wd": False, "compile": False}
+_UNSUPPORTED = {"lookahead_every": 0, "tta_level": 0, "decoupled_wd": False, "compile": False, "pretrain": None}
 
 
 def train_seeds(task: Task, params: dict | None, seeds: list[int], *, device: str | torch.device | None = None,
@@ -77,15 +80,17 @@ def train_seeds(task: Task, params: dict | None, seeds: list[int], *, device: st
 class _Stack:
     """K models of one architecture as stacked tensors, with a vmapped forward and one optimizer."""
 
-    def __init__(self, task: Task, params: dict, seeds: list[int], data: TaskData):
+    def __init__(self, task: Task, settings: TrialSettings, seeds: list[int], data: TaskData):
         models = []
         for seed in seeds:  # the same initialisation as `train` gives each seed
             torch.manual_seed(seed)
-            models.append(build_model(task.model, train_images=data.train_x.float()).to(data.train_x.device))
+            models.append(build_model(task.model, num_classes=len(task.classes or range(10)),
+                                      train_images=data.train_x.float()).to(data.train_x.device))
         self.base = copy.deepcopy(models[0]).to("meta")
         self.params, self.buffers = torch.func.stack_module_state(models)
         self.names = {id(p): name for name, p in models[0].named_parameters()}
-        self.groups_template = models[0].param_groups(float(params.get("weight_decay", task.weight_decay)))
+        self.groups_template = with_backbone_lr_mult(models[0], models[0].param_groups(settings.weight_decay),
+                                                     settings.backbone_lr_mult)
         if any("train_epochs" in g for g in self.groups_template):
             raise ValueError(f"model {task.model!r}: groups frozen after some epochs are not supported here")
         self.initial = {k: v.detach().clone() for k, v in (self.params | self.buffers).items()}
@@ -120,17 +125,18 @@ class _Stack:
 
 def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_source: str | None, progress: bool,
          results: list[TrialResult], started: float) -> None:
+    settings = trial_settings(task, params)
     data = prepare_data(task, dev, data_source)
-    stack = _Stack(task, params, seeds, data)
+    stack = _Stack(task, settings, seeds, data)
 
     def loaders() -> list[DeviceLoader]:
         return [DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, pad=task.translate,
                              flip=task.flip, seed=seed) for seed in seeds]
 
     n_per_epoch = len(loaders()[0])
-    n_steps = int(params["steps"]) if "steps" in params else total_steps(task, n_per_epoch)
-    schedule = make_schedule(schedule_spec(task, params), n_steps)
-    momentum = float(params.get("momentum", task.momentum))
+    n_steps = settings.steps if settings.steps is not None else total_steps(task, n_per_epoch)
+    schedule = make_schedule(settings.schedule, n_steps)
+    momentum = settings.momentum
     use_bf16 = task.precision == "bf16" and dev.type == "cuda"
 
     def autocast():
@@ -142,7 +148,7 @@ def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_sou
         with autocast():
             logits = stack.train_forward(stack.params, stack.buffers, xs)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), ys.flatten(), reduction="none",
-                                     label_smoothing=task.label_smoothing).view(len(seeds), -1).mean(1)
+                                     label_smoothing=settings.label_smoothing).view(len(seeds), -1).mean(1)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()
@@ -163,21 +169,22 @@ def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_sou
         for result in results:
             result.warmup_s = time.perf_counter() - t0
     optimizer, scheduler = stack.new_optimizer(task, schedule, momentum)
-    _loop(task, stack, data, n_steps, optimizer, scheduler, step, loaders(), autocast, progress, results, started)
+    _loop(task, stack, data, n_steps, schedule, optimizer, scheduler, step, loaders(), autocast, progress, results,
+          started)
 
 
-def _loop(task: Task, stack: _Stack, data: TaskData, n_steps: int, optimizer, scheduler, step, loaders, autocast,
-          progress: bool, results: list[TrialResult], started: float) -> None:
+def _loop(task: Task, stack: _Stack, data: TaskData, n_steps: int, schedule, optimizer, scheduler, step, loaders,
+          autocast, progress: bool, results: list[TrialResult], started: float) -> None:
     dev, has_val = data.train_x.device, data.val_x is not None
     live = [True] * len(results)
-    best_loss = [math.log(data.test_y.max().item() + 1)] * len(results)
+    best_loss = [chance_loss(data.test_y.max().item() + 1)] * len(results)
     loss_sum = torch.zeros(len(results), device=dev)
     interval_steps, train_s, eval_s = 0, 0.0, 0.0
     bar = ProgressBar(n_steps, f"{task.name} x{len(results)}") if progress else None
     _sync(dev)
     resumed = time.perf_counter()
     for n, batches in enumerate(zip(*(_batches(loader, n_steps) for loader in loaders)), start=1):
-        lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
+        lr = schedule(n - 1)  # what FunctionLR set for this step (times each group's lr_mult)
         loss_sum += step(optimizer, scheduler, batches)
         interval_steps += 1
         if n % task.eval_every and n != n_steps:
@@ -192,15 +199,15 @@ def _loop(task: Task, stack: _Stack, data: TaskData, n_steps: int, optimizer, sc
         for k, result in enumerate(results):
             if not live[k]:
                 continue
-            diverged = not math.isfinite(losses[k]) or losses[k] > task.diverge_factor * best_loss[k]
+            is_diverged = diverged(losses[k], best_loss[k], task.diverge_factor)
             best_loss[k] = min(best_loss[k], losses[k]) if math.isfinite(losses[k]) else best_loss[k]
             row = {"step": n, "epoch": n / result.steps_per_epoch, "samples": n * task.batch_size, "lr": lr,
-                   "train_loss": losses[k], "val_acc": None if diverged or not has_val else val[k],
-                   "test_acc": None if diverged else test[k], "train_s": train_s,
+                   "train_loss": losses[k], "val_acc": None if is_diverged or not has_val else val[k],
+                   "test_acc": None if is_diverged else test[k], "train_s": train_s,
                    "wall_s": time.perf_counter() - started}
             result.train_s, result.eval_s, result.steps = train_s, eval_s, n
             result.curve.append(row)
-            if diverged:
+            if is_diverged:
                 live[k] = False
                 result.status = "diverged"
                 result.error = f"loss {losses[k]:.4g} at step {n} (best {best_loss[k]:.4g})"

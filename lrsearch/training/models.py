@@ -2,7 +2,9 @@
 
 Every model offers `param_groups(weight_decay)`: torch optimizer groups carrying
 `lr_mult` (read by `schedules.FunctionLR`), their own weight decay and, optionally,
-`train_epochs` (the group trains that many epochs, then stays frozen).
+`train_epochs` (the group trains that many epochs, then stays frozen). Every model's last
+layer is `model.head`: fine-tuning gives it fresh weights, and `with_backbone_lr_mult` sets
+the other parameters' LR apart from it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class CaffeCifar10Full(_Groups, nn.Module):
         self.norm1, self.norm2 = WithinChannelLRN(), WithinChannelLRN()
         _caffe_fill(((self.conv1, 1e-4), (self.conv2, 0.01), (self.conv3, 0.01), (self.ip1, 0.01)))
 
+    @property
+    def head(self) -> nn.Linear:
+        return self.ip1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(F.relu(F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True)))
         x = self.norm2(F.avg_pool2d(F.relu(self.conv2(x)), 3, 2, ceil_mode=True))
@@ -107,6 +113,10 @@ class CaffeCifar10FullSigmoidBN(_Groups, nn.Module):
         for bn in (self.bn1, self.bn2, self.bn3):
             nn.init.ones_(bn.weight)
             nn.init.constant_(bn.bias, 0.001)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.ip1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.sigmoid(self.bn1(F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True)))
@@ -235,7 +245,69 @@ class TinyNet(_Groups, nn.Module):
         return self.head(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
 
-MODELS = {"caffe_cifar10_full": CaffeCifar10Full, "caffe_cifar10_full_sigmoid_bn": CaffeCifar10FullSigmoidBN, "fast": FastNet, "tiny": TinyNet}
+class _BasicBlock(nn.Module):
+    """He et al. 2016's basic block: conv-BN-ReLU-conv-BN plus the shortcut, then ReLU; a strided block's
+    shortcut is a 1x1 convolution with BN (their option B)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet8(nn.Module):
+    """A CIFAR ResNet-8 (He et al. 2016, Sec. 4.2's 6n+2 layers with n=1), made cheap for a CPU: a 3x3 stem
+    (16 channels) and a 2x2 max-pool to 16x16, one basic block per stage at 16, 32 and 64 channels (16x16,
+    8x8, 4x4), global average pool, linear head: ~78k parameters.
+
+    `param_groups` decays the convolution and linear weights only, not BatchNorm's scales and shifts nor the
+    head's bias (nanoGPT's `configure_optimizers` rule: decay tensors of 2 dimensions or more), as AdamW
+    recipes do."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(), nn.MaxPool2d(2))
+        self.blocks = nn.Sequential(_BasicBlock(widths[0], widths[0], 1), _BasicBlock(widths[0], widths[1], 2),
+                                    _BasicBlock(widths[1], widths[2], 2))
+        self.head = nn.Linear(widths[2], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": [p for p in params if p.dim() >= 2], "lr_mult": 1.0, "weight_decay": weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "lr_mult": 1.0, "weight_decay": 0.0}]
+
+
+class PlainNet(_Groups, nn.Module):
+    """Three conv-ReLU-maxpool stages (16/32/64 channels, biases, torch's default init) and a linear head on the
+    flattened 4x4 maps: TinyNet without its BatchNorm, ~34k parameters. Without BatchNorm nothing rescales the
+    activations, so the loss blows up within a few steps once the LR passes the edge of stability."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip((3, *widths[:-1]), widths):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(widths[-1] * 4 * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+MODELS = {"caffe_cifar10_full": CaffeCifar10Full, "caffe_cifar10_full_sigmoid_bn": CaffeCifar10FullSigmoidBN,
+          "fast": FastNet, "tiny": TinyNet, "resnet8": ResNet8, "plain": PlainNet}
 
 
 def build_model(name: str, num_classes: int = 10, train_images: torch.Tensor | None = None) -> nn.Module:
@@ -250,3 +322,25 @@ def build_model(name: str, num_classes: int = 10, train_images: torch.Tensor | N
 
 def count_parameters(model: nn.Module) -> int:
     return int(sum(np.prod(p.shape) for p in model.parameters()))
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """The names (as in `model.state_dict()`) of the head's parameters."""
+    head = {id(p) for p in model.head.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in head}
+
+
+def with_backbone_lr_mult(model: nn.Module, groups: list[dict], mult: float) -> list[dict]:
+    """`groups` (from `model.param_groups`) with every parameter outside `model.head` at `mult` times its
+    group's LR, the head's unchanged (fastai's discriminative LRs, two layer groups). Each group splits in two
+    where it holds both; the other keys (weight decay, train_epochs) stay with both halves."""
+    if mult == 1.0:
+        return groups
+    head = {id(p) for p in model.head.parameters()}
+    split = []
+    for group in groups:
+        for in_head, lr_mult in ((False, group["lr_mult"] * mult), (True, group["lr_mult"])):
+            params = [p for p in group["params"] if (id(p) in head) == in_head]
+            if params:
+                split.append({**group, "params": params, "lr_mult": lr_mult})
+    return split

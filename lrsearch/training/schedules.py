@@ -172,12 +172,20 @@ _LENGTH_DEFAULTS = {"cosine": "total_iters", "one_cycle": "total_steps", "linear
 
 def make_schedule(spec: dict, total_steps: int) -> Schedule:
     """Build `it -> lr` from a config dict such as {"name": "cyclic", "base_lr": 0.001,
-    "max_lr": 0.006, "step_size": 2000, "mode": "triangular2"}. Any spec may add
-    "warmup_iters" (and "warmup_start_factor"). {"name": "staged", "stages": [{"until": N, ...}, ...]}
-    chains specs. A wrong name or parameter raises ValueError naming it."""
+    "max_lr": 0.006, "step_size": 2000, "mode": "triangular2"}. Any spec may add a linear warm-up
+    (`with_warmup`): "warmup_iters", or "warmup_frac" (that fraction of `total_steps`, rounded), and
+    "warmup_start_factor". {"name": "staged", "stages": [{"until": N, ...}, ...]} chains specs (a stage's
+    warmup_frac is of its own length). A wrong name or parameter raises ValueError naming it."""
     spec = dict(spec)
     name = spec.pop("name", None)
     warmup = spec.pop("warmup_iters", 0)
+    if "warmup_frac" in spec:
+        if warmup:
+            raise ValueError(f"schedule {name!r}: give warmup_iters or warmup_frac, not both")
+        frac = float(spec.pop("warmup_frac"))
+        if not 0.0 <= frac <= 1.0:
+            raise ValueError(f"schedule {name!r}: warmup_frac {frac}: expected a fraction from 0 to 1")
+        warmup = round(frac * total_steps)
     warmup_start = spec.pop("warmup_start_factor", 0.0)
     if name == "staged":
         stages = []

@@ -10,6 +10,10 @@ call to the return. airbench's clock would be `train_s` plus the last evaluation
 
 The step loop never synchronises with the device except at evaluations: the running loss
 is summed on the device and read once per evaluation interval.
+
+`prepare_task` makes what a task's trials share, once per process: its data on the device and,
+for a fine-tuning task, the pretrained weights (cached on disk, see pretrain.py). `train` calls it
+itself, so a bare `train` works; the pretraining's seconds are never part of a trial's `train_s`.
 """
 
 from __future__ import annotations
@@ -22,17 +26,27 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lrsearch.training.data import DeviceLoader, load_cifar10, stratified_split, stratified_subset, to_device
-from lrsearch.training.models import build_model
+from lrsearch.training import pretrain
+from lrsearch.training.data import (
+    DeviceLoader,
+    load_cifar10,
+    resolve_source,
+    select_classes,
+    stratified_split,
+    stratified_subset,
+    to_device,
+)
+from lrsearch.training.models import build_model, head_parameter_names, with_backbone_lr_mult
 from lrsearch.training.progress import LOG, PROGRESS, Bar
 from lrsearch.training.schedules import FunctionLR, make_schedule
-from lrsearch.training.tasks import Task, schedule_spec
+from lrsearch.training.tasks import Task, pretrain_task, trial_settings
 
 ReportHook = Callable[[int, float], bool]  # (step, val_acc) -> stop?
 STATUSES = ("ok", "diverged", "pruned", "failed")
@@ -96,7 +110,7 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-_DATA_FIELDS = ("train_subset", "val_size", "test_subset", "split_seed", "normalization", "precision", "channels_last")
+_DATA_FIELDS = ("classes", "train_subset", "val_size", "test_subset", "split_seed", "normalization", "precision", "channels_last")
 
 
 def prepare_data(task: Task, device: torch.device, source: str | None = None) -> TaskData:
@@ -109,6 +123,10 @@ def _prepare_data(key: tuple, device: torch.device, source: str | None) -> TaskD
     task = SimpleNamespace(**dict(zip(_DATA_FIELDS, key)))
     data = load_cifar10(source)
     train_images, train_labels = data.train_images, data.train_labels
+    test_images, test_labels = data.test_images, data.test_labels
+    if task.classes:
+        train_images, train_labels = select_classes(train_images, train_labels, task.classes)
+        test_images, test_labels = select_classes(test_images, test_labels, task.classes)
     if task.train_subset:
         idx = stratified_subset(train_labels, task.train_subset, task.split_seed)
         train_images, train_labels = train_images[idx], train_labels[idx]
@@ -117,7 +135,6 @@ def _prepare_data(key: tuple, device: torch.device, source: str | None) -> TaskD
         keep, held = stratified_split(train_labels, task.val_size, task.split_seed)
         val_images, val_labels = train_images[held], train_labels[held]
         train_images, train_labels = train_images[keep], train_labels[keep]
-    test_images, test_labels = data.test_images, data.test_labels
     if task.test_subset:
         idx = stratified_subset(test_labels, task.test_subset, task.split_seed)
         test_images, test_labels = test_images[idx], test_labels[idx]
@@ -210,32 +227,114 @@ def total_steps(task: Task, steps_per_epoch: int) -> int:
     raise ValueError(f"task {task.name!r}: give a budget in `steps` or `epochs`")
 
 
+def diverged(train_loss: float, best_loss: float, factor: float) -> bool:
+    """The divergence rule of every training loop here: a non-finite loss, or one above `factor` times the best
+    so far (fastai's `LRFinder` stops at 4x its best). `best_loss` starts at the chance-level loss
+    ln(classes) (`chance_loss`), so that a first interval already far above chance counts too."""
+    return not math.isfinite(train_loss) or train_loss > factor * best_loss
+
+
+def chance_loss(n_classes: int) -> float:
+    """Cross-entropy of a uniform guess over `n_classes`: where a fresh classifier starts."""
+    return math.log(n_classes)
+
+
+# ---------------------------------------------------------------- preparing a task, and one trial
+
+
+@dataclass
+class PreparedTask:
+    """What `prepare_task` made ready, and what it cost."""
+    data_s: float  # seconds to load the data onto the device (0 when this process had it already)
+    pretrained: Path | None = None  # the cached weights that the trials fine-tune
+    pretrain_s: float | None = None  # the pretraining's train_s, from its record (whichever process made it)
+    pretrain_wall_s: float | None = None  # ... and its whole run's seconds (evaluations, data upload too)
+
+
+def prepare_task(task: Task, device: str | torch.device | None = None, data_source: str | None = None) -> PreparedTask:
+    """Make everything `task`'s trials need, once per process, before them: the data decoded, split and on the
+    device (kept for the trials in this process), and for a task with `pretrain`, the pretrained weights,
+    trained on the first call on this machine and cached on disk (pretrain.py; processes starting together
+    train them once). Later calls, here or in other processes, only look them up. Raises when the data cannot
+    be read or the pretraining does not end "ok": no trial of the task could run."""
+    dev = resolve_device(device)
+    started = time.perf_counter()
+    prepare_data(task, dev, data_source)
+    prepared = PreparedTask(data_s=time.perf_counter() - started)
+    if task.pretrain is not None:
+        prepared.pretrained = _pretrained_weights(task, dev, data_source)
+        record = pretrain.read_record(prepared.pretrained)
+        prepared.pretrain_s, prepared.pretrain_wall_s = record["train_s"], record["wall_s"]
+    return prepared
+
+
+def _pretrained_weights(task: Task, dev: torch.device, data_source: str | None) -> Path:
+    path = pretrain.weights_path(task, resolve_source(data_source), dev.type)
+    if path.exists():  # written by rename: complete
+        return path
+    with pretrain.exclusive(path):
+        if path.exists():  # another process made it while this one waited
+            return path
+        pre, seed = pretrain_task(task), int(task.pretrain.get("seed", 0))
+        LOG.info("%s: pretraining (%s), cached as %s", task.name, pre.model, path)
+        result, setup = _train(pre, {}, seed, dev, data_source=data_source)
+        if result.status != "ok":
+            raise RuntimeError(f"task {task.name!r}: pretraining {result.status}: {result.error}")
+        record = result.to_dict() | {"task": asdict(pre), "made": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                                     "torch": torch.__version__, "format": pretrain.FORMAT_VERSION}
+        pretrain.save(path, setup.model.state_dict(), record)
+    return path
+
+
 def train(task: Task, params: dict | None = None, seed: int = 0, *, device: str | torch.device | None = None,
           report: ReportHook | None = None, data_source: str | None = None, progress: bool = False,
           record_step_losses: bool = False) -> TrialResult:
     """Run one trial. Never raises for a bad learning rate: divergence and errors are
     recorded in the result's status ("diverged", "failed") with the partial curve.
 
-    params: "lr" (fills the task's schedule), or a whole "schedule" spec; optionally
-    "momentum", "weight_decay", and "steps" (this trial's budget in steps instead of the task's).
+    params: any of tasks.TRIAL_PARAMETERS ("lr" fills the task's schedule; "schedule" names a family or
+    gives a whole spec; momentum, weight decay, warm-up and the rest); an unknown name fails the trial.
     """
+    return _train(task, params, seed, resolve_device(device), report, data_source, progress, record_step_losses)[0]
+
+
+def _train(task: Task, params: dict | None, seed: int, dev: torch.device, report: ReportHook | None = None,
+           data_source: str | None = None, progress: bool = False,
+           record_step_losses: bool = False) -> tuple[TrialResult, _Setup | None]:
+    """`train`, also handing back what it trained (None when it failed before training)."""
     params = dict(params or {})
     started = time.perf_counter()
-    dev = resolve_device(device)
     result = TrialResult(params=params, seed=seed, status="ok", target_acc=task.target_acc, device=device_name(dev),
                          step_losses=[] if record_step_losses else None)
+    setup = None
     try:
-        _run(task, params, seed, dev, report, data_source, progress, result, started)
+        setup = _run(task, params, seed, dev, report, data_source, progress, result, started)
     except Exception as err:  # a trial's failure is recorded, and the search goes on
         result.status = "failed"
         result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
     result.wall_s = time.perf_counter() - started
-    return result
+    return result, setup
+
+
+def _optimizer_eval(setup: _Setup) -> None:
+    """An optimizer that evaluates other weights than it trains (schedule-free, Defazio et al. 2024: its
+    `optimizer.eval()` puts the averaged weights in the model) switches to them; torch's own have no `eval`."""
+    if hasattr(setup.optimizer, "eval"):
+        setup.optimizer.eval()
+
+
+def _optimizer_train(setup: _Setup) -> None:
+    """... and back to the weights it trains (`optimizer.train()`)."""
+    if hasattr(setup.optimizer, "train"):
+        setup.optimizer.train()
 
 
 @dataclass
 class _Setup:
-    """What one trial trains with: model (and its compiled forward), loader, schedule, optimizer."""
+    """What one trial trains with: model (and its compiled forward), loader, schedule, optimizer.
+
+    `before_eval(setup)` runs before each evaluation, inside the training clock (AlgoPerf times its
+    `prepare_for_eval`), `after_eval(setup)` after it, except after the last: the model ends as evaluated."""
     model: torch.nn.Module
     forward: Callable
     loader: DeviceLoader
@@ -243,27 +342,32 @@ class _Setup:
     schedule: Callable[[int], float]
     momentum: float
     weight_decay: float
+    label_smoothing: float
+    backbone_lr_mult: float
     autocast: Callable
     optimizer: torch.optim.Optimizer | None = None
     scheduler: FunctionLR | None = None
+    before_eval: Callable[[_Setup], None] = _optimizer_eval
+    after_eval: Callable[[_Setup], None] = _optimizer_train
 
     def new_optimizer(self, task: Task) -> None:
-        """SGD over the model's parameter groups, driven by the schedule. With `decoupled_wd` each group's
-        decay is divided by its peak LR, so that the weights shrink by `weight_decay` per step at the peak
-        whatever the LR (airbench's form); a group with `train_epochs` is frozen after them."""
-        groups = self.model.param_groups(self.weight_decay)
+        """The task's optimizer over the model's parameter groups, driven by the schedule, the backbone's
+        groups at `backbone_lr_mult` x the LR. With `decoupled_wd` each group's decay is divided by its peak
+        LR, so that the weights shrink by `weight_decay` per step at the peak whatever the LR (airbench's
+        form); a group with `train_epochs` is frozen after them."""
+        groups = with_backbone_lr_mult(self.model, self.model.param_groups(self.weight_decay), self.backbone_lr_mult)
         peak = max(self.schedule(i) for i in range(self.n_steps)) if task.decoupled_wd else None
         for group in groups:
             if "train_epochs" in group:
                 group["frozen_from"] = round(group.pop("train_epochs") * len(self.loader))
-            if peak:
+            if peak and group["lr_mult"]:
                 group["weight_decay"] = self.weight_decay / (peak * group["lr_mult"])
         self.optimizer = make_optimizer(task, groups, self.schedule(0), self.momentum)
         self.scheduler = FunctionLR(self.optimizer, self.schedule)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            loss = F.cross_entropy(self.forward(x), y, label_smoothing=label_smoothing)
+            loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -271,18 +375,31 @@ class _Setup:
         return loss.detach()
 
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
-              "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta}
+def _sgd_options(task: Task, momentum: float) -> dict:
+    return {"momentum": momentum, "nesterov": task.nesterov and momentum > 0}
+
+
+def _adam_options(task: Task, momentum: float) -> dict:
+    return {"betas": (momentum, task.beta2), "eps": task.eps}
+
+
+def _torch_defaults(task: Task, momentum: float) -> dict:
+    return {}
+
+
+# name -> (torch optimizer, its options from the task and the trial's momentum). Weight decay is each group's
+# own: L2 (added to the gradient) for all but AdamW, which decouples it (p -= lr * weight_decay * p).
+OPTIMIZERS = {"sgd": (torch.optim.SGD, _sgd_options), "adam": (torch.optim.Adam, _adam_options),
+              "adamw": (torch.optim.AdamW, _adam_options), "rmsprop": (torch.optim.RMSprop, _torch_defaults),
+              "adagrad": (torch.optim.Adagrad, _torch_defaults), "adadelta": (torch.optim.Adadelta, _torch_defaults)}
 
 
 def make_optimizer(task: Task, groups: list[dict], lr: float, momentum: float) -> torch.optim.Optimizer:
-    """The task's torch optimizer over `groups` (each group's weight decay is its own, L2 as in Caffe):
-    SGD takes the momentum and Nesterov flag; the adaptive methods their torch defaults."""
-    if task.optimizer not in OPTIMIZERS:
-        raise ValueError(f"task {task.name!r}: optimizer {task.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-    if task.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=task.nesterov and momentum > 0)
-    return OPTIMIZERS[task.optimizer](groups, lr=lr)
+    """The task's torch optimizer over `groups` (each group's weight decay is its own): SGD takes the momentum
+    and Nesterov flag; Adam and AdamW betas (momentum, task.beta2) and task.eps; the others their torch
+    defaults. (Task.__post_init__ has checked the name.)"""
+    optimizer, options = OPTIMIZERS[task.optimizer]
+    return optimizer(groups, lr=lr, **options(task, momentum))
 
 
 def trial_parts(task: Task, params: dict, seed: int = 0, device: str | torch.device | None = None,
@@ -291,28 +408,34 @@ def trial_parts(task: Task, params: dict, seed: int = 0, device: str | torch.dev
     the task's data, built as `train` builds them, for callers that run their own loop (the range test)."""
     dev = resolve_device(device)
     data = prepare_data(task, dev, data_source)
-    setup = _setup(task, params, seed, dev, data)
+    setup = _setup(task, params, seed, dev, data, data_source)
     setup.new_optimizer(task)
     return setup, data
 
 
-def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskData) -> _Setup:
+def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskData,
+           data_source: str | None = None) -> _Setup:
+    settings = trial_settings(task, params)
     torch.manual_seed(seed)
-    model = build_model(task.model, train_images=data.train_x.float()).to(dev)
+    model = build_model(task.model, num_classes=len(task.classes or range(10)), train_images=data.train_x.float())
+    if task.pretrain is not None:  # the pretrained backbone; the head keeps its fresh, seeded weights
+        weights = pretrain.load(_pretrained_weights(task, dev, data_source))
+        head = head_parameter_names(model)
+        model.load_state_dict({k: v for k, v in weights.items() if k not in head}, strict=False)
+    model = model.to(dev)
     if task.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, pad=task.translate,
                           flip=task.flip, seed=seed)
-    n_steps = int(params["steps"]) if "steps" in params else total_steps(task, len(loader))
+    n_steps = settings.steps if settings.steps is not None else total_steps(task, len(loader))
     use_bf16 = task.precision == "bf16" and dev.type == "cuda"
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     forward = torch.compile(model) if task.compile and dev.type == "cuda" else model
-    return _Setup(model, forward, loader, n_steps, make_schedule(schedule_spec(task, params), n_steps),
-                  float(params.get("momentum", task.momentum)), float(params.get("weight_decay", task.weight_decay)),
-                  autocast)
+    return _Setup(model, forward, loader, n_steps, make_schedule(settings.schedule, n_steps), settings.momentum,
+                  settings.weight_decay, settings.label_smoothing, settings.backbone_lr_mult, autocast)
 
 
 def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
@@ -325,7 +448,7 @@ def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
     loader = DeviceLoader(data.train_x, data.train_y, task.batch_size, augment=task.augment, pad=task.translate,
                           flip=task.flip, seed=seed)
     for (x, y), _ in zip(loader, range(3)):
-        setup.step(x, y, task.label_smoothing)
+        setup.step(x, y)
     for x, y in ((data.val_x, data.val_y), (data.test_x, data.test_y)):
         if x is not None:
             evaluate(setup.forward, x, y, task.eval_batch_size, setup.autocast, task.tta_level)
@@ -334,9 +457,9 @@ def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
 
 
 def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportHook | None,
-         data_source: str | None, progress: bool, result: TrialResult, started: float) -> None:
+         data_source: str | None, progress: bool, result: TrialResult, started: float) -> _Setup:
     data = prepare_data(task, dev, data_source)
-    setup = _setup(task, params, seed, dev, data)
+    setup = _setup(task, params, seed, dev, data, data_source)
     result.steps_per_epoch = len(setup.loader)
     if dev.type == "cuda":
         t0 = time.perf_counter()
@@ -348,24 +471,24 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     stance = torch.compiler.set_stance("fail_on_recompile") if setup.forward is not setup.model else contextlib.nullcontext()
     with stance:
         _train_loop(task, setup, data, lookahead, report, progress, result, started)
+    return setup
 
 
 def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead | None, report: ReportHook | None,
                 progress: bool, result: TrialResult, started: float) -> None:
-    dev, n_steps, optimizer = data.train_x.device, setup.n_steps, setup.optimizer
+    dev, n_steps = data.train_x.device, setup.n_steps
     has_val = data.val_x is not None
     loss_sum = torch.zeros((), device=dev)
     step_losses: list[torch.Tensor] = []
     interval_steps = 0
-    # the reference starts at the chance-level loss ln(classes): a first interval already far above it diverged
-    best_loss = math.log(data.test_y.max().item() + 1)
+    best_loss = chance_loss(data.test_y.max().item() + 1)
     step = 0
     bar = ProgressBar(n_steps, task.name) if progress else None
     _sync(dev)
     resumed = time.perf_counter()
     for x, y in _batches(setup.loader, n_steps):
-        lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_mult", 1.0)
-        loss = setup.step(x, y, task.label_smoothing)
+        lr = setup.schedule(step)  # what FunctionLR set for this step (times each group's lr_mult)
+        loss = setup.step(x, y)
         step += 1
         if lookahead is not None:
             lookahead.step(step)
@@ -377,6 +500,7 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
         interval_steps += 1
         if step % task.eval_every and step != n_steps:
             continue
+        setup.before_eval(setup)
         _sync(dev)
         now = time.perf_counter()
         result.train_s += now - resumed
@@ -384,11 +508,11 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
         if step_losses:
             result.step_losses += torch.stack(step_losses).tolist()
             step_losses.clear()
-        diverged = not math.isfinite(train_loss) or train_loss > task.diverge_factor * best_loss
+        is_diverged = diverged(train_loss, best_loss, task.diverge_factor)
         best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
         row = {"step": step, "epoch": step / len(setup.loader), "samples": step * task.batch_size, "lr": lr,
                "train_loss": train_loss, "val_acc": None, "test_acc": None}
-        if not diverged:
+        if not is_diverged:
             tta = task.tta_level if step == n_steps else 0  # airbench: the plain model during training
             if has_val:
                 row["val_acc"] = evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size, setup.autocast, tta)
@@ -399,7 +523,7 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
         result.steps = step
         if bar is not None:
             bar.update(step, train_loss, row["test_acc"])
-        if diverged:
+        if is_diverged:
             result.status = "diverged"
             result.error = f"loss {train_loss:.4g} at step {step} (best {best_loss:.4g})"
             break
@@ -409,6 +533,8 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
             break
         if task.seconds is not None and result.train_s >= task.seconds:
             break
+        if step != n_steps:
+            setup.after_eval(setup)
         loss_sum.zero_()
         interval_steps = 0
         _sync(dev)
