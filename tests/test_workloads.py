@@ -244,3 +244,29 @@ weight_decay = {{ low = 1e-5, high = 1e-2, log = true }}
     assert set(summary["n_seeds"]) == {20} and set(summary["budget"]) == {2, 4, 8}
     report = (out / "REPORT.md").read_text()
     assert "separated_by_p_target" in report and "cpu-lr" in report
+
+
+def test_a_conditional_space_through_the_runner_flags_the_flattening_strategy(tmp_path):
+    code = tmp_path / "sched.py"
+    code.write_text("def objective(params, report):\n"
+                    "    bonus = {'constant': 0.0, 'cosine': params.get('final_lr_factor', 0.0)}[params['schedule']]\n"
+                    "    report(1, -abs(params['lr'] - 0.1) + bonus)\n")
+    space = {"lr": {"low": 1e-3, "high": 1.0, "log": True},
+             "schedule": {"choices": {"constant": {}, "cosine": {"final_lr_factor": {"low": 1e-3, "high": 0.5, "log": True}}}}}
+    from lrsearch import load_results, run_experiment
+
+    out = run_experiment(Experiment(name="cond", task=f"{code}:objective", strategies=["optuna-tpe", "optuna-gp"],
+                                    budgets=[5], seeds=[0], space=space, results=str(tmp_path / "out"),
+                                    options={"optuna-tpe": {"n_startup_trials": 2}, "optuna-gp": {"n_startup_trials": 2}}))
+    trials = load_results(out).trials
+    for t in trials.itertuples():  # only the active parameters, whatever the strategy
+        assert ("params_final_lr_factor" in trials and not math.isnan(t.params_final_lr_factor)) == (t.params_schedule == "cosine")
+    from lrsearch.reporting.report import build_report
+
+    report = build_report(out).read_text()
+    assert "**flattened / ignored** optuna-gp: conditional space flattened" in report
+    assert "optuna-tpe: conditional" not in report
+    import optuna
+
+    studies = optuna.get_all_study_summaries(f"sqlite:///{out / 'optuna.sqlite3'}")
+    assert sorted(s.n_trials for s in studies) == [5, 5]  # the dashboard mirror holds every trial

@@ -127,6 +127,7 @@ def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 
     """REPORT.md over a suite's replays: per problem and budget, how many strategy pairs separate."""
     folders = [Path(e.results) for e in replays]
     root = folders[0].parent
+    budgets = [b for b in budgets if b in replays[0].budgets] or replays[0].budgets
     rows = [replay_problem_row(f, b) for f in folders for b in budgets]
     table = pd.DataFrame(rows)
     lines = [f"# {suite.name}: replays", "",
