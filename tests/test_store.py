@@ -225,3 +225,31 @@ def test_a_store_another_worker_is_still_creating_is_waited_for_not_refused(tmp_
     assert store.runs_frame().empty and store.trials_frame().empty
     store.close()
     first.close()
+
+
+def test_fields_added_at_their_default_and_descriptions_change_no_definition():
+    from lrsearch.experiment.runner import changed_fields
+
+    stored = {"task": {"lr": 0.05, "description": "old words"}, "space": {"lr": {"low": 0.001}}}
+    now = {"task": {"lr": 0.05, "description": "new words", "beta2": 0.999}, "space": {"lr": {"low": 0.001}}}
+    defaults = {"task.beta2": 0.999}
+    assert changed_fields(stored, now, defaults, {"task.description"}) == []
+    assert changed_fields(stored, now | {"task": now["task"] | {"beta2": 0.9}}, defaults, {"task.description"}) == [
+        "task.beta2: None -> 0.9"]
+    assert changed_fields(stored, now) == ["task.beta2: None -> 0.999", "task.description: 'old words' -> 'new words'"]
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_the_committed_reference_still_resumes_under_todays_tasks():
+    """results/benchmark-cpu was trained before tasks had today's fields: its runs are today's runs."""
+    from lrsearch.experiment.config import load_experiment
+    from lrsearch.experiment.runner import check_definitions, plan
+    from lrsearch.experiment.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    experiment = load_experiment(root / "experiments" / "benchmark-cpu.toml")
+    store = Store(root / "results" / "benchmark-cpu" / "results.sqlite", create=False)
+    try:
+        check_definitions(store, experiment, plan(experiment), experiment.workload(str(JPEG)), reset=False)
+    finally:
+        store.close()

@@ -222,11 +222,14 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
     return {prefix: value}
 
 
-def changed_fields(stored: dict, now: dict, defaults: dict | None = None) -> list[str]:
-    """'field: old -> new' for every leaf that differs between two definitions. A leaf only one side has
-    counts as its default there, when `defaults` (flattened) gives one: a field added to a task later, at
-    its default, changes nothing."""
+def changed_fields(stored: dict, now: dict, defaults: dict | None = None, ignored: set[str] | None = None) -> list[str]:
+    """'field: old -> new' for every leaf that differs between two definitions, but the `ignored` ones (a
+    task's description). A leaf only one side has counts as its default there, when `defaults` (flattened)
+    gives one: a field added to a task later, at its default, changes nothing."""
     a, b = _flatten(stored), _flatten(json.loads(json.dumps(now)))
+    for key in ignored or ():
+        a.pop(key, None)
+        b.pop(key, None)
     defaults = defaults or {}
     missing = object()
 
@@ -246,7 +249,8 @@ def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec]
     for spec in specs:
         old = stored.get((spec.strategy, spec.budget, spec.seed))
         if old is not None:
-            changes = changed_fields(old, run_definition(experiment, spec, workload), workload.definition_defaults())
+            changes = changed_fields(old, run_definition(experiment, spec, workload), workload.definition_defaults(),
+                                     workload.definition_ignored())
             if changes:
                 stale[(spec.strategy, spec.budget, spec.seed)] = changes
     if not stale:

@@ -65,6 +65,11 @@ class Workload(abc.ABC):
         definition counts as unchanged when its new value is this default (a field added later)."""
         return {}
 
+    def definition_ignored(self) -> set[str]:
+        """Definition leaves (flattened, dotted keys) that do not change what a trial trains (a description):
+        never a reason to stop a run."""
+        return set()
+
     def prepare(self, device) -> None:  # noqa: B027  (optional: most workloads need nothing prepared)
         """Make everything trials need, once per process."""
 

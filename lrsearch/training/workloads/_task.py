@@ -52,6 +52,9 @@ class TaskWorkload(Workload):
         return {f"task.{f.name}": json.loads(json.dumps(f.default)) for f in fields(Task)
                 if f.name != "target_acc" and f.default is not MISSING and not isinstance(f.default, dict)}
 
+    def definition_ignored(self) -> set[str]:
+        return {"task.description"}
+
     def prepare(self, device) -> None:
         from lrsearch.training import trainer
         prepare = getattr(trainer, "prepare_task", None)
