@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report clr-paper clr-gpu bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report suite suite-replay sweeps clr-paper clr-gpu bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,25 @@ tabulate: install
 	$(BIN)/lrsearch tabulate experiments/benchmark-cpu.toml $(RESULTS_FLAG)
 replay-check: install
 	$(BIN)/lrsearch run experiments/replay-check-cpu.toml $(RESULTS_FLAG)
+
+# The CPU suite: 5 workloads x 2 spaces, 10 strategies, 3 seeds -> runs/suite-cpu/<problem>/ and REPORT.md
+# (about an hour on 2 cores; resumes; WORKERS=2 runs two cooperating workers, one torch thread each).
+# RESULTS=results/suite-cpu writes the committed one. `make suite SEEDS=0` runs one seed.
+WORKERS ?= 1
+suite: install
+	for i in $$(seq 2 $(WORKERS)); do OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/suite-cpu.toml $(RESULTS_FLAG) \
+	  $(if $(SEEDS),--seeds $(SEEDS)) --quiet & done; \
+	$(if $(filter-out 1,$(WORKERS)),OMP_NUM_THREADS=1) $(BIN)/lrsearch run experiments/suite-cpu.toml $(RESULTS_FLAG) $(if $(SEEDS),--seeds $(SEEDS)); wait
+
+# Each suite workload's LR sweep replayed at 100 seeds, budgets 1..64 (minutes; no training) -> runs/suite-cpu-replay/
+suite-replay: install
+	$(BIN)/lrsearch replay experiments/suite-cpu.toml $(RESULTS_FLAG)
+
+# The suite workloads' LR sweeps (16 LRs x 3 seeds each; the targets and replay tables) -> runs/<workload>-table/;
+# RESULTS_ROOT=results rewrites the committed ones
+sweeps: install
+	for w in resnet-adamw caffe-cpu nobn finetune; do \
+	  $(BIN)/lrsearch tabulate experiments/sweep-$$w.toml --lrs 16 --results $(or $(RESULTS_ROOT),runs)/$$w-table || exit 1; done
 
 # Reproduce the CLR paper's CIFAR-10 experiments -> results/clr-paper/ (a GPU: minutes; resumes across calls).
 # STAGE=extra: Table 3 and the sigmoid + BN net (STAGE=all: everything).

@@ -3,13 +3,19 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.training.models import (
+    MODELS,
     CaffeCifar10Full,
     FastNet,
+    PlainNet,
+    ResNet8,
     TinyNet,
     WithinChannelLRN,
     build_model,
     count_parameters,
+    head_parameter_names,
+    with_backbone_lr_mult,
 )
+from lrsearch.training.tasks import MODEL_NAMES
 
 
 def test_caffe_net_shapes_and_parameter_count():
@@ -118,3 +124,54 @@ def test_fast_net_whitening_is_fitted_on_a_random_sample_not_the_first_images():
     eye = torch.eye(12)
     assert (whitened_cov(sampled) - eye).abs().max() < 0.3
     assert (whitened_cov(first) - eye).abs().max() > 3
+
+
+def test_every_model_has_a_head_for_k_classes_and_the_tasks_know_every_model():
+    assert tuple(MODELS) == MODEL_NAMES
+    x = torch.randn(2, 3, 32, 32)
+    for name in MODELS:
+        model = build_model(name, num_classes=5, train_images=x)
+        assert isinstance(model.head, torch.nn.Linear) and model.head.out_features == 5, name
+        assert model(x).shape == (2, 5), name
+        assert head_parameter_names(model) <= {n for n, _ in model.named_parameters()}
+
+
+def test_resnet8_is_residual_with_batch_norm_and_decays_weights_only():
+    net = ResNet8()
+    assert 50_000 < count_parameters(net) < 100_000
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 1 + 2 * 3 + 2  # stem, blocks, 2 shortcuts
+    block = net.blocks[0]
+    with torch.no_grad():  # the residual branch zeroed: the block passes ReLU(x) through its identity shortcut
+        block.norm2.weight.zero_()
+        block.norm2.bias.zero_()
+        x = torch.randn(2, 16, 8, 8)
+        assert torch.allclose(block(x), torch.relu(x))
+    decayed, free = net.param_groups(0.05)
+    assert decayed["weight_decay"] == 0.05 and free["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() == 1 for p in free["params"])
+    assert sorted(id(p) for g in (decayed, free) for p in g["params"]) == sorted(id(p) for p in net.parameters())
+
+
+def test_plain_net_has_no_normalisation():
+    net = PlainNet()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in net.modules())
+    assert count_parameters(net) == 448 + 4640 + 18496 + 1024 * 10 + 10
+
+
+def test_backbone_lr_mult_scales_everything_but_the_head():
+    net = CaffeCifar10Full()
+    groups = net.param_groups(0.004)
+    split = with_backbone_lr_mult(net, groups, 0.1)
+    head = {id(net.ip1.weight), id(net.ip1.bias)}
+    original = {id(g["params"][0]): g for g in groups}
+    assert sorted(id(p) for g in split for p in g["params"]) == sorted(id(p) for p in net.parameters())
+    for group in split:
+        (p,) = group["params"]
+        expected = original[id(p)]["lr_mult"] * (1.0 if id(p) in head else 0.1)
+        assert group["lr_mult"] == pytest.approx(expected) and group["weight_decay"] == original[id(p)]["weight_decay"]
+    assert with_backbone_lr_mult(net, groups, 1.0) is groups
+    tiny = TinyNet()
+    (whole,) = tiny.param_groups(0.0)
+    backbone, head_group = with_backbone_lr_mult(tiny, [whole], 0.5)  # one group splits in two
+    assert backbone["lr_mult"] == 0.5 and head_group["lr_mult"] == 1.0
+    assert head_group["params"] == list(tiny.head.parameters())

@@ -173,3 +173,26 @@ def test_exp_range_bounds_decay_both_boundaries_as_the_papers_text():
     assert cyclic_lr(4000, 0.001, 0.006, 2000, "exp_range", gamma) == pytest.approx(0.001)
     with pytest.raises(ValueError, match="decay 'both'"):
         cyclic_lr(10, 0.001, 0.006, 2000, "exp_range", gamma, decay="both")
+
+
+def test_warmup_frac_is_that_fraction_of_the_run_in_front_of_the_schedule():
+    total, peak = 200, 0.4
+    fn = make_schedule({"name": "linear_decay", "start_lr": peak, "end_lr": 0.0, "warmup_frac": 0.15}, total)
+    for it in range(total):  # Goyal et al.'s gradual warm-up: a linear ramp from 0 multiplies the schedule
+        ramp = min(1.0, it / 30)
+        assert fn(it) == pytest.approx(peak * (1 - it / total) * ramp), it
+    assert make_schedule({"name": "constant", "lr": 0.1, "warmup_frac": 0.0}, 10)(0) == 0.1
+    with pytest.raises(ValueError, match="not both"):
+        make_schedule({"name": "constant", "lr": 0.1, "warmup_frac": 0.1, "warmup_iters": 3}, 10)
+    with pytest.raises(ValueError, match="warmup_frac 1.5"):
+        make_schedule({"name": "constant", "lr": 0.1, "warmup_frac": 1.5}, 10)
+
+
+def test_the_tasks_schedule_names_are_the_registry():
+    from lrsearch.training.schedules import SCHEDULES
+    from lrsearch.training.tasks import SCHEDULE_FAMILIES, SCHEDULE_NAMES
+
+    assert SCHEDULE_NAMES == (*SCHEDULES, "staged")
+    for family, spec in SCHEDULE_FAMILIES.items():  # each family's template builds, with "$lr" filled
+        filled = {k: (0.1 if v == "$lr" else v) for k, v in spec.items()}
+        assert make_schedule(filled, 50)(0) > 0, family

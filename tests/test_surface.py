@@ -105,7 +105,7 @@ def test_version_help_texts_and_a_help_that_imports_no_torch(capsys):
 @pytest.mark.usefixtures("jpeg_data")
 def test_failed_trials_make_run_exit_1_unless_allowed_and_lines_appear_without_a_terminal(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
-    broken = _write(tmp_path, GOOD + '\n[task_overrides]\nmodel = "no-such-model"\n')
+    broken = _write(tmp_path, GOOD + '\n[task_overrides]\nbatch_size = 100000  # more than the training images: every trial fails\n')
     out = tmp_path / "out"
     assert main(["run", str(broken), "--results", str(out)]) == 1
     captured = capsys.readouterr()

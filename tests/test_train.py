@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from lrsearch.training.tasks import get_task, schedule_spec
-from lrsearch.training.trainer import train
+from lrsearch.training.schedules import make_schedule
+from lrsearch.training.tasks import OPTIMIZER_NAMES, TRIAL_PARAMETERS, get_task, schedule_spec, trial_settings
+from lrsearch.training.trainer import chance_loss, diverged, train
 
 pytestmark = pytest.mark.usefixtures("jpeg_data")
 
@@ -56,9 +57,136 @@ def test_report_hook_prunes():
     assert r.status == "pruned" and calls == [10, 20] and r.steps == 20
 
 
-def test_failure_is_recorded():
-    r = train(get_task("smoke", model="nonexistent"), {"lr": 0.05})
-    assert r.status == "failed" and "nonexistent" in r.error and r.value == 0.0
+def test_failure_is_recorded_and_an_unknown_param_names_itself_and_the_allowed_ones():
+    r = train(get_task("smoke"), {"lr": 0.05, "lrr": 0.1})
+    assert r.status == "failed" and r.value == 0.0 and r.curve == []
+    assert "'lrr'" in r.error and all(name in r.error for name in TRIAL_PARAMETERS)
+    r = train(get_task("smoke", batch_size=5000), {"lr": 0.05})  # fewer images than one batch
+    assert r.status == "failed" and "fewer than one batch" in r.error
+
+
+def test_a_named_schedule_family_trains_and_follows_its_formula():
+    """The documented categorical `schedule = {choices = [...]}` hands the trainer a string."""
+    r = train(get_task("smoke", epochs=1), {"lr": 0.05, "schedule": "cosine", "final_lr_factor": 0.1}, seed=0)
+    assert r.status == "ok", r.error
+    # a row's lr is the one its interval's last step used (step s - 1 of 20, 0-based): SGDR's formula
+    expected = [0.005 + (0.05 - 0.005) * (1 + math.cos(math.pi * (s - 1) / 20)) / 2 for s in (10, 20)]
+    assert [row["lr"] for row in r.curve] == pytest.approx(expected)
+
+
+def test_trial_params_resolve_against_the_task():
+    task = get_task("smoke", momentum=0.8)
+    assert trial_settings(task, {}).momentum == 0.8
+    assert trial_settings(task, {"one_minus_momentum": 0.05}).momentum == pytest.approx(0.95)
+    assert trial_settings(task, {"momentum": 0.5}).momentum == 0.5
+    with pytest.raises(ValueError, match="not both"):
+        trial_settings(task, {"momentum": 0.5, "one_minus_momentum": 0.5})
+    s = trial_settings(task, {"weight_decay": 0.1, "label_smoothing": 0.2, "backbone_lr_mult": 0.3, "steps": 7})
+    assert (s.weight_decay, s.label_smoothing, s.backbone_lr_mult, s.steps) == (0.1, 0.2, 0.3, 7)
+    n = 100
+
+    def lrs(params, on=task, end=n):
+        schedule = make_schedule(schedule_spec(on, params), n)
+        return [schedule(it) for it in range(end)]
+
+    # final_lr_factor: each family ends at the peak times the factor (cosine and linear decay at step n,
+    # one-cycle at its last step n - 1, as torch's CosineAnnealingLR and OneCycleLR)
+    for family in ("cosine", "one_cycle", "linear_decay"):
+        curve = lrs({"lr": 0.2, "schedule": family, "final_lr_factor": 0.25}, end=n + 1)
+        peak = curve.index(max(curve))
+        assert curve[peak] == pytest.approx(0.2) and min(curve[peak:]) == pytest.approx(0.05), family
+    assert lrs({"lr": 0.2, "schedule": "one_cycle", "final_lr_factor": 0.0})[-1] == 0.0
+    assert lrs({"lr": 0.2, "schedule": "constant", "final_lr_factor": 0.25}) == [0.2] * n  # nothing to set
+    # pct_start: one-cycle peaks at step pct_start * n - 1 (torch's OneCycleLR)
+    curve = lrs({"lr": 0.2, "schedule": "one_cycle", "pct_start": 0.4})
+    assert curve.index(max(curve)) == 39
+    # warmup_frac: linear from 0 over that fraction of the steps, in front of the schedule (with_warmup)
+    curve = lrs({"lr": 0.2, "schedule": "cosine", "warmup_frac": 0.1})
+    cosine = [0.1 * (1 + math.cos(math.pi * it / n)) for it in range(n)]
+    assert curve == pytest.approx([c * min(1.0, it / 10) for it, c in enumerate(cosine)])
+    # a family string on a task whose template is of that family keeps the template's settings
+    cpu = get_task("cpu")
+    assert schedule_spec(cpu, {"lr": 0.3, "schedule": "one_cycle"}) == schedule_spec(cpu, {"lr": 0.3})
+    with pytest.raises(ValueError, match="schedule 'sawtooth'.*constant, cosine, one_cycle, linear_decay"):
+        schedule_spec(task, {"schedule": "sawtooth"})
+
+
+def test_invalid_task_fields_stop_when_the_task_is_built():
+    for field, value, allowed in [("optimizer", "adamx", "adamw"), ("model", "resnet", "resnet8"),
+                                  ("normalization", "per_pixel", "pixel_mean"), ("flip", "never", "alternating"),
+                                  ("schedule", "sawtooth", "one_cycle"), ("schedule", {"name": "saw"}, "cyclic")]:
+        with pytest.raises(ValueError, match=f"task 'smoke': {field} {value!r}: expected .*{allowed}"):
+            get_task("smoke", **{field: value})
+    with pytest.raises(ValueError, match="pretrain .*unknown key.*epoch"):
+        get_task("smoke", pretrain={"epoch": 3})
+    with pytest.raises(ValueError, match="classes"):
+        get_task("smoke", classes=(3, 3))
+    assert get_task("smoke", schedule="cosine").schedule == {"name": "cosine", "base_lr": "$lr", "min_lr": 0.0}
+
+
+def test_registries_and_the_tasks_name_tables_agree():
+    from lrsearch.training.trainer import OPTIMIZERS
+
+    assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES
+
+
+def test_adamw_decouples_weight_decay_and_adam_adds_it_to_the_gradient():
+    import torch
+
+    from lrsearch.training.trainer import make_optimizer
+
+    def one_step(name):
+        p = torch.nn.Parameter(torch.ones(1))
+        opt = make_optimizer(get_task("smoke", optimizer=name), [{"params": [p], "weight_decay": 0.01}], 0.1, 0.9)
+        p.grad = torch.zeros(1)  # only the decay moves it
+        opt.step()
+        return p.item()
+
+    assert one_step("adamw") == pytest.approx(1 - 0.1 * 0.01)  # p -= lr * wd * p (Loshchilov & Hutter)
+    assert one_step("adam") == pytest.approx(1 - 0.1, rel=1e-4)  # grad = wd * p, normalised by Adam to a step of lr
+
+
+def test_betas_and_backbone_lr_come_from_the_trial():
+    from lrsearch.training.trainer import trial_parts
+
+    task = get_task("smoke", optimizer="adamw", beta2=0.99, eps=1e-6, backbone_lr_mult=0.5)
+    setup, _ = trial_parts(task, {"lr": 0.01, "one_minus_momentum": 0.05})
+    group = setup.optimizer.param_groups[0]
+    assert group["betas"] == (pytest.approx(0.95), 0.99) and group["eps"] == 1e-6
+    head = {id(p) for p in setup.model.head.parameters()}
+    for group in setup.optimizer.param_groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1 and group["lr"] == pytest.approx(0.01 if in_head == {True} else 0.005)
+    setup, _ = trial_parts(task, {"lr": 0.01, "backbone_lr_mult": 0.0})
+    assert sorted(g["lr"] for g in setup.optimizer.param_groups) == [0.0, 0.01]
+
+
+def test_divergence_rule_is_fastais_four_times_the_best_from_chance_level():
+    chance = chance_loss(10)
+    assert chance == pytest.approx(2.302585, rel=1e-6)
+    assert not diverged(4 * chance, chance, 4.0) and diverged(4 * chance + 1e-9, chance, 4.0)
+    assert diverged(0.9, 0.2, 4.0) and not diverged(0.8, 0.2, 4.0)
+    assert diverged(float("nan"), chance, 4.0) and diverged(float("inf"), chance, 4.0)
+
+
+def test_evaluation_hooks_switch_an_optimizer_to_its_evaluation_weights(monkeypatch):
+    """Schedule-free's protocol: optimizer.eval() before each evaluation, .train() after it (not after the last)."""
+    import torch
+
+    from lrsearch.training import trainer
+
+    calls = []
+
+    class RecordingSGD(torch.optim.SGD):
+        def eval(self):
+            calls.append("eval")
+
+        def train(self):
+            calls.append("train")
+
+    monkeypatch.setitem(trainer.OPTIMIZERS, "sgd", (RecordingSGD, trainer.OPTIMIZERS["sgd"][1]))
+    r = train(get_task("smoke", epochs=1.5), {"lr": 0.05})  # evaluations at steps 10, 20, 30
+    assert r.status == "ok" and calls == ["eval", "train", "eval", "train", "eval"]
 
 
 def test_lr_fills_the_schedule_template():
@@ -140,3 +268,53 @@ def test_gpu_task_runs_on_a_cpu_with_decoupled_decay_and_a_frozen_whitening_bias
     assert r.status == "ok", r.error
     assert r.steps == 16 and r.final_test_acc > 0.15 and r.eval_s > 0 and r.train_s > 0
     assert [row["step"] for row in r.curve] == [4, 8, 12, 16]
+
+
+def test_finetune_pretrains_once_for_two_workers_caches_and_starts_from_the_backbone(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import torch
+
+    from lrsearch.training import pretrain, trainer
+    from lrsearch.training.data import resolve_source
+    from lrsearch.training.models import head_parameter_names
+
+    monkeypatch.setenv("LRSEARCH_PRETRAINED", str(tmp_path))
+    small = {"classes": (0, 1, 2, 3, 4), "train_subset": 600, "val_size": 100, "test_subset": 200, "epochs": 1,
+             "eval_every": 5, "lr": 0.05, "augment": False, "seed": 0}
+    task = get_task("finetune", train_subset=600, val_size=100, test_subset=500, epochs=1, eval_every=5, pretrain=small)
+    trained, real = [], trainer._train
+
+    def slow_train(*args, **kwargs):  # long enough that the second worker arrives while the first trains
+        trained.append(args[0].name)
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train", slow_train)
+    prepared = []
+    workers = [threading.Thread(target=lambda: prepared.append(trainer.prepare_task(task))) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert trained == ["finetune/pretrain"] and prepared[0].pretrained == prepared[1].pretrained
+    path = prepared[0].pretrained
+    record = pretrain.read_record(path)
+    assert path.parent == tmp_path and record["status"] == "ok" and record["task"]["classes"] == [0, 1, 2, 3, 4]
+    assert prepared[0].pretrain_s == record["train_s"] > 0
+    source = resolve_source(None)
+    assert pretrain.weights_path(task, source, "cpu") == path
+    assert pretrain.weights_path(get_task("finetune", pretrain=small | {"seed": 1}), source, "cpu") != path
+    assert pretrain.weights_path(get_task("finetune", pretrain=small | {"lr": 0.1}), source, "cpu") != path
+
+    monkeypatch.setattr(trainer, "_train", real)
+    setup, data = trainer.trial_parts(task, {"lr": 0.05}, seed=1)
+    assert len(data.test_y) == 500 and set(data.test_y.tolist()) == {0, 1, 2, 3, 4}  # classes 5-9, relabelled
+    weights, head = pretrain.load(path), head_parameter_names(setup.model)
+    assert head == {"head.weight", "head.bias"}
+    for name, value in setup.model.state_dict().items():  # the pretrained backbone, a fresh head
+        assert torch.equal(value, weights[name]) == (name not in head), name
+    made = path.stat().st_mtime_ns
+    r = train(task, {"lr": 0.05, "backbone_lr_mult": 0.1})
+    assert r.status == "ok" and r.final_val_acc > 0.2 and path.stat().st_mtime_ns == made  # loaded, not remade

@@ -7,7 +7,7 @@ one-cycle peak). A trial may also name a schedule family (`"schedule": "cosine"`
 whole `schedule` spec. `TRIAL_PARAMETERS` lists every param a trial may set.
 
 This module imports no torch (configs are validated without it); the name tables below are the
-trainer's registries' keys, kept equal by tests/test_train.py.
+trainer's registries' keys, kept equal by the tests (test_models, test_train, test_schedules).
 """
 
 from __future__ import annotations
@@ -138,9 +138,12 @@ class Task:
 
 
 def pretrain_task(task: Task) -> Task:
-    """The task a fine-tuning task's pretraining trains: the task itself, its `pretrain` overrides applied."""
+    """The task a fine-tuning task's pretraining trains: the task itself, its `pretrain` overrides applied. Its
+    budget is the overrides' own (`epochs` or `steps`, no `seconds` cap unless given), never the fine-tuning's."""
     overrides = {k: v for k, v in task.pretrain.items() if k != "seed"}
-    return replace(task, **({"name": f"{task.name}/pretrain", "pretrain": None, "backbone_lr_mult": 1.0} | overrides))
+    budget = {"steps": None, "epochs": None, "seconds": None} if {"epochs", "steps"} & set(overrides) else {}
+    return replace(task, **({"name": f"{task.name}/pretrain", "pretrain": None, "backbone_lr_mult": 1.0} | budget
+                            | overrides))
 
 
 TASKS: dict[str, Task] = {
@@ -181,31 +184,55 @@ TASKS: dict[str, Task] = {
         eval_every=1000, target_acc=0.608, val_size=0, lr=0.001, momentum=0.9, weight_decay=0.0,
         normalization="pixel_mean", eval_batch_size=10_000, schedule={"name": "constant", "lr": "$lr"},
         description="the CLR paper's Caffe CIFAR-10 net with sigmoid units and batch normalisation, batch 111"),
-    # ---- CPU workloads that differ in what makes the LR hard, ~1.5 s of train_s per trial on 2 cores
+    # ---- CPU workloads that differ in what makes the LR hard, ~1.5 s of train_s per trial on 2 cores.
+    # Seconds measured with `lrsearch.train(get_task(name), {"lr": ...}, seed=0)`, the minimum of 3 to 5 trials,
+    # on this 2-core VM (shared with other jobs, 2026-12-01, torch 2.13 CPU), interleaved with the `cpu` task,
+    # whose minimum there was 8.0 s (4.5 s on a quiet day): "~1.5 s" is the quiet-day pace, scaled by 4.5 / 8.0.
+    # Each evaluates 9 times on 500 validation + 500 test images (eval_s, outside train_s).
+    # target_acc from data (results/resnet-adamw-table/TARGET.md): the lowest of 3 seeds' final val_acc at the
+    # best LR of a 16-LR grid (0.0136: 0.318), rounded down to 0.5 points
     "resnet-adamw": Task(
-        name="resnet-adamw", model="resnet8", batch_size=100, epochs=2, eval_every=6, target_acc=0.5,  # set from the sweep
-        train_subset=3000, val_size=500, test_subset=500, lr=0.003, optimizer="adamw", momentum=0.9, weight_decay=0.05,
+        name="resnet-adamw", model="resnet8", batch_size=100, epochs=1, eval_every=4, target_acc=0.315,
+        train_subset=4100, val_size=500, test_subset=500, lr=0.003, optimizer="adamw", momentum=0.9, weight_decay=0.05,
         schedule={"name": "cosine", "base_lr": "$lr", "min_lr": 0.0, "warmup_frac": 0.1},
-        description="TODO"),
+        description=("ResNet-8 (BatchNorm, 78k params), AdamW (decoupled weight decay 0.05 on conv/linear weights), 10% "
+                     "linear warm-up then cosine to 0; 3,600 train / 500 val / 500 test images, 1 epoch (36 steps): "
+                     "train_s 2.7 s per trial with the machine at half speed, ~1.5 s on a quiet 2-core CPU; eval_s 2.2 s")),
+    # target_acc from data (results/caffe-cpu-table/TARGET.md): the lowest of 3 seeds' final val_acc at the best
+    # LR of a 16-LR grid (0.01: 0.164), rounded down to 0.5 points. Within the noise: 17 steps are too few for
+    # this net (best mean 18.5%, chance 10%); a longer trial would make a better workload.
     "caffe-cpu": Task(
-        name="caffe-cpu", model="caffe_cifar10_full", batch_size=100, epochs=1, eval_every=2, target_acc=0.5,  # set from the sweep
-        train_subset=2500, val_size=500, test_subset=500, lr=0.001, momentum=0.9, weight_decay=0.004,
+        name="caffe-cpu", model="caffe_cifar10_full", batch_size=100, epochs=1, eval_every=2, target_acc=0.16,
+        train_subset=2200, val_size=500, test_subset=500, lr=0.001, momentum=0.9, weight_decay=0.004,
         normalization="pixel_mean", schedule={"name": "constant", "lr": "$lr"},
-        description="TODO"),
+        description=("the CLR paper's Caffe CIFAR-10 'full' net at the paper's setting (SGD, momentum 0.9, weight decay "
+                     "0.004, a fixed LR, Caffe's mean image), 1,700 train / 500 val / 500 test images, 1 epoch (17 steps "
+                     "of 100): train_s 2.8 s per trial with the machine at half speed, ~1.6 s on a quiet 2-core CPU; "
+                     "eval_s 7 s (its LRN makes evaluation dear)")),
+    # target_acc from data (results/nobn-table/TARGET.md): the lowest of 3 seeds' final val_acc at the best LR
+    # of a 16-LR grid (0.063: 0.330), rounded down to 0.5 points
     "nobn": Task(
-        name="nobn", model="plain", batch_size=100, epochs=2, eval_every=6, target_acc=0.5,  # set from the sweep
+        name="nobn", model="plain", batch_size=100, epochs=2, eval_every=6, target_acc=0.33,
         train_subset=3000, val_size=500, test_subset=500, lr=0.01, momentum=0.9, weight_decay=5e-4,
         schedule={"name": "constant", "lr": "$lr"},
-        description="TODO"),
+        description=("a plain conv net without BatchNorm (TinyNet's convolutions, 34k params), SGD momentum 0.9, constant "
+                     "LR; 2,500 train / 500 val / 500 test images, 2 epochs (50 steps): train_s 2.4 s per trial with the "
+                     "machine at half speed, ~1.3 s on a quiet 2-core CPU; eval_s 2 s")),
+    # target_acc from data (results/finetune-table/TARGET.md): the lowest of 3 seeds' final val_acc at the best
+    # LR of a 16-LR grid (0.25, backbone at 0.1x: 0.670), rounded down to 0.5 points
     "finetune": Task(
-        name="finetune", model="tiny", batch_size=100, epochs=2, eval_every=6, target_acc=0.5,  # set from the sweep
-        classes=(5, 6, 7, 8, 9), train_subset=3000, val_size=500, test_subset=500, lr=0.05, momentum=0.9,
+        name="finetune", model="tiny", batch_size=100, epochs=1, eval_every=5, target_acc=0.67,
+        classes=(5, 6, 7, 8, 9), train_subset=5000, val_size=500, test_subset=500, lr=0.05, momentum=0.9,
         weight_decay=5e-4, backbone_lr_mult=0.1, schedule={"name": "constant", "lr": "$lr"},
         pretrain={"classes": (0, 1, 2, 3, 4), "train_subset": 10_000, "val_size": 500, "test_subset": 500, "epochs": 3,
                   "eval_every": 95, "lr": 0.1, "augment": True,
                   "schedule": {"name": "one_cycle", "max_lr": "$lr", "pct_start": 0.25, "anneal_strategy": "linear"},
                   "seed": 0},
-        description="TODO"),
+        description=("TinyNet pretrained on CIFAR classes 0-4 (9,500 images, 3 epochs one-cycle with augmentation, once "
+                     "per machine by prepare_task, cached in .cache/pretrained/: ~2 minutes at half speed), fine-tuned on "
+                     "classes 5-9 with a fresh head, the backbone at backbone_lr_mult (0.1) x the LR, SGD momentum 0.9, "
+                     "constant LR; 4,500 train / 500 val / 500 test images, 1 epoch (45 steps): train_s 2.4 s per trial "
+                     "with the machine at half speed, ~1.35 s on a quiet 2-core CPU; eval_s 2 s")),
 }
 
 
