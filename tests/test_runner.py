@@ -267,3 +267,20 @@ def test_a_store_from_before_eval_s_gains_the_column_and_keeps_its_trials(tmp_pa
     trials = store.trials_frame()
     store.close()
     assert trials["trial_index"].tolist() == [0, 1] and trials["eval_s"].tolist()[1] == 0.25
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_a_categorical_schedule_space_trains_through_the_runner(tmp_path):
+    """The documented `schedule = {choices = [...]}` hands the trainer a family name: every trial trains."""
+    from conftest import JPEG
+
+    from lrsearch import Experiment, load_results, run_experiment
+
+    experiment = Experiment(name="sched", task="smoke", strategies=["grid"], budgets=[2], seeds=[0],
+                            results=str(tmp_path / "out"), task_overrides={"epochs": 1},
+                            space={"schedule": {"choices": ["constant", "cosine"]}})  # lr: the task's 0.05
+    trials = load_results(run_experiment(experiment, data_source=str(JPEG))).trials
+    assert sorted(trials["params_schedule"]) == ["constant", "cosine"] and set(trials["status"]) == {"ok"}
+    curves = load_results(tmp_path / "out").curves
+    cosine = curves[curves["trial_id"] == trials.loc[trials["params_schedule"] == "cosine", "trial_id"].iloc[0]]
+    assert cosine["lr"].iloc[-1] < 0.5 * 0.05  # the cosine decays from the peak; a constant LR stays at it

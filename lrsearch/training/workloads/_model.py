@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.training.schedules import FunctionLR, make_schedule
-from lrsearch.training.trainer import ReportHook, TrialResult
+from lrsearch.training.trainer import ReportHook, TrialResult, diverged
 from lrsearch.training.workloads._base import Direction, RangeTestParts, Workload
 from lrsearch.training.workloads._function import source_digest
 
@@ -189,11 +189,12 @@ class ModelWorkload(Workload):
                 now = time.perf_counter()
                 result.train_s += now - resumed
                 train_loss = loss_sum / interval
-                diverged = not math.isfinite(train_loss) or train_loss > self.diverge_factor * best_loss
+                # the trainer's rule; the best starts at infinity: a user's loss need not be a classifier's
+                is_diverged = diverged(train_loss, best_loss, self.diverge_factor)
                 best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
                 row = {"step": step, "epoch": step / per_epoch, "samples": step * self.batch_size, "lr": lr,
                        "train_loss": train_loss, "val_acc": None, "test_acc": None}
-                if not diverged:
+                if not is_diverged:
                     model.eval()
                     row["val_acc"] = float(evaluate(model, val))
                     model.train()
@@ -201,7 +202,7 @@ class ModelWorkload(Workload):
                 row["train_s"], row["wall_s"] = result.train_s, time.perf_counter() - started
                 result.curve.append(row)
                 result.steps = step
-                if diverged:
+                if is_diverged:
                     result.status, result.error = "diverged", f"loss {train_loss:.4g} at step {step} (best {best_loss:.4g})"
                     return
                 value = row["val_acc"]
