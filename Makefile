@@ -54,7 +54,7 @@ tabulate: install
 replay-check: install
 	$(BIN)/lrsearch run experiments/replay-check-cpu.toml $(RESULTS_FLAG)
 
-# The CPU suite: 5 workloads x 2 spaces, 10 strategies, 3 seeds -> runs/suite-cpu/<problem>/ and REPORT.md
+# The CPU suite: 4 workloads x 2 spaces, 10 strategies, 3 seeds -> runs/suite-cpu/<problem>/ and REPORT.md
 # (about an hour on 2 cores; resumes; WORKERS=2 runs two cooperating workers, one torch thread each).
 # RESULTS=results/suite-cpu writes the committed one. `make suite SEEDS=0` runs one seed.
 WORKERS ?= 1

@@ -37,7 +37,8 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
         # step function: the best so far holds until the next trial ends
         idx = np.searchsorted(g["cum_train_s"].to_numpy(), grid, side="right") - 1
         best = np.where(idx >= 0, g["best_val_acc"].to_numpy()[np.clip(idx, 0, None)], np.nan)
-        rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "train_s": grid, "best_val_acc": best}))
+        rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "point": np.arange(len(grid)), "train_s": grid,
+                                  "best_val_acc": best}))
     curves = pd.concat(rows, ignore_index=True)
     fig, ax = plt.subplots(figsize=(9, 4.8))
     palette = _palette(curves["strategy"])
@@ -45,7 +46,7 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
     for strategy, g in curves.groupby("strategy", sort=False):
         # seeds x grid points; the median over seeds and its percentile bootstrap band, every point at once
         # (seaborn's lineplot bootstraps point by point: a minute for a few strategies)
-        values = g.pivot(index="seed", columns="train_s", values="best_val_acc").to_numpy()
+        values = g.pivot(index="seed", columns="point", values="best_val_acc").to_numpy()  # (grid may repeat: 0 s)
         resampled = values[rng.integers(0, len(values), (_CI["n_boot"], len(values)))]
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a strategy's first trial
