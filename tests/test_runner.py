@@ -55,10 +55,16 @@ def test_config_errors_name_file_field_and_what_is_allowed(tmp_path, change, fie
 
 
 def test_good_config_and_presets_load():
+    from lrsearch.training.tasks import get_task
+
     assert load_experiment(_write(Path(os.environ.get("TMPDIR", "/tmp")), GOOD)).budgets == [2]
+    from lrsearch.experiment.suite import Suite, load_config
+
     for preset in sorted(p for p in (REPO / "experiments").glob("*.toml") if p.name != "clr_paper.toml"):
-        experiment = load_experiment(preset)
-        assert experiment.task_spec().target_acc == (experiment.target_acc or experiment.task_spec().target_acc)
+        config = load_config(preset)
+        for experiment in config.experiments() if isinstance(config, Suite) else [config]:
+            expected = experiment.target_acc if experiment.target_acc is not None else get_task(experiment.task).target_acc
+            assert experiment.target_value() == expected, preset
 
 
 def test_cli_config_error_is_one_line(tmp_path, capsys):

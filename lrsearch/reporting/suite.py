@@ -51,12 +51,33 @@ def problem_row(folder: Path) -> dict:
     best = summary.sort_values("rank").iloc[0] if n else None
     return {"problem": folder.name, "workload": config["workload"]["spec"], "space": " + ".join(config["space"]),
             "target": config["workload"]["target"], "strategies": n, "runs": len(runs),
+            "complete": int((runs["run_status"] == "complete").sum()),
+            "planned": len(config["strategies"]) * len(config["budgets"]) * len(config["seeds"]),
             "train_s": float(runs["train_s"].sum()), "trial_wall_s": float(runs["wall_s"].sum()),
             "success_rate": float(runs["reached_target"].mean()) if len(runs) else math.nan,
             "pairs": n * (n - 1) // 2, "separated_by_value": len(set(acc_pairs)),
             "separated_by_ttt": len(set(ttt_pairs)),
             "rank_1": best["strategy"] if best is not None else "",
             "examples": "; ".join(f"{a} > {b}" for a, b in (acc_pairs + ttt_pairs)[:3])}
+
+
+def _wall_span(folders: list[Path]) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """When the suite's first run started and its last finished, from the stores."""
+    from lrsearch.experiment.store import Store
+
+    starts, ends = [], []
+    for folder in folders:
+        store = Store(folder / "results.sqlite", create=False)
+        try:
+            runs = store.runs_frame()
+        finally:
+            store.close()
+        starts += runs["started_at"].dropna().tolist()
+        ends += runs["finished_at"].dropna().tolist()
+    if not starts or not ends:
+        return None
+    utc = datetime.timezone.utc
+    return datetime.datetime.fromtimestamp(min(starts), utc), datetime.datetime.fromtimestamp(max(ends), utc)
 
 
 def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
@@ -68,6 +89,7 @@ def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
             build_report(folder)
     rows = [problem_row(f) for f in folders if (f / "tables" / "summary.csv").exists()]
     table = pd.DataFrame(rows)
+    span = _wall_span(folders)
     lines = [f"# {suite.name}", "", suite.description, "",
              f"{len(rows)} problems (workload x search space) of {len(suite.experiments(root))}; strategies "
              f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds {suite.seeds}. Each problem's own "
@@ -79,12 +101,17 @@ def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
              "median best validation value (`separated_by_value`), or of the median search time-to-target "
              "(`separated_by_ttt`; only where both intervals are finite), do not overlap.", ""]
     if len(table):
-        lines += [_fmt(table, ["problem", "workload", "space", "target", "strategies", "runs", "train_s",
+        lines += [_fmt(table, ["problem", "workload", "space", "target", "strategies", "complete", "planned", "train_s",
                                "trial_wall_s", "success_rate", "pairs", "separated_by_value", "separated_by_ttt",
                                "rank_1", "examples"]), "",
-                  f"In all: {table['runs'].sum()} runs, {table['train_s'].sum() / 60:.0f} min of training, "
+                  f"In all: {table['complete'].sum()} of {table['planned'].sum()} planned runs complete "
+                  f"({table['runs'].sum()} begun), {table['train_s'].sum() / 60:.0f} min of training, "
                   f"{table['trial_wall_s'].sum() / 60:.0f} min of trial wall-clock (evaluations, model building "
                   "and data included; the strategies' own overhead aside).", ""]
+        if span:
+            lines += [f"Wall-clock: the first run started {span[0]:%Y-%m-%d %H:%M} UTC, the last finished {span[1]:%H:%M} "
+                      f"UTC: {(span[1] - span[0]).total_seconds() / 60:.0f} min for every worker together (see each "
+                      "problem's report for the workers and the machine).", ""]
     for folder in folders:
         summary_path = folder / "tables" / "summary.csv"
         if not summary_path.exists():
