@@ -245,18 +245,23 @@ class Experiment(BaseModel):
 
 def _branch_names(dim) -> list[str]:
     """The sub-parameter names of a conditional dimension (none for a plain one)."""
-    branches = getattr(dim, "branches", None) or {}
+    branches = dim.branches or {}
     return [sub.name for space in branches.values() for sub in space]
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def read_toml(path: str | Path) -> dict:
+    """A config file's TOML; a missing file or bad TOML raises ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment file; the configs live in experiments/*.toml")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    raw = read_toml(path)
     try:
         return Experiment(**raw)
     except ConfigError as err:

@@ -181,15 +181,9 @@ def is_suite(raw: dict) -> bool:
 
 def load_config(path: str | Path) -> Experiment | Suite:
     """An experiment file, or a suite file (one with [[problems]]); a bad one raises ConfigError naming it."""
-    from lrsearch.experiment.config import load_experiment, tomllib
+    from lrsearch.experiment.config import load_experiment, read_toml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such experiment file; the configs live in experiments/*.toml")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    raw = read_toml(path)
     if not is_suite(raw):
         return load_experiment(path)
     try:
