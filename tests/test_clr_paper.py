@@ -1,6 +1,7 @@
 """The CLR paper reproduction: config, quick-mode scaling, the tables' arithmetic, and tiny end-to-end runs."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -121,7 +122,7 @@ def _tiny_config(tmp_path):
 
 
 @pytest.mark.usefixtures("jpeg_data")
-def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch):
+def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch, capsys):
     from conftest import JPEG
 
     from lrsearch.cli import main
@@ -138,8 +139,33 @@ def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch):
         assert (out / "figures" / f"{figure}.png").exists()
     report = (out / "REPORT.md").read_text()
     assert "JPEG" in report and "QUICK" in report and "The headline" in report and "not comparable" in report
-    # a second call resumes: nothing left to train
+    # a second call resumes: nothing left to train (the store's trials keep their first finishing times)
+    from lrsearch.experiment.store import Store
+
+    def trials():
+        store = Store(out / "results.sqlite")
+        try:
+            return store.trials_frame()[["run_id", "finished_at"]].sort_values("run_id").values.tolist()
+        finally:
+            store.close()
+
+    before = trials()
+    assert len(before) == 5  # 2 policies x 2 seeds, and the range test
     assert main(["clr-paper", str(tiny), "--quick", "--results", str(out), "--only", "fixed"]) == 0
+    assert trials() == before
+    # a policy edited since its runs were stored stops the call before training, naming what changed
+    edited = tmp_path / "edited.toml"
+    edited.write_text(tiny.read_text().replace("base_lr = 0.001, max_lr = 0.005", "base_lr = 0.002, max_lr = 0.005"))
+    assert main(["clr-paper", str(edited), "--quick", "--results", str(out), "--only", "fixed", "clr-table2"]) == 2
+    message = capsys.readouterr().err
+    assert "clr-table2" in message and "schedule.stages.0.base_lr: 0.001 -> 0.002" in message and "--reset" in message
+    assert re.search(r"experiment 'clr-paper-quick' \(([^)]*)\)", message).group(1) == "clr-table2"  # only its runs
+    assert trials() == before
+    # --reset drops the edited policy's runs and trains them again; the others are kept
+    assert main(["clr-paper", str(edited), "--quick", "--results", str(out), "--only", "fixed", "clr-table2",
+                 "--reset"]) == 0
+    after = trials()
+    assert len(after) == 5 and len(set(map(tuple, after)) & set(map(tuple, before))) == 3
 
 
 @pytest.mark.usefixtures("jpeg_data")

@@ -238,8 +238,8 @@ def _clr_paper(args: argparse.Namespace) -> int:
     try:
         out = run_clr_paper(config, quick=args.quick, results=args.results, device=args.device, data_source=args.data,
                             only=args.only, stage=args.stage, workers=args.workers, stack_seeds=args.stack_seeds,
-                            time_limit_s=args.time_limit, report_only=args.report_only)
-    except ConfigError as err:
+                            time_limit_s=args.time_limit, report_only=args.report_only, reset=args.reset)
+    except (ConfigError, ValueError) as err:  # ValueError: DefinitionChanged, a bad --only
         raise UserError(str(err)) from None
     print(f"results in {out}/; report: {out / 'REPORT.md'}")
     return 0
@@ -294,6 +294,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this many seconds: finished runs "
                    "are kept and the report written; the same command goes on from there (default: none)")
     c.add_argument("--report-only", action="store_true", help="rebuild the report from the store, training nothing")
+    c.add_argument("--reset", action="store_true", help="drop stored runs whose policy (schedule, iterations, task, "
+                   "data) changed since, and train them again, instead of stopping")
     c.add_argument("--results", help="results folder (default: the config's `results`, with -quick for --quick)")
     c.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     c.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")

@@ -193,6 +193,11 @@ def run_definition(experiment: Experiment, spec: RunSpec, workload: Workload) ->
             "options": experiment.options.get(spec.strategy, {}), "time_budget_s": experiment.time_budget_s}
 
 
+def new_worker_id() -> str:
+    """This process's id in the store's claims: "host:pid:token" (`worker_alive` reads it back)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 def worker_alive(worker: str) -> bool:
     """Whether the process behind a worker id ("host:pid:token") may still run: a process of this host
     is looked up; one of another host counts as alive (its heartbeat tells)."""
@@ -214,12 +219,14 @@ class DefinitionChanged(ValueError):
 
 
 def _flatten(value, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        out: dict[str, object] = {}
-        for key, item in value.items():
-            out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
-        return out
-    return {prefix: value}
+    """Leaves by dotted path; list items by index (`schedule.stages.0.base_lr`), so a change names its leaf."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) and value else None
+    if items is None:
+        return {prefix: value}
+    out: dict[str, object] = {}
+    for key, item in items:
+        out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    return out
 
 
 def changed_fields(stored: dict, now: dict, defaults: dict | None = None, ignored: set[str] | None = None) -> list[str]:
@@ -244,28 +251,39 @@ def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec]
                       reset: bool) -> None:
     """Stop before any training when stored runs of these specs were trained under another definition; with
     `reset`, drop those runs (they are trained again). Runs stored before definitions were recorded pass."""
-    stored = store.definitions(experiment.name)
+    wanted = {(s.strategy, s.budget, s.seed): run_definition(experiment, s, workload) for s in specs}
+    check_stored_definitions(store, experiment.name, wanted, workload.definition_defaults(),
+                             workload.definition_ignored(), reset)
+
+
+def check_stored_definitions(store: Store, experiment: str, wanted: dict[tuple[str, int, int], dict],
+                             defaults: dict | None = None, ignored: set[str] | None = None,
+                             reset: bool = False) -> None:
+    """The store's side of the change check, for any caller that plans runs ((strategy, budget, seed) ->
+    the definition it would train now): DefinitionChanged naming every changed field and the ways on, or
+    with `reset` those runs dropped. Runs stored without a definition (before they were recorded) pass."""
+    stored = store.definitions(experiment)
     stale: dict[tuple, list[str]] = {}
-    for spec in specs:
-        old = stored.get((spec.strategy, spec.budget, spec.seed))
+    for key, definition in wanted.items():
+        old = stored.get(key)
         if old is not None:
-            changes = changed_fields(old, run_definition(experiment, spec, workload), workload.definition_defaults(),
-                                     workload.definition_ignored())
+            changes = changed_fields(old, definition, defaults, ignored)
             if changes:
-                stale[(spec.strategy, spec.budget, spec.seed)] = changes
+                stale[key] = changes
     if not stale:
         return
     if reset:
-        store.delete_runs(experiment.name, list(stale))
+        store.delete_runs(experiment, list(stale))
         return
     fields = sorted({c for changes in stale.values() for c in changes})
+    names = sorted({strategy for strategy, _, _ in stale})
     raise DefinitionChanged(
-        f"{store.path}: {len(stale)} stored run(s) of experiment {experiment.name!r} were trained under another "
-        f"definition ({'; '.join(fields[:6])}{'; ...' if len(fields) > 6 else ''}). Give a new --results folder, "
-        "or --reset to drop those runs and train them again")
+        f"{store.path}: {len(stale)} stored run(s) of experiment {experiment!r} ({', '.join(names)}) were trained "
+        f"under another definition ({'; '.join(fields[:6])}{'; ...' if len(fields) > 6 else ''}). Give a new "
+        "--results folder, or --reset to drop those runs and train them again")
 
 
-class _Heartbeat:
+class Heartbeat:
     """A thread that keeps this worker's claims alive while it trains them."""
 
     def __init__(self, store: Store, worker: str, interval_s: float):
@@ -332,9 +350,9 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         workload.prepare(torch.device("cpu") if executor.remote else resolve_device(device))
         write_experiment_json(experiment, out, workload)
         env = environment() | {"executor": executor.describe()}
-        worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        worker = new_worker_id()
         interval = heartbeat_s()
-        heartbeat = _Heartbeat(store, worker, interval)
+        heartbeat = Heartbeat(store, worker, interval)
         mirror = OptunaMirror(out, space)  # every run as an Optuna study too (optuna-dashboard, see dashboard.py)
         mirrored = mirror.studies()
         run_log = _RunLog(out)

@@ -33,10 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, mode
 
 from lrsearch.experiment.config import ConfigError
 from lrsearch.experiment.provenance import environment
+from lrsearch.experiment.runner import (
+    DefinitionChanged,
+    Heartbeat,
+    check_stored_definitions,
+    heartbeat_s,
+    new_worker_id,
+    worker_alive,
+)
 from lrsearch.experiment.store import Store
 from lrsearch.reporting.tables import bootstrap_ci
 from lrsearch.search.lr_finder import RangeTest, ema, plot_range_test
 from lrsearch.training.tasks import TASKS, Task, get_task
+from lrsearch.training.workloads import TaskWorkload
 
 PAPER = "Smith, Cyclical Learning Rates for Training Neural Networks, WACV 2017 (arXiv:1506.01186)"
 PAPER_SPEEDUP = 70_000 / 25_000  # the headline: the fixed policy's 81.4% at 70,000 iterations, CLR's at 25,000
@@ -215,14 +224,15 @@ def _range_test_job(job: dict) -> list[dict]:
 def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | None = None, device: str | None = None,
                   data_source: str | None = None, only: list[str] | None = None, stage: str = "main",
                   workers: int | None = None, stack_seeds: bool | None = None, time_limit_s: float | None = None,
-                  report_only: bool = False) -> Path:
+                  report_only: bool = False, reset: bool = False) -> Path:
     """Train every selected (policy, seed) not yet complete in the store, then write the report.
 
     workers: processes side by side (default: 8 on a GPU, 1 on a CPU, where 1 trains in this process);
     stack_seeds: a policy's seeds as one stacked model (default: on a GPU only; on a CPU the stacked
     convolutions are slower than one model after another); time_limit_s: after this many seconds no job
     starts and unfinished ones are stopped (what finished is kept; the next call trains the rest);
-    report_only: rebuild the report from the store, training nothing."""
+    report_only: rebuild the report from the store, training nothing; reset: drop stored runs whose policy
+    changed since (else the call stops with DefinitionChanged, naming the changed fields)."""
     out = Path(results or (config.results + ("-quick" if quick else "")))
     if report_only:
         build_clr_report(out, config, quick)
@@ -241,36 +251,78 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     env = environment() | {"workers": workers, "stack_seeds": stack_seeds}
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     common = {"device": device, "data_source": data_source, "threads": threads, "stack_seeds": stack_seeds}
-    jobs = []
+    planned = []  # (job without seeds, the seeds it plans)
     for policy in policies:
-        seeds = [s for s in config.seeds if store.run_status(name, policy.name, 1, s) != "complete"]
-        skipped = len(config.seeds) - len(seeds)
-        if skipped:
-            print(f"{policy.name}: {skipped} seed(s) already complete, skipped")
-        if seeds:
-            jobs.append(common | {"name": policy.name, "task": policy_task(config, policy, quick),
-                                  "schedule": scale_schedule(policy.schedule, config.quick.scale) if quick else policy.schedule,
-                                  "seeds": seeds})
+        planned.append((common | {"name": policy.name, "task": policy_task(config, policy, quick),
+                                  "schedule": scale_schedule(policy.schedule, config.quick.scale) if quick else policy.schedule},
+                        list(config.seeds)))
     if (not only or RANGE_TEST in only) and stage in ("main", "all"):
-        seed = config.seeds[0]
-        if store.run_status(name, RANGE_TEST, 1, seed) != "complete":
-            task = policy_task(config, Policy(name=RANGE_TEST, iterations=1, schedule={}), quick)
-            jobs.append(common | {"name": RANGE_TEST, "task": task, "seeds": [seed],
-                                  "spec": config.range_test.model_dump()})
-    jobs.sort(key=lambda j: -(j["task"].steps or 0) * len(j["seeds"]))  # the longest first: the shortest makespan
+        task = policy_task(config, Policy(name=RANGE_TEST, iterations=1, schedule={}), quick)
+        planned.append((common | {"name": RANGE_TEST, "task": task, "spec": config.range_test.model_dump()},
+                        [config.seeds[0]]))
+    # The runner's change check and claims (one code path with `lrsearch run`): a policy edited since its
+    # runs were stored stops here, naming its fields; a run another live process holds is left to it.
+    definitions = {id(job): run_definition(job, data_source) for job, _ in planned}
+    workload = TaskWorkload(planned[0][0]["task"], data_source) if planned else None
     try:
+        check_stored_definitions(store, name, {(job["name"], 1, s): definitions[id(job)] for job, seeds in planned
+                                               for s in seeds},
+                                 workload.definition_defaults() if workload else {},
+                                 workload.definition_ignored() if workload else set(), reset)
+    except DefinitionChanged:
+        store.close()
+        raise
+    worker, interval = new_worker_id(), heartbeat_s()
+    heartbeat = Heartbeat(store, worker, interval)
+    jobs = []
+    try:
+        for job, seeds in planned:
+            claimed, complete, busy = {}, 0, 0
+            for seed in seeds:
+                state, run_id = store.claim_run(name, job["task"].name, job["name"], 1, seed, env, definitions[id(job)],
+                                                worker, 3 * interval, worker_alive)
+                if state == "claimed":
+                    claimed[seed] = run_id
+                    heartbeat.hold(run_id)
+                complete += state == "complete"
+                busy += state == "busy"
+            if complete:
+                print(f"{job['name']}: {complete} seed(s) already complete, skipped")
+            if busy:
+                print(f"{job['name']}: {busy} seed(s) being trained by another process, left to it")
+            if claimed:
+                jobs.append(job | {"seeds": list(claimed), "run_ids": list(claimed.values())})
+        jobs.sort(key=lambda j: -(j["task"].steps or 0) * len(j["seeds"]))  # the longest first: the shortest makespan
+
+        def commit(job: dict, records: list[dict]) -> None:
+            _commit(store, job, records)
+            for run_id in job["run_ids"]:
+                heartbeat.drop(run_id)
+
         if workers == 1:
             for job in jobs:
                 if time.monotonic() > deadline:
                     print(f"time limit: {job['name']} and the jobs after it not started; run again to go on")
                     break
-                _commit(store, name, env, job, _range_test_job(job) if "spec" in job else _train_job(job))
+                commit(job, _range_test_job(job) if "spec" in job else _train_job(job))
         else:
-            _side_by_side(jobs, workers, deadline, lambda job, records: _commit(store, name, env, job, records))
+            _side_by_side(jobs, workers, deadline, commit)
     finally:
+        heartbeat.close()
+        store.release(sorted(heartbeat.held), worker)  # runs not finished: free for the next call at once
         store.close()
     build_clr_report(out, config, quick)
     return out
+
+
+def run_definition(job: dict, data_source: str | None) -> dict:
+    """What one (policy, seed) run trains, as the store keeps it: the task (its net, iterations, evaluation
+    interval, subsets) and data, as the runner's definitions hold them, and the policy's schedule (or the
+    range test's settings)."""
+    definition = TaskWorkload(job["task"], data_source).definition()
+    if "spec" in job:
+        return definition | {"range_test": job["spec"]}
+    return definition | {"schedule": job["schedule"]}
 
 
 def _side_by_side(jobs: list[dict], workers: int, deadline: float, commit) -> None:
@@ -293,10 +345,10 @@ def _side_by_side(jobs: list[dict], workers: int, deadline: float, commit) -> No
         pool.join()
 
 
-def _commit(store: Store, name: str, env: dict, job: dict, records: list[dict]) -> None:
-    """Each seed's record as one complete run (an earlier process's unfinished one is replaced)."""
-    for seed, record in zip(job["seeds"], records):
-        run_id = store.open_run(name, job["task"].name, job["name"], 1, seed, env)
+def _commit(store: Store, job: dict, records: list[dict]) -> None:
+    """Each seed's record into the run claimed for it, then the run marked complete (what an earlier,
+    interrupted process left in it is replaced)."""
+    for seed, run_id, record in zip(job["seeds"], job["run_ids"], records):
         store.drop_trials_from(run_id, 0)
         if "spec" in job:
             store.add_trial(run_id, 0, "range_test", {"range_test": job["spec"]}, None, record["status"], 0.0,
