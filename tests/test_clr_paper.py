@@ -113,6 +113,19 @@ def test_table3_reads_each_policy_at_the_papers_iterations():
     assert t3.loc[("rmsprop-clr", 25000), "diverged"] == 1 and math.isnan(t3.loc[("rmsprop-clr", 25000), "test_acc_mean"])
 
 
+def test_data_facts_read_the_psnr_beside_the_data(tmp_path):
+    from lrsearch.paper.clr import data_facts
+
+    (tmp_path / "cifar10-jpeg.tar.gz").write_bytes(b"")
+    assert data_facts(tmp_path / "cifar10-jpeg.tar.gz")["psnr_db"] is None  # no README: no number
+    (tmp_path / "README.md").write_text("against the originals, PSNR is 27.25 dB on average (worst 20 dB)")
+    facts = data_facts(tmp_path / "cifar10-jpeg.tar.gz")
+    assert facts["jpeg"] and facts["psnr_db"] == 27.25 and facts["psnr_from"] == str(tmp_path / "README.md")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    assert data_facts(tmp_path / "cifar-10-python.tar.gz") == {"name": "cifar-10-python.tar.gz", "jpeg": False,
+                                                                "psnr_db": None, "psnr_from": None}
+
+
 def _tiny_config(tmp_path):
     text = CONFIG.read_text().replace("scale = 100", "scale = 1000").replace("train_subset = 10000", "train_subset = 1000")
     text = text.replace("test_subset = 1000", "test_subset = 500").replace("epochs = 8", "epochs = 1")
@@ -139,6 +152,8 @@ def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch, capsys):
         assert (out / "figures" / f"{figure}.png").exists()
     report = (out / "REPORT.md").read_text()
     assert "JPEG" in report and "QUICK" in report and "The headline" in report and "not comparable" in report
+    from lrsearch.paper.clr import data_facts
+    assert f"PSNR {data_facts(JPEG)['psnr_db']:g} dB" in report  # read from the data's README, not a literal
     # a second call resumes: nothing left to train (the store's trials keep their first finishing times)
     from lrsearch.experiment.store import Store
 

@@ -15,12 +15,26 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import trial_count
 
-pytest.importorskip("ray")
+from lrsearch.experiment.config import load_experiment
 
-from conftest import trial_count  # noqa: E402
+try:
+    import ray
+except ImportError:  # reported by the fixture below, test by test
+    ray = None
 
-from lrsearch.experiment.config import load_experiment  # noqa: E402
+
+@pytest.fixture(autouse=True)
+def ray_installed():
+    """`make install` installs Ray (the `ray` extra), so a missing Ray is a broken install, not a reason to
+    skip: each test fails, saying so. To leave these tests out on purpose: `pytest -m "not ray"`."""
+    if ray is None:
+        pytest.fail("Ray is not installed: `make install` installs it (pip install -e '.[ray]'); "
+                    "run `pytest -m \"not ray\"` to leave the Ray tests out on purpose", pytrace=False)
+
+
+pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}

@@ -210,39 +210,68 @@ workers = 2
     return path
 
 
-def _write_real_runs(folder: Path, table: ReplayTable, seeds=range(30)) -> Path:
-    """Stand-in "real" runs of random search, drawn from the same recorded curves: the check must find no gap."""
-    store = Store(folder / "results.sqlite", create=True)
-    for seed in seeds:
-        run = store.open_run("real", "smoke", "random", 8, seed, {})
-        for i, ev in enumerate(get_strategy("random", SPACE, seed=1000 + seed).run(ReplayObjective(table, 0.5, 1000 + seed), 8)):
-            store.add_trial(run, i, "train", ev.params, ev.params["lr"], ev.status, ev.value, ev.train_s, 0.0, {}, [],
-                            {"time_to_target_s": ev.record["time_to_target_s"], "final_test_acc": ev.record["final_test_acc"]})
-        store.complete_run(run)
-    store.close()
-    return folder
+COMMITTED_TABLE = REPO / "results" / "benchmark-cpu-table"  # 48 LRs x 3 seeds of the cpu task, really trained
+COMMITTED_REAL = REPO / "results" / "replay-check-cpu"  # random and optuna-tpe at budgets 4 and 8, really trained
 
 
-def test_replay_command_writes_tables_figures_report_and_the_check(tmp_path, table):
-    real = _write_real_runs(tmp_path / "real", table)
-    config = _replay_config(tmp_path, table.source, f'check = "{real}"\ncheck_budgets = [4, 8]')
+def _committed_replay_config(tmp_path) -> Path:
+    """The committed budgets-replay, cut down: replayed from the committed recordings and checked against the
+    committed real runs (`make replay-check`: trained by the trainer, not by the replay)."""
+    path = tmp_path / "replay.toml"
+    path.write_text(f"""
+name = "r"
+task = "cpu"
+strategies = ["random", "optuna-tpe", "grid"]
+budgets = [1, 2, 4, 8]
+seeds = 40
+target_acc = 0.46
+results = "{tmp_path / 'out'}"
+[space]
+lr = {{ low = 1e-3, high = 3.0, log = true }}
+[replay]
+table = "{COMMITTED_TABLE}"
+check = "{COMMITTED_REAL}"
+check_budgets = [4, 8]
+workers = 2
+[options.optuna-tpe]
+n_startup_trials = 4
+""")
+    return path
+
+
+def test_replay_command_writes_tables_figures_report_and_the_check(tmp_path):
+    config = _committed_replay_config(tmp_path)
     done = subprocess.run([sys.executable, "-m", "lrsearch", "replay", str(config)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     summary = pd.read_csv(out / "tables" / "summary.csv")
     assert set(summary["strategy"]) == {"random", "optuna-tpe", "grid"} and set(summary["budget"]) == {1, 2, 4, 8}
-    assert (summary["n_seeds"] == 30).all()
+    assert (summary["n_seeds"] == 40).all()
     # more budget never lowers the best found by a prefix-read strategy
     for name in ("random", "optuna-tpe"):
         assert summary[summary["strategy"] == name].sort_values("budget")["median_best_val_acc"].is_monotonic_increasing
+    # the replay against runs the trainer really made: the committed check's agreement holds (its gaps are
+    # under 0.01, results/budgets-replay/tables/check.csv)
     check = pd.read_csv(out / "tables" / "check.csv")
-    assert set(zip(check["strategy"], check["budget"])) == {("random", 4), ("random", 8)}
-    assert (check["wasserstein"] < 0.03).all() and (check["ks_pvalue"] > 0.01).all()
+    assert set(zip(check["strategy"], check["budget"])) == {("random", 4), ("random", 8), ("optuna-tpe", 4),
+                                                            ("optuna-tpe", 8)}
+    assert (check["n_real"] == 10).all()
+    assert (check["median_gap"].abs() < 0.015).all() and (check["wasserstein"] < 0.02).all(), check
     for name in ("budgets_accuracy.png", "budgets_target.png", "replay_check.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
     report = (out / "REPORT.md").read_text()
     assert "Budget needed" in report and "Check against real runs" in report and "git commit" in report
+    assert "`tables/trials.parquet` (not committed" in report
+
+    # ... and the check can fail: real runs 0.05 worse than recorded are told apart
+    from lrsearch.reporting.budgets import budget_runs, compare_with_real, real_trials
+
+    real = real_trials(COMMITTED_REAL)
+    real["value"] -= 0.05
+    worse = budget_runs(real, [4, 8])
+    gap = compare_with_real(pd.read_parquet(out / "tables" / "runs.parquet"), worse[worse["budget"].isin([4, 8])])
+    assert (gap["median_gap"] > 0.03).all() and (gap["wasserstein"] > 0.03).all() and (gap["ks_pvalue"] < 0.01).all()
 
 
 @pytest.mark.parametrize("strategies, extra, field", [

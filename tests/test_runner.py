@@ -54,17 +54,28 @@ def test_config_errors_name_file_field_and_what_is_allowed(tmp_path, change, fie
     assert str(path) in message and field in message and allowed in message, message
 
 
-def test_good_config_and_presets_load():
-    from lrsearch.training.tasks import get_task
+# Every preset's target, as its file or its task's sweep (results/<task>-table/TARGET.md) sets it: a preset
+# added, or a target changed, must be written here too.
+PRESET_TARGETS = {
+    "benchmark-cpu.toml": [0.46], "benchmark-gpu.toml": [0.9], "benchmark-smoke.toml": [0.25],
+    "budgets-replay-slow.toml": [0.46], "budgets-replay.toml": [0.46], "budgets.toml": [0.33],
+    "replay-check-cpu.toml": [0.46], "replay-check-seed-per-run.toml": [0.46],
+    "suite-cpu.toml": [0.315, 0.315, 0.33, 0.33, 0.67, 0.67, 0.16, 0.16],
+    "sweep-caffe-cpu.toml": [0.16], "sweep-finetune.toml": [0.67], "sweep-nobn.toml": [0.33],
+    "sweep-resnet-adamw.toml": [0.315],
+}
 
-    assert load_experiment(_write(Path(os.environ.get("TMPDIR", "/tmp")), GOOD)).budgets == [2]
+
+def test_good_config_and_presets_load(tmp_path):
+    assert load_experiment(_write(tmp_path, GOOD)).budgets == [2]
     from lrsearch.experiment.suite import Suite, load_config
 
-    for preset in sorted(p for p in (REPO / "experiments").glob("*.toml") if p.name != "clr_paper.toml"):
+    presets = sorted(p for p in (REPO / "experiments").glob("*.toml") if p.name != "clr_paper.toml")
+    assert [p.name for p in presets] == sorted(PRESET_TARGETS)
+    for preset in presets:
         config = load_config(preset)
-        for experiment in config.experiments() if isinstance(config, Suite) else [config]:
-            expected = experiment.target_acc if experiment.target_acc is not None else get_task(experiment.task).target_acc
-            assert experiment.target_value() == expected, preset
+        experiments = config.experiments() if isinstance(config, Suite) else [config]
+        assert [e.target_value() for e in experiments] == PRESET_TARGETS[preset.name], preset
 
 
 def test_cli_config_error_is_one_line(tmp_path, capsys):

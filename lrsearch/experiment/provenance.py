@@ -16,18 +16,42 @@ import torch
 LIBRARIES = ("lrsearch", "torch", "numpy", "pandas", "optuna", "hyperopt", "nni", "seaborn", "pyarrow", "ray")
 
 
+# Paths whose changes say nothing about the code: the results a run writes (a committed
+# results/<name>/results.sqlite is written into by the run itself) and the default results folder.
+NOT_CODE = ("results/", "runs/")
+
+
+def changed_files(cwd: str | Path | None = None) -> list[str] | None:
+    """Tracked files that differ from HEAD (staged or not), results aside (`NOT_CODE`); None without git."""
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, cwd=cwd,
+                             timeout=5)
+        if top.returncode != 0:
+            return None
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, cwd=top.stdout.strip(), timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = [line[3:].split(" -> ")[-1].strip('"') for line in out.splitlines() if line.strip()]
+    return sorted(p for p in paths if not p.startswith(NOT_CODE))
+
+
 def git_commit(cwd: str | Path | None = None) -> str:
-    """HEAD (with "-dirty" for uncommitted changes to tracked files); where the code is a copy without its
-    git history (a GPU machine's working tree), the commit that `LRSEARCH_GIT_COMMIT` names."""
+    """HEAD, with "-dirty" when tracked code or config differs from it (`changed_files`: changes under
+    results/ and runs/ do not count); where the code is a copy without its git history (a GPU machine's
+    working tree), the commit that `LRSEARCH_GIT_COMMIT` names.
+
+    Before 2026-12-01 any changed tracked file counted, a run's own results.sqlite included, so results
+    folders stamped earlier may say -dirty for a run from clean code (README, "Provenance")."""
     if os.environ.get("LRSEARCH_GIT_COMMIT"):
         return os.environ["LRSEARCH_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=cwd, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if changed_files(cwd) else "")
 
 
 def device_description() -> str:
@@ -61,6 +85,7 @@ def environment(command: list[str] | None = None) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": device_description(),
         "git_commit": git_commit(Path(__file__).parent),
+        "git_changed": changed_files(Path(__file__).parent) or [],  # what -dirty stands for
         "versions": versions(),
     }
 
@@ -68,4 +93,13 @@ def environment(command: list[str] | None = None) -> dict:
 def as_markdown(env: dict) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     return (f"- command: `{env['command']}`\n- date: {env['date']}\n- device: {env['device']}\n"
-            f"- git commit: `{env['git_commit']}`\n- versions: {libs}\n")
+            f"- git commit: `{env['git_commit']}`{changed_note(env)}\n- versions: {libs}\n")
+
+
+def changed_note(env: dict) -> str:
+    """' (uncommitted changes to ...)' after a -dirty commit, from the files the environment lists; '' if none."""
+    changed = env.get("git_changed") or []
+    if not changed:
+        return ""
+    shown = ", ".join(f"`{p}`" for p in changed[:8])
+    return f" (uncommitted changes to {shown}{f' and {len(changed) - 8} more' if len(changed) > 8 else ''})"

@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from lrsearch.experiment.config import ConfigError
-from lrsearch.experiment.provenance import environment
+from lrsearch.experiment.provenance import changed_note, environment
 from lrsearch.experiment.runner import (
     DefinitionChanged,
     Heartbeat,
@@ -246,7 +246,6 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     name = experiment_name(quick)
     deadline = time.monotonic() + time_limit_s if time_limit_s else math.inf
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.model_dump() | {"quick_run": quick}, indent=2))
     store = Store(out / "results.sqlite", create=True)
     env = environment() | {"workers": workers, "stack_seeds": stack_seeds}
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
@@ -272,6 +271,8 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     except DefinitionChanged:
         store.close()
         raise
+    data = data_facts(Path(TaskWorkload(planned[0][0]["task"], data_source).source())) if planned else {}
+    (out / "config.json").write_text(json.dumps(config.model_dump() | {"quick_run": quick, "data": data}, indent=2))
     worker, interval = new_worker_id(), heartbeat_s()
     heartbeat = Heartbeat(store, worker, interval)
     jobs = []
@@ -313,6 +314,36 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
         store.close()
     build_clr_report(out, config, quick)
     return out
+
+
+def data_facts(source: Path) -> dict:
+    """What the report says about the data, read where it was measured: the source's name and, for a JPEG
+    copy, the PSNR against the originals that the README beside it states (None where none says so)."""
+    facts = {"name": source.name, "jpeg": any(k in source.name.lower() for k in ("jpeg", "jpg")),
+             "psnr_db": None, "psnr_from": None}
+    readme = (source.parent if source.is_file() else source) / "README.md"
+    if facts["jpeg"] and readme.is_file():
+        import re
+        found = re.search(r"PSNR is ([0-9.]+) dB on average", readme.read_text())
+        if found:
+            facts |= {"psnr_db": float(found.group(1)), "psnr_from": str(readme)}
+    return facts
+
+
+def _data_note(out: Path) -> str:
+    """The report's deviation line about the data, from config.json's `data` (written by the run)."""
+    try:
+        data = json.loads((out / "config.json").read_text()).get("data") or {}
+    except (OSError, ValueError):
+        data = {}
+    if not data:
+        return "- Data: not recorded by the runs (written before lrsearch recorded it); see their definitions."
+    if not data.get("jpeg"):
+        return f"- Data: `{data['name']}`, read as CIFAR-10's original pixels."
+    psnr = (f"; PSNR {data['psnr_db']:g} dB against the lossless originals, as `{data['psnr_from']}` states"
+            if data.get("psnr_db") is not None else "")
+    return (f"- Data: `{data['name']}`, a JPEG re-encoding of CIFAR-10{psnr}, so accuracies run somewhat below the "
+            "paper's.")
 
 
 def run_definition(job: dict, data_source: str | None) -> dict:
@@ -535,7 +566,7 @@ def _provenance_lines(runs: pd.DataFrame) -> list[str]:
         env = json.loads(raw)
         side = (f"; {env['workers']} worker process(es), seeds stacked: {env['stack_seeds']}" if "workers" in env else "")
         lines += [f"- command: `{env['command']}`; date: {env['date']}; device: {env['device']}; "
-                  f"git commit: `{env['git_commit']}`{side}",
+                  f"git commit: `{env['git_commit']}`{changed_note(env)}{side}",
                   "  - versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())]
     return lines
 
@@ -582,7 +613,8 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
         plot_range_test(test, out / "figures" / "figure3.png", base_lr, max_lr,
                         title="Figure 3 analogue: LR range test, accuracy against LR")
     path = out / "REPORT.md"
-    path.write_text("\n".join(_report_lines(config, quick, scale, runs, tables, suggestion, test is not None)))
+    path.write_text("\n".join(_report_lines(config, quick, scale, runs, tables, suggestion, test is not None,
+                                            _data_note(out))))
     return path
 
 
@@ -605,7 +637,7 @@ def _clock_note(runs: pd.DataFrame) -> str:
 
 
 def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame, tables: dict, suggestion: str,
-                  has_range_test: bool) -> list[str]:
+                  has_range_test: bool, data_note: str) -> list[str]:
     lines = [f"# CLR paper reproduction{' (QUICK: scaled down, not comparable with the paper)' if quick else ''}", "",
              f"Reproduces the CIFAR-10 experiments of {PAPER}: Figure 1, Tables 1 to 3 and the range test of Figure 3.",
              "", "## Where these numbers come from", "", *_provenance_lines(runs),
@@ -627,8 +659,7 @@ def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame,
     lines += ["## Settings and where each comes from", "", "| policy | stage | source |", "| --- | --- | --- |",
               *[f"| {p.name} | {p.stage} | {p.source} |" for p in config.policy], ""]
     lines += ["## Deviations from the paper", "",
-              "- Data: a JPEG re-encoding of CIFAR-10 (quality 75; PSNR 30.5 dB against the originals, see "
-              "../shared/data/README.md), so accuracies run somewhat below the paper's.",
+              data_note,
               "- Framework: PyTorch, not Caffe. torch's SGD applies momentum to the gradient and then scales by the "
               "learning rate; Caffe folds the learning rate into the momentum buffer. The two agree while the LR "
               "is constant and differ slightly while it changes.",

@@ -67,10 +67,12 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
                   f"- target: {goal}; search space `{json.dumps(config['space'])}`",
                   f"- strategies: {', '.join(config['strategies'])}; budgets {config['budgets']} trials; seeds {config['seeds']}",
                   ""]
+    from lrsearch.experiment.provenance import changed_note
+
     lines += ["## Where these numbers come from", ""]
     for env in envs:
         lines += [f"- command: `{env['command']}`", f"  - date: {env['date']}", f"  - device: {env['device']}",
-                  f"  - git commit: `{env['git_commit']}`",
+                  f"  - git commit: `{env['git_commit']}`{changed_note(env)}",
                   "  - versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())]
         if "executor" in env:  # stores written before executors were recorded have none
             lines += [f"  - executor: {env['executor']}"]
@@ -118,6 +120,15 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
     return path
 
 
+def _listed_tables(folder: Path) -> str:
+    """The tables a replay wrote, each named once; the per-trial table (large, rebuilt by the replay and
+    ignored by git for committed folders) is marked as such, so a reader of a clone knows why it is absent."""
+    names = sorted(p.name for p in folder.glob("*") if p.suffix in (".csv", ".parquet"))
+    shown = [f"`tables/{n}`" + (" (not committed: large; the same command rebuilds it)" if n == "trials.parquet" else "")
+             for n in names]
+    return ", ".join(shown) + "."
+
+
 def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], figures: list[Path], env: dict,
                         table_env: dict, elapsed_s: float, n_trials: int) -> Path:
     """REPORT.md of a replay (`lrsearch replay`): what was replayed, from which recordings, and the results."""
@@ -155,8 +166,7 @@ def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], 
     shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
     lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",
               shown.to_markdown(index=False, floatfmt=".3g"), "",
-              "Tables: `tables/{summary,budget_needed,check,check_runs}.{csv,parquet}`, `tables/{runs,trials}.parquet`.",
-              ""]
+              "Tables: " + _listed_tables(out / "tables"), ""]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
     return path

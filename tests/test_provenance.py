@@ -1,0 +1,52 @@
+"""Provenance: a commit is -dirty when code or config differs from it, never for the results a run writes."""
+
+import subprocess
+
+import pytest
+
+from lrsearch.experiment.provenance import as_markdown, changed_files, git_commit
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.delenv("LRSEARCH_GIT_COMMIT", raising=False)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "user.email", "t@example.org")
+    _git(tmp_path, "config", "user.name", "t")
+    for path in ("lrsearch/code.py", "experiments/a.toml", "results/bench/results.sqlite", "runs/x/results.sqlite"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("one\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "first")
+    return tmp_path
+
+
+def test_results_written_into_a_committed_folder_are_not_dirty(repo):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    (repo / "results/bench/results.sqlite").write_text("two\n")
+    (repo / "runs/x/results.sqlite").write_text("two\n")
+    (repo / "untracked.py").write_text("new\n")  # untracked files never count
+    assert changed_files(repo) == []
+    assert git_commit(repo) == head
+
+
+def test_code_or_config_changes_are_dirty_and_listed(repo):
+    (repo / "results/bench/results.sqlite").write_text("two\n")
+    (repo / "lrsearch/code.py").write_text("two\n")
+    (repo / "experiments/a.toml").write_text("two\n")
+    _git(repo, "add", "experiments/a.toml")  # staged counts too
+    assert changed_files(repo) == ["experiments/a.toml", "lrsearch/code.py"]
+    assert git_commit(repo).endswith("-dirty")
+    env = {"command": "c", "date": "d", "device": "cpu", "git_commit": git_commit(repo),
+           "git_changed": changed_files(repo), "versions": {}}
+    assert "uncommitted changes to `experiments/a.toml`, `lrsearch/code.py`" in as_markdown(env)
+
+
+def test_outside_git_the_commit_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.delenv("LRSEARCH_GIT_COMMIT", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert git_commit(tmp_path) == "unknown" and changed_files(tmp_path) is None
