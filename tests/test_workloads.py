@@ -212,6 +212,17 @@ def test_a_suite_names_the_bad_problem(tmp_path):
         load_experiment(tmp_path / "nope.toml")
 
 
+def test_a_self_tuning_strategy_runs_in_each_workloads_first_space_only():
+    """It searches nothing, so a second space would train the same trials again."""
+    from lrsearch.experiment.suite import load_config
+
+    experiments = {e.name: e for e in load_config(ROOT / "experiments" / "suite-cpu.toml").experiments()}
+    first, second = experiments["suite-cpu.nobn-lr"], experiments["suite-cpu.nobn-lr-wd-mom"]
+    assert "prodigy" in first.strategies and "prodigy" not in second.strategies
+    assert [s for s in first.strategies if s in second.strategies] == second.strategies
+    assert "random" in second.strategies and "lr-range-clr" in second.strategies
+
+
 def test_a_suite_replays_each_problem_from_its_sweep(tmp_path):
     suite = tmp_path / "suite.toml"
     suite.write_text(f"""

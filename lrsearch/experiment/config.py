@@ -206,6 +206,12 @@ class Experiment(BaseModel):
                 problems.append(f"strategies: {', '.join(refused)}: {self.task} is a plain objective (no model, "
                                 "optimizer and loader to run a range test on); leave them out, or return a "
                                 "ModelWorkload")
+        if not workload.supports_self_tuning:
+            refused = [s for s in self.strategies if getattr(REGISTRY.get(s), "self_tuning", False)]
+            if refused:
+                problems.append(f"strategies: {', '.join(refused)}: {self.task} trains with an optimizer of its own "
+                                "(a plain objective, or your model's), and a self-tuning strategy trains with the one "
+                                "it names (only a built-in task's trainer can swap it in); leave them out")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -194,6 +194,10 @@ def check_replayable(experiment: Experiment, table: ReplayTable) -> None:
     if range_tests:
         raise ValueError(f"strategies: {', '.join(range_tests)} cannot be replayed (a range test and a cyclical "
                          "run are not in a table of fixed-schedule trials); run them for real with `lrsearch run`")
+    self_tuning = [s for s in experiment.strategies if getattr(REGISTRY.get(s), "self_tuning", False)]
+    if self_tuning:
+        raise ValueError(f"strategies: {', '.join(self_tuning)} cannot be replayed (they train with another optimizer "
+                         "than the table's trials); run them for real with `lrsearch run`")
     if experiment.time_budget_s is not None:
         raise ValueError("time_budget_s: replays compare trial budgets; leave it out")
 

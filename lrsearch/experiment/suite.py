@@ -121,20 +121,24 @@ class Suite(BaseModel):
             if outside:
                 problems.append(f"problems[{i}].strategies: {', '.join(outside)} not in the suite's strategies")
                 continue
-            for space_name, space in problem.spaces.items():
+            searching = [s for s in strategies if not _searches_nothing(s)]
+            for n_space, (space_name, space) in enumerate(problem.spaces.items()):
                 label = f"{problem.label}-{space_name}"
+                # A strategy that searches nothing (a self-tuning optimizer: one run at its authors' settings)
+                # would train the same trials in every space: it runs in the workload's first space only.
+                in_space = strategies if n_space == 0 else searching
                 if label in seen:
                     problems.append(f"problems[{i}]: problem {label!r} twice; give the problem a `name`")
                     continue
                 seen.add(label)
                 try:
                     out.append(Experiment(
-                        name=f"{self.name}.{label}", task=problem.task, strategies=strategies, budgets=self.budgets,
+                        name=f"{self.name}.{label}", task=problem.task, strategies=in_space, budgets=self.budgets,
                         seeds=self.seeds, target_acc=problem.target_acc, target=problem.target,
                         direction=problem.direction, time_budget_s=self.time_budget_s, results=str(root / label),
                         description=problem.description or self.description, space=space,
                         task_overrides=problem.task_overrides,
-                        options={k: v for k, v in self.options.items() if k in strategies},
+                        options={k: v for k, v in self.options.items() if k in in_space},
                         executor=self.executor))
                 except ConfigError as err:
                     problems.append(f"problems[{i}].spaces.{space_name}: {str(err).removeprefix('Experiment: ')}")
@@ -142,6 +146,13 @@ class Suite(BaseModel):
             raise ConfigError("Suite: " + ("\n  ".join([f"{len(problems)} problems:", *problems])
                                            if len(problems) > 1 else problems[0]))
         return out
+
+
+def _searches_nothing(strategy: str) -> bool:
+    from lrsearch.search.strategies import REGISTRY, strategy_names
+
+    strategy_names()  # the optional families registered
+    return bool(getattr(REGISTRY.get(strategy), "self_tuning", False))
 
 
 def replay_experiments(suite: Suite, results_dir: str | Path | None = None) -> list[Experiment]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrsearch.reporting.contenders import contender_lines
 from lrsearch.reporting.figures import build_figures
 from lrsearch.reporting.tables import build_tables
 
@@ -97,6 +98,7 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
         if len(random_only):
             lines += [""]
         notes = tables["space_notes"]
+        contenders = contender_lines(summary, direction)
         if len(notes):
             lines += ["How each strategy covered the search space, where it did not search every dimension as "
                       "declared (**flattened / ignored** marks a strategy that did not search the space as the "
@@ -104,6 +106,7 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
             lines += [f"- {'**flattened / ignored** ' if row.flattens_space else ''}{row.note}"
                       for row in notes.drop_duplicates("note").itertuples()]
             lines += [""]
+        lines += contenders
     for fig in figures:
         lines += [f"![{fig.stem}](figures/{fig.name})", ""]
     runs = tables["runs"]

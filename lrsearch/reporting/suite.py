@@ -3,7 +3,14 @@
 Whether a problem separates the strategies is read from the bootstrap intervals each problem's summary
 already holds: two strategies are told apart on a problem when their 95% intervals of the median best
 validation value, or of the median search time-to-target, do not overlap. The cross-problem scores
-(performance profiles, ranks) build on these tables.
+(AlgoPerf's performance profiles and score B, CARP-S's normalised regret and ranks with a critical-difference
+test: `lrsearch.reporting.scores`) are the "Scores" section, its tables and figures in `<suite>/scores/`.
+
+A real suite and its replay are found beside each other: `<real>` and `<real>-replay`, the folders `lrsearch run`
+and `lrsearch replay` write by default (also with `--results results/suite-cpu` and `--results
+results/suite-cpu-replay`); where both hold a problem, each report has a table of real against replayed
+scores. Elsewhere pass the other folder: `build_suite_report(..., replay=...)`,
+`build_replay_suite_report(..., real=...)`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrsearch.reporting.report import _fmt, build_report
+from lrsearch.reporting.score_report import has_tables, replay_scores_section, sibling, suite_scores_section
 
 
 def separated_pairs(summary: pd.DataFrame, low: str, high: str) -> list[tuple[str, str]]:
@@ -80,8 +88,9 @@ def _wall_span(folders: list[Path]) -> tuple[datetime.datetime, datetime.datetim
     return datetime.datetime.fromtimestamp(min(starts), utc), datetime.datetime.fromtimestamp(max(ends), utc)
 
 
-def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
-    """REPORT.md in the suite's folder (and each problem's own, rebuilt from its store when `rebuild`)."""
+def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | None = None) -> Path:
+    """REPORT.md in the suite's folder (and each problem's own, rebuilt from its store when `rebuild`), with the
+    Scores section; `replay`: the suite's replay folder to compare with (default `<root>-replay`, if there)."""
     root = Path(root)
     folders = [Path(e.results) for e in suite.experiments(root) if (Path(e.results) / "results.sqlite").exists()]
     if rebuild:
@@ -112,6 +121,10 @@ def build_suite_report(suite, root: Path, rebuild: bool = True) -> Path:
             lines += [f"Wall-clock: the first run started {span[0]:%Y-%m-%d %H:%M} UTC, the last finished {span[1]:%H:%M} "
                       f"UTC: {(span[1] - span[0]).total_seconds() / 60:.0f} min for every worker together (see each "
                       "problem's report for the workers and the machine).", ""]
+    scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
+    replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
+    replays = [replay_root / f.name for f in scored if has_tables(replay_root / f.name, ("runs", "trials"))]
+    lines += suite_scores_section(scored, root, replays, suite.strategies)
     for folder in folders:
         summary_path = folder / "tables" / "summary.csv"
         if not summary_path.exists():
@@ -150,8 +163,10 @@ def replay_problem_row(folder: Path, budget: int) -> dict:
             if n else ""}
 
 
-def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 16)) -> Path:
-    """REPORT.md over a suite's replays: per problem and budget, how many strategy pairs separate."""
+def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 16), real: Path | None = None) -> Path:
+    """REPORT.md over a suite's replays: per problem and budget, how many strategy pairs separate, and the Scores
+    section at the suite's own (largest) budget; `real`: the real suite's folder to compare with (default: the
+    replay folder's name less `-replay` beside it, else the suite's results folder)."""
     folders = [Path(e.results) for e in replays]
     root = folders[0].parent
     budgets = [b for b in budgets if b in replays[0].budgets] or replays[0].budgets
@@ -168,7 +183,13 @@ def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 
              _fmt(table, list(table.columns)), ""]
     for folder in folders:
         lines += [f"- [{folder.name}]({folder.name}/REPORT.md)"]
-    lines += ["", f"Report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
+    lines += [""]
+    if real is None:
+        real = sibling(root, replay=False)
+        real = real if real != root and real.is_dir() else suite.results_dir()
+    reals = [Path(real) / f.name for f in folders if has_tables(Path(real) / f.name, ("runs", "trials"))]
+    lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies)
+    lines += [f"Report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
     path = root / "REPORT.md"
     path.write_text("\n".join(lines))
     table.to_csv(root / "problems.csv", index=False)

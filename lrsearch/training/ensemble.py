@@ -1,7 +1,7 @@
 """Several seeds of one trial trained at once, in one process (the CLR reproduction's speed-up).
 
 A small net at batch 100 is bound by kernel launches, not by the GPU's arithmetic: the Caffe
-CIFAR-10 net ran 2.4 ms per step on an H200 alone (shared/device/README.md). Here K seeds of
+CIFAR-10 net ran 3.35 ms per step on an H200 alone (results/trainer-gpu/trainer_speed.csv). Here K seeds of
 one task and schedule share every launch: their parameters are stacked along a new first
 dimension (`torch.func.stack_module_state`) and one vmapped forward runs all K models, each on
 its own batches (its own seed's shuffle). Each model's loss is its own batch mean, so the loss
@@ -14,7 +14,7 @@ shared by its K models: it is not one model's time.
 
 Not supported (ValueError): lookahead, test-time augmentation, decoupled weight decay,
 torch.compile, parameter groups frozen after some epochs, pretrained weights (fine-tuning tasks),
-and pruning (a report hook). Divergence is the trainer's rule (`trainer.diverged`), per model.
+pruning (a report hook), and a trial's own `optimizer`. Divergence is the trainer's rule (`trainer.diverged`), per model.
 """
 
 from __future__ import annotations
@@ -126,6 +126,9 @@ class _Stack:
 def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_source: str | None, progress: bool,
          results: list[TrialResult], started: float) -> None:
     settings = trial_settings(task, params)
+    if settings.optimizer != task.optimizer:
+        raise ValueError(f"trial params: optimizer {settings.optimizer!r}: train_seeds trains with the task's own "
+                         f"({task.optimizer!r}); use train()")
     data = prepare_data(task, dev, data_source)
     stack = _Stack(task, settings, seeds, data)
 

@@ -31,6 +31,9 @@ TRIAL_PARAMETERS: dict[str, str] = {
                 "from lr and the params above, or a whole spec dict for schedules.make_schedule",
     "backbone_lr_mult": "the backbone's LR = lr x this, the head's = lr (fastai's discriminative LRs)",
     "steps": "internal: this trial's budget in optimizer steps instead of the task's (range tests, budgets)",
+    "optimizer": "the optimizer this trial trains with instead of the task's: a torch one (OPTIMIZER_NAMES) or one "
+                 "that sets its own step size (SELF_TUNING_OPTIMIZERS, whose recommended lr and schedule it then "
+                 "takes unless the trial gives its own)",
 }
 
 # A trial's `"schedule": "<family>"` starts from the task's template when it is of that family (keeping its
@@ -45,6 +48,27 @@ SCHEDULE_FAMILIES: dict[str, dict] = {
 # The keys of the trainer's registries (models.MODELS, trainer.OPTIMIZERS, schedules.SCHEDULES + "staged").
 MODEL_NAMES = ("caffe_cifar10_full", "caffe_cifar10_full_sigmoid_bn", "fast", "tiny", "resnet8", "plain")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
+# Optimizers that set their own step size (built by training/self_tuning.py; their libraries are the `selftuning`
+# extra), name -> the trial params their authors recommend. A trial that names one gets these where it gives
+# none; the self-tuning strategies pass them all, so that the store records them. "lr" is a scale of the
+# method's own step size, not a learning rate to tune; without "schedule" the task's own shape multiplies it.
+SELF_TUNING_OPTIMIZERS: dict[str, dict] = {
+    # schedulefree's README: no schedule needed; SGDScheduleFree's defaults lr=1.0, momentum=0.9
+    "schedulefree-sgd": {"lr": 1.0, "schedule": "constant", "momentum": 0.9},
+    # AdamWScheduleFree's defaults: lr=0.0025, betas=(0.9, 0.999)
+    "schedulefree-adamw": {"lr": 0.0025, "schedule": "constant", "momentum": 0.9},
+    # prodigyopt's README: "We recommend using lr=1.", and no scheduler or cosine annealing over the whole run
+    "prodigy": {"lr": 1.0, "schedule": "cosine", "momentum": 0.9},
+    # dadaptation's README: "Set the LR parameter to 1.0", "Use the same learning rate scheduler you would normally
+    # use on the problem"; DAdaptSGD with the task's momentum, DAdaptAdam with its default betas (0.9, 0.999)
+    "dadapt-sgd": {"lr": 1.0},
+    "dadapt-adam": {"lr": 1.0, "momentum": 0.9},
+    # dog's README: lr "The default value is 1.0 and changing it is not recommended"; no step-size decay (iterate
+    # averaging instead)
+    "dog": {"lr": 1.0, "schedule": "constant"},
+    # mechanic's README: mechanize(torch.optim.SGD)(params, lr=1.0), "with any pytorch optimizer and schedule"
+    "mechanic": {"lr": 1.0},
+}
 SCHEDULE_NAMES = ("constant", "multistep", "exponential", "linear_decay", "cosine", "one_cycle", "cyclic",
                   "warmup_linear_decay", "staged")
 _CHOICES = {"model": MODEL_NAMES, "optimizer": OPTIMIZER_NAMES, "normalization": ("channel", "pixel_mean"),
@@ -251,24 +275,34 @@ class TrialSettings:
     label_smoothing: float
     backbone_lr_mult: float
     steps: int | None  # the trial's own budget in steps, None = the task's
+    optimizer: str  # the task's, or the trial's own (a torch name or a SELF_TUNING_OPTIMIZERS one)
 
 
 def trial_settings(task: Task, params: dict) -> TrialSettings:
-    """Resolve a trial's params (see TRIAL_PARAMETERS) against `task`. ValueError for an unknown name, or for
-    momentum given twice; the trainer records it as the trial's failure."""
+    """Resolve a trial's params (see TRIAL_PARAMETERS) against `task`. ValueError for an unknown name, an unknown
+    optimizer, or momentum given twice; the trainer records it as the trial's failure. A self-tuning optimizer's
+    recommended params (SELF_TUNING_OPTIMIZERS) fill what the trial leaves out."""
     unknown = sorted(set(params) - set(TRIAL_PARAMETERS))
     if unknown:
         raise ValueError(f"trial params: unknown {', '.join(map(repr, unknown))}; the trainer understands "
                          f"{', '.join(TRIAL_PARAMETERS)}")
     if "momentum" in params and "one_minus_momentum" in params:
         raise ValueError("trial params: give momentum or one_minus_momentum, not both")
+    optimizer = params.get("optimizer", task.optimizer)
+    if optimizer not in OPTIMIZER_NAMES and optimizer not in SELF_TUNING_OPTIMIZERS:
+        raise ValueError(f"trial params: optimizer {optimizer!r}: expected one of "
+                         f"{', '.join([*OPTIMIZER_NAMES, *SELF_TUNING_OPTIMIZERS])}")
+    recommended = dict(SELF_TUNING_OPTIMIZERS.get(optimizer, {}))
+    if "one_minus_momentum" in params:
+        recommended.pop("momentum", None)
+    params = recommended | params
     momentum = 1.0 - float(params["one_minus_momentum"]) if "one_minus_momentum" in params else float(
         params.get("momentum", task.momentum))
     return TrialSettings(schedule_spec(task, params), momentum,
                          float(params.get("weight_decay", task.weight_decay)),
                          float(params.get("label_smoothing", task.label_smoothing)),
                          float(params.get("backbone_lr_mult", task.backbone_lr_mult)),
-                         int(params["steps"]) if "steps" in params else None)
+                         int(params["steps"]) if "steps" in params else None, optimizer)
 
 
 # The parameter each family's final_lr_factor sets, as a function of the spec (peak at the family's LR key).

@@ -1,12 +1,14 @@
 """One trial: train a task's model under given params and seed, and return its record.
 
 What `train_s` counts: the seconds spent in training steps (forward, backward, optimizer,
-schedule, augmentation, lookahead), measured between device synchronisations at each
-evaluation; evaluation itself (`eval_s`, test-time augmentation included), model
-construction, data upload and warm-up are left out. On CUDA, a few steps and one pass of
-every evaluation run first on the trial's model, whose initial state is then restored
-(cuDNN autotuning, compilation), reported as `warmup_s`. `wall_s` is everything from the
-call to the return. airbench's clock would be `train_s` plus the last evaluation.
+schedule, augmentation, lookahead; a self-tuning optimizer's extra state and slower steps, and
+its switch to the weights it evaluates), measured between device synchronisations at each
+evaluation; evaluation itself (`eval_s`, test-time augmentation and Schedule-Free's BatchNorm
+recalibration included), model construction, data upload and warm-up are left out. On CUDA,
+a few steps and one pass of every evaluation run first on the trial's model, whose initial
+state is then restored (cuDNN autotuning, compilation), reported as `warmup_s`. `wall_s` is
+everything from the call to the return. airbench's clock would be `train_s` plus the last
+evaluation.
 
 The step loop never synchronises with the device except at evaluations: the running loss
 is summed on the device and read once per evaluation interval.
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lrsearch.training import pretrain
+from lrsearch.training import pretrain, self_tuning
 from lrsearch.training.data import (
     DeviceLoader,
     load_cifar10,
@@ -46,7 +48,7 @@ from lrsearch.training.data import (
 from lrsearch.training.models import build_model, head_parameter_names, with_backbone_lr_mult
 from lrsearch.training.progress import LOG, PROGRESS, Bar
 from lrsearch.training.schedules import FunctionLR, make_schedule
-from lrsearch.training.tasks import Task, pretrain_task, trial_settings
+from lrsearch.training.tasks import Task, pretrain_task, schedule_spec, trial_settings
 
 ReportHook = Callable[[int, float], bool]  # (step, val_acc) -> stop?
 STATUSES = ("ok", "diverged", "pruned", "failed")
@@ -334,7 +336,10 @@ class _Setup:
     """What one trial trains with: model (and its compiled forward), loader, schedule, optimizer.
 
     `before_eval(setup)` runs before each evaluation, inside the training clock (AlgoPerf times its
-    `prepare_for_eval`), `after_eval(setup)` after it, except after the last: the model ends as evaluated."""
+    `prepare_for_eval`), `after_eval(setup)` after it, except after the last: the model ends as evaluated.
+    `recalibrate(setup)`, where set, runs after the training clock stops and before the evaluation, counted in
+    `eval_s` (Schedule-Free's BatchNorm statistics); `after_step()` after every optimizer step (DoG's averager).
+    `averages`: the optimizer averages the weights itself, so the task's lookahead is left out."""
     model: torch.nn.Module
     forward: Callable
     loader: DeviceLoader
@@ -345,25 +350,52 @@ class _Setup:
     label_smoothing: float
     backbone_lr_mult: float
     autocast: Callable
+    optimizer_name: str  # a torch optimizer (OPTIMIZERS) or a self-tuning one (self_tuning.BUILDERS)
     optimizer: torch.optim.Optimizer | None = None
     scheduler: FunctionLR | None = None
     before_eval: Callable[[_Setup], None] = _optimizer_eval
     after_eval: Callable[[_Setup], None] = _optimizer_train
+    recalibrate: Callable[[_Setup], None] | None = None
+    after_step: Callable[[], None] | None = None
+    averages: bool = False
 
     def new_optimizer(self, task: Task) -> None:
         """The task's optimizer over the model's parameter groups, driven by the schedule, the backbone's
         groups at `backbone_lr_mult` x the LR. With `decoupled_wd` each group's decay is divided by its peak
         LR, so that the weights shrink by `weight_decay` per step at the peak whatever the LR (airbench's
-        form); a group with `train_epochs` is frozen after them."""
+        form); a group with `train_epochs` is frozen after them. A self-tuning optimizer (the trial's `optimizer`
+        names one of self_tuning.BUILDERS) is built as its authors recommend, with the hooks it needs."""
         groups = with_backbone_lr_mult(self.model, self.model.param_groups(self.weight_decay), self.backbone_lr_mult)
-        peak = max(self.schedule(i) for i in range(self.n_steps)) if task.decoupled_wd else None
+        torch_optimizer = self.optimizer_name in OPTIMIZERS
+        peak = None
+        if task.decoupled_wd:
+            # a self-tuning optimizer's lr is a scale, not an LR: its decay is the one the task's own trial uses
+            schedule = self.schedule if torch_optimizer else make_schedule(schedule_spec(task, {}), self.n_steps)
+            peak = max(schedule(i) for i in range(self.n_steps))
         for group in groups:
             if "train_epochs" in group:
                 group["frozen_from"] = round(group.pop("train_epochs") * len(self.loader))
             if peak and group["lr_mult"]:
                 group["weight_decay"] = self.weight_decay / (peak * group["lr_mult"])
-        self.optimizer = make_optimizer(task, groups, self.schedule(0), self.momentum)
+        if torch_optimizer:
+            self.optimizer = make_optimizer(task, groups, self.schedule(0), self.momentum, self.optimizer_name)
+        else:
+            self._new_self_tuning(task, groups)
         self.scheduler = FunctionLR(self.optimizer, self.schedule)
+
+    def _new_self_tuning(self, task: Task, groups: list[dict]) -> None:
+        """The trial's self-tuning optimizer over `groups`, and its hooks (self_tuning.SelfTuned)."""
+        base, options = OPTIMIZERS["adamw" if task.optimizer in ("adam", "adamw") else "sgd"]  # Mechanic's base
+        first = self.schedule(0)
+        context = self_tuning.BuildContext(task, self.model, first, self.momentum, self.n_steps,
+                                           warms_up=any(self.schedule(i) > first for i in range(self.n_steps)),
+                                           base=(base, options(task, self.momentum)))
+        tuned = self_tuning.build(self.optimizer_name, groups, context)
+        self.optimizer, self.after_step, self.averages = tuned.optimizer, tuned.after_step, tuned.averages
+        if tuned.swap_in is not None:
+            self.before_eval = lambda setup: tuned.swap_in()
+            self.after_eval = lambda setup: tuned.swap_out()
+        self.recalibrate = _recalibrate_batchnorm if tuned.recalibrate_bn else None
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -371,8 +403,19 @@ class _Setup:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
         self.scheduler.step()
         return loss.detach()
+
+
+def _recalibrate_batchnorm(setup: _Setup) -> None:
+    """BatchNorm statistics for the weights the optimizer evaluates (self_tuning.recalibrate_batchnorm), from the
+    first training images in stored order, un-augmented, batch by batch: the same images at every evaluation,
+    and the loader's shuffle and augmentation untouched. The eager model: a compiled one would recompile."""
+    images, size = setup.loader.images, setup.loader.batch_size
+    n = min(len(images), self_tuning.RECALIBRATION_BATCHES * size)
+    self_tuning.recalibrate_batchnorm(setup.model, (images[i:i + size] for i in range(0, n, size)), setup.autocast)
 
 
 def _sgd_options(task: Task, momentum: float) -> dict:
@@ -394,11 +437,12 @@ OPTIMIZERS = {"sgd": (torch.optim.SGD, _sgd_options), "adam": (torch.optim.Adam,
               "adagrad": (torch.optim.Adagrad, _torch_defaults), "adadelta": (torch.optim.Adadelta, _torch_defaults)}
 
 
-def make_optimizer(task: Task, groups: list[dict], lr: float, momentum: float) -> torch.optim.Optimizer:
-    """The task's torch optimizer over `groups` (each group's weight decay is its own): SGD takes the momentum
-    and Nesterov flag; Adam and AdamW betas (momentum, task.beta2) and task.eps; the others their torch
-    defaults. (Task.__post_init__ has checked the name.)"""
-    optimizer, options = OPTIMIZERS[task.optimizer]
+def make_optimizer(task: Task, groups: list[dict], lr: float, momentum: float,
+                   name: str | None = None) -> torch.optim.Optimizer:
+    """The task's torch optimizer (or `name`, a trial's own) over `groups` (each group's weight decay is its own):
+    SGD takes the momentum and Nesterov flag; Adam and AdamW betas (momentum, task.beta2) and task.eps; the others
+    their torch defaults. (Task.__post_init__ and trial_settings have checked the name.)"""
+    optimizer, options = OPTIMIZERS[name or task.optimizer]
     return optimizer(groups, lr=lr, **options(task, momentum))
 
 
@@ -435,7 +479,8 @@ def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskDat
 
     forward = torch.compile(model) if task.compile and dev.type == "cuda" else model
     return _Setup(model, forward, loader, n_steps, make_schedule(settings.schedule, n_steps), settings.momentum,
-                  settings.weight_decay, settings.label_smoothing, settings.backbone_lr_mult, autocast)
+                  settings.weight_decay, settings.label_smoothing, settings.backbone_lr_mult, autocast,
+                  settings.optimizer)
 
 
 def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
@@ -466,7 +511,8 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
         _warm_up(task, setup, data, seed)
         result.warmup_s = time.perf_counter() - t0
     setup.new_optimizer(task)
-    lookahead = Lookahead(setup.model, task.lookahead_every, setup.n_steps) if task.lookahead_every else None
+    use_lookahead = task.lookahead_every and not setup.averages  # an optimizer that averages brings its own
+    lookahead = Lookahead(setup.model, task.lookahead_every, setup.n_steps) if use_lookahead else None
     # compiled: every graph was built in the warm-up, so a recompilation in the timed loop is an error
     stance = torch.compiler.set_stance("fail_on_recompile") if setup.forward is not setup.model else contextlib.nullcontext()
     with stance:
@@ -513,6 +559,8 @@ def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead 
         row = {"step": step, "epoch": step / len(setup.loader), "samples": step * task.batch_size, "lr": lr,
                "train_loss": train_loss, "val_acc": None, "test_acc": None}
         if not is_diverged:
+            if setup.recalibrate is not None:
+                setup.recalibrate(setup)
             tta = task.tta_level if step == n_steps else 0  # airbench: the plain model during training
             if has_val:
                 row["val_acc"] = evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size, setup.autocast, tta)

@@ -30,7 +30,8 @@ __all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension"
            "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
 
 
-_FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "lr-range")
+_FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "lr-range",
+             ("schedulefree", "prodigy", "dadapt", "dog", "mechanic"))  # the self-tuning family
 
 
 def strategy_names() -> list[str]:
@@ -57,5 +58,5 @@ def search(name: str, objective: Callable[[dict], float], space: dict | None = N
 
 
 def _load_optional() -> None:
-    """Strategies that need the trainer (the range-test family) register on first use."""
-    from lrsearch.search.strategies import range_test  # noqa: F401
+    """Strategies that need the trainer (the range-test and self-tuning families) register on first use."""
+    from lrsearch.search.strategies import range_test, self_tuning  # noqa: F401

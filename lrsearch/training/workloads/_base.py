@@ -103,6 +103,12 @@ class Workload(abc.ABC):
         other.target = target
         return other
 
+    @property
+    def supports_self_tuning(self) -> bool:
+        """Whether a trial may name the optimizer it trains with (the `optimizer` param the self-tuning strategies
+        pass): only where lrsearch's trainer builds the optimizer."""
+        return False
+
     # ---------------------------------------------------------------- range tests (optional)
 
     @property

@@ -79,6 +79,10 @@ class TaskWorkload(Workload):
                             self.data_source)
 
     @property
+    def supports_self_tuning(self) -> bool:
+        return True
+
+    @property
     def supports_range_test(self) -> bool:
         return True
 

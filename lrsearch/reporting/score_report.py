@@ -1,0 +1,301 @@
+"""A suite report's "Scores" section: the tables of `lrsearch.reporting.scores` as CSV under `<suite>/scores/`,
+their figures (seaborn / matplotlib, from those tables only) beside them, and the Markdown that explains them."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from lrsearch.reporting.figures import _save  # noqa: E402
+from lrsearch.reporting.report import _fmt  # noqa: E402
+from lrsearch.reporting.scores import (  # noqa: E402
+    ALPHA,
+    N_BOOT,
+    R_MAX,
+    RankTest,
+    compare_scores,
+    compute_scores,
+    problem_anchors,
+    replay_frame,
+    suite_frame,
+)
+
+# ---------------------------------------------------------------- figures
+
+
+def _styles(strategies: list[str]) -> dict[str, dict]:
+    """One colour per strategy (tab10's strong colours up to 10 strategies, tab20 beyond), one line style per
+    library family, the same in every score figure."""
+    families = ["grid", "random", "optuna", "hyperopt", "nni", "lr-range"]
+    dashes = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1))]
+    palette = sns.color_palette("tab10" if len(strategies) <= 10 else "tab20", len(strategies))
+    return {s: {"color": palette[i], "ls": dashes[next((k for k, f in enumerate(families) if s.startswith(f)), 0)]}
+            for i, s in enumerate(strategies)}
+
+
+def profile_figure(profile: pd.DataFrame, score: pd.DataFrame, metric: str, path: Path, strategies: list[str],
+                   r_max: float = R_MAX) -> Path:
+    """rho(tau) per strategy as the step function it is, each legend entry with its B; the lines nudged apart
+    vertically (a few thousandths) so that strategies with the same profile stay visible."""
+    data = profile[profile["metric"] == metric]
+    column = f"score_B_{metric}"
+    order = score.sort_values(column, ascending=False)["strategy"].tolist()
+    styles = _styles(strategies)
+    n_problems = int(score[f"problems_{metric}"].max())
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    for i, strategy in enumerate(order):
+        g = data[data["strategy"] == strategy].sort_values("tau")
+        nudge = (i - (len(order) - 1) / 2) * 0.004
+        b = score.loc[score["strategy"] == strategy, column].iloc[0]
+        ax.step(g["tau"], g["rho"] + nudge, where="post", lw=1.6, label=f"{strategy} (B = {b:.2f})",
+                **styles[strategy])
+    what = ("search time-to-target (training seconds)" if metric == "time" else "trials-to-target")
+    ax.set(xlim=(1, r_max), ylim=(-0.03, 1.03), xlabel=f"tau: ratio of {what} to the fastest strategy's",
+           ylabel=f"rho(tau): share of the {n_problems} problems",
+           title=f"Performance profile by {'time' if metric == 'time' else 'trials'} (AlgoPerf): ratio > {r_max:g} "
+                 "or the target missed by the median seed = not solved\n(lines nudged vertically by up to "
+                 f"{0.002 * (len(order) - 1):.2f} so that equal profiles stay visible)")
+    ax.title.set_fontsize(10)
+    ax.legend(title="strategy (score B)", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1),
+              frameon=False)
+    return _save(fig, path)
+
+
+def ranks_figure(ranks: pd.DataFrame, path: Path, strategies: list[str]) -> Path:
+    """Mean rank per strategy against the budget (1 = best, drawn at the top)."""
+    styles = _styles(strategies)
+    blocks = int(ranks["blocks"].max())
+    budgets = sorted(ranks["budget"].unique())
+    final = ranks[ranks["budget"] == budgets[-1]].set_index("strategy")["mean_rank"]
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    for strategy in final.sort_values().index:
+        g = ranks[ranks["strategy"] == strategy].sort_values("budget")
+        ax.plot(g["budget"], g["mean_rank"], marker="o", ms=3, lw=1.5, label=f"{strategy} ({final[strategy]:.2f})",
+                **styles[strategy])
+    if budgets[-1] / budgets[0] > 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.invert_yaxis()
+    notes = ["ties share their average rank", "coinciding lines (e.g. a shared random start-up) hide each other"]
+    if any(s.startswith("lr-range") for s in final.index):
+        notes.insert(1, "a range test's trial 1 is the test (no candidate), trial 2 its run, kept at larger budgets")
+    ax.set(xlabel="budget (trials)", ylabel="mean rank (1 = best)",
+           title=f"Mean rank by best validation value so far, over {blocks} (problem, seed) blocks per budget\n"
+                 + "\n".join(notes))
+    ax.title.set_fontsize(9)
+    ax.legend(title=f"strategy (rank at {budgets[-1]})", fontsize=8, title_fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1), frameon=False)
+    return _save(fig, path)
+
+
+def critical_difference_figure(test: RankTest, path: Path) -> Path:
+    """Demsar's critical-difference diagram (autorank's `plot_stats`): mean ranks on the axis, a bar joining the
+    strategies that the Nemenyi test does not tell apart."""
+    from autorank import plot_stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ax = plot_stats(test.result, allow_insignificant=True, width=9)
+    fig = ax.figure
+    verdict = (f"Friedman p = {test.pvalue:.2g} < {test.alpha:g}: Nemenyi CD = {test.cd:.2f}" if test.significant
+               else f"Friedman p = {test.pvalue:.2g} >= {test.alpha:g}: no difference (bars drawn for reference)")
+    fig.suptitle(f"Critical difference, {test.n_blocks} {test.blocks} blocks: {verdict}", fontsize=10, y=1.1)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n_boot: int = N_BOOT) -> Path:
+    """IQM of the normalised regret per strategy with its stratified bootstrap 95% interval (0 = the best any
+    trial reached, 1 = no better than the median random trial)."""
+    styles = _styles(strategies)
+    data = regret_iqm.sort_values("iqm_regret")
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(data) + 1.6))
+    y = np.arange(len(data))
+    for yi, row in zip(y, data.itertuples(index=False)):
+        colour = styles[row.strategy]["color"]
+        ax.plot([row.ci_low, row.ci_high], [yi, yi], color=colour, lw=6, alpha=0.6, solid_capstyle="butt")
+        ax.plot([row.iqm_regret], [yi], "|", color="k", ms=14, mew=2)
+    ax.set_yticks(y, data["strategy"])
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(1.0, float(data["ci_high"].max()) + 0.02) if len(data) else 1)
+    n_runs, n_problems = int(data["runs"].max()), int(data["problems"].max())
+    ax.set(xlabel="normalised regret (0: the best any trial reached; 1: the median random trial or worse)",
+           title=f"IQM of normalised regret over {n_problems} problems x seeds ({n_runs} runs per strategy)\n"
+                 f"bar: stratified bootstrap 95% interval ({n_boot:,} repetitions); lower is better")
+    ax.title.set_fontsize(10)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- the section
+
+
+def write_scores(scores: dict, out: Path, strategies: list[str], prefix: str = "") -> list[Path]:
+    """Every table of `compute_scores` as CSV, and the figures, under `out`; returns the figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("score", "times", "profile", "regret", "regret_iqm", "ranks", "friedman"):
+        scores[name].to_csv(out / f"{prefix}{name}.csv", index=False)
+    figures = [profile_figure(scores["profile"], scores["score"], metric, out / f"{prefix}profile_{metric}.png",
+                              strategies) for metric in ("time", "trials")]
+    figures.append(ranks_figure(scores["ranks"], out / f"{prefix}ranks.png", strategies))
+    test = scores["rank_test"]
+    if test is not None and test.result is not None and test.posthoc == "nemenyi":
+        figures.append(critical_difference_figure(scores["rank_test"], out / f"{prefix}critical_difference.png"))
+    figures.append(regret_figure(scores["regret_iqm"], out / f"{prefix}regret_iqm.png", strategies))
+    return figures
+
+
+def _ci(row) -> str:
+    return f"{row.iqm_regret:.3f} [{row.iqm_ci_low:.3f}, {row.iqm_ci_high:.3f}]"
+
+
+def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.DataFrame, n_seeds: int,
+                    heading: str = "## Scores") -> list[str]:
+    """The section's Markdown: what each score is, with its anchor, the tables and the figures."""
+    score = scores["score"].copy()
+    score["iqm_regret_95ci"] = [_ci(r) for r in score.itertuples(index=False)]
+    budget = scores["budget"]
+    test = scores["rank_test"]
+    lines = [heading, "",
+             f"Cross-problem scores at budget {budget} trials over {score['problems_time'].max()} problems and "
+             f"{n_seeds} seeds (`lrsearch/reporting/scores.py` defines each one; tables and figures in "
+             f"`{Path(figures[0]).parent.relative_to(root) if figures else 'scores'}/`).", "",
+             f"- **Score B** (AlgoPerf's performance-profile score): per problem and strategy, each seed's search "
+             "time-to-target (training seconds until the first trial reaches the target, evaluations excluded), "
+             "the median over seeds with a missed target as +inf (AlgoPerf's `np.median` over studies: finite only "
+             "when more than half of the seeds reach it); r = that time / the fastest strategy's on the problem, "
+             f"r > r_max = {R_MAX:g} counts as not solved; rho(tau) = share of problems with r <= tau; B = "
+             f"1/(r_max - 1) x the integral of rho over [1, {R_MAX:g}] (exact: rho is a step function). B = 1: "
+             "fastest everywhere; 0: never within 4x of the fastest. `score_B_trials`: the same on trials-to-target.",
+             f"- **IQM of normalised regret** (CARP-S normalises each run per task): per run, (best_any - best) / "
+             "(best_any - anchor) with best_any the best value any trial reached on the problem and the anchor the "
+             "median value of one random-search trial there (random search at budget 1), clipped to [0, 1] "
+             "(`clipped_runs`: runs no better than the anchor); the interquartile mean over every (problem, seed) "
+             f"run with a percentile 95% interval from {N_BOOT:,} stratified bootstrap repetitions (seeds "
+             "resampled within each problem; rliable's method, own code: rliable 1.2.0 does not import beside "
+             "pandas 3). Lower is better.",
+             "- **Mean rank** (CARP-S): per (problem, seed) block, strategies ranked by best validation value at "
+             "the budget (1 = best, ties averaged); range tests train 2 trials (their test and one run) and keep "
+             "that best at every larger budget.", ""]
+    lines += [_fmt(score, ["strategy", "score_B_time", "problems_within_r_max_time", "score_B_trials",
+                           "iqm_regret_95ci", "clipped_runs", "mean_rank"]), ""]
+    friedman = scores["friedman"]
+    if len(friedman):
+        lines += [f"**Friedman test, then Nemenyi** (alpha = {ALPHA:g}, via autorank; Demsar 2006, as CARP-S's "
+                  f"critical-difference analysis) on the best value at budget {budget}:"]
+        for row in friedman.itertuples(index=False):
+            if row.rejects and row.omnibus != "friedman":  # two strategies: autorank's Wilcoxon signed-rank test
+                verdict = f"{row.omnibus} rejects equal values (p = {row.pvalue:.2g}): {row.differing_pairs}"
+            elif row.rejects:
+                verdict = (f"rejects equal ranks (p = {row.pvalue:.2g}); Nemenyi CD = {row.critical_difference:.2f}: "
+                           + (f"differ: {row.differing_pairs}" if row.differing_pairs else "yet no pair is CD apart")
+                           + f"; groups not told apart: {row.groups}")
+            else:
+                verdict = f"does not reject (p = {row.pvalue:.2g}): no pair of strategies is told apart"
+            lines += [f"- blocks {row.blocks} (n = {row.n_blocks}): {verdict}."]
+        lines += [""]
+    elif test is None:
+        lines += ["No Friedman test: fewer than 5 complete (problem, seed) blocks.", ""]
+    anchor_note = "; ".join(f"{r.problem} {r.anchor:.3g} (best {r.best_any:.3g})" for r in anchors.itertuples())
+    lines += [f"Anchors (median random trial) and best values per problem, in the search's maximised sign (a "
+              f"minimised metric negated): {anchor_note}.", ""]
+    for fig in figures:
+        lines += [f"![{fig.stem}]({Path(fig).relative_to(root).as_posix()})", ""]
+    return lines
+
+
+def comparison_markdown(real: dict, replay: dict, problems: list[str], strategies: list[str], out: Path,
+                        other: str) -> list[str]:
+    """Real against replayed scores on the problems and strategies both have, at one budget; `other` names the
+    other suite's folder."""
+    table = compare_scores(real, replay)
+    table.to_csv(out / "real_vs_replay.csv", index=False)
+    return ["### Real against replayed scores", "",
+            f"Both recomputed on what the two have in common: {len(problems)} problems ({', '.join(problems)}), "
+            f"{len(strategies)} strategies, budget {real['budget']} (B depends on which strategies share a problem, "
+            "so the real scores here differ from the full table above). Each side's regret is normalised by its own "
+            f"best value and anchor; gap = replay - real. `scores/real_vs_replay.csv`; {other}. A problem's time is a "
+            f"median over seeds: over {real['n_seeds']} real seeds it is one seed's time, over {replay['n_seeds']} "
+            "replayed ones a stable middle, so the real ratios can spread wider and every real B be lower; compare "
+            "B's order across the two more than its level.", "",
+            _fmt(table, list(table.columns)), ""]
+
+
+def real_and_replay(real_folders: list[Path], replay_folders: list[Path], budget: int) -> tuple[dict, dict, list, list] | None:
+    """Both suites' scores on their common problems and strategies at `budget` (None when they share fewer than
+    2 problems or strategies, or the replay lacks that budget)."""
+    common = sorted({f.name for f in real_folders} & {f.name for f in replay_folders})
+    real_folders = [f for f in real_folders if f.name in common]
+    replay_folders = [f for f in replay_folders if f.name in common]
+    if len(common) < 2:
+        return None
+    real, replay = suite_frame(real_folders), replay_frame(replay_folders)
+    strategies = [s for s in real["strategy"].unique() if s in set(replay["strategy"])]
+    if len(strategies) < 2 or budget not in set(replay["budget"]):
+        return None
+    real, replay = real[real["strategy"].isin(strategies)], replay[replay["strategy"].isin(strategies)]
+    return (compute_scores(real, problem_anchors(real_folders), budget),
+            compute_scores(replay, problem_anchors(replay_folders), budget), common, strategies)
+
+
+def suite_scores_section(folders: list[Path], root: Path, replay_folders: list[Path] | None = None,
+                         strategies: list[str] | None = None, heading: str = "## Scores") -> list[str]:
+    """A real suite's section: scores at its full budget into `root/scores/`, and beside a replay of it
+    (`replay_folders`), the two compared; `strategies` (the suite's) fixes each one's colour."""
+    frame = suite_frame(folders)
+    if not len(frame):
+        return []
+    anchors = problem_anchors(folders)
+    scores = compute_scores(frame, anchors)
+    strategies = list(dict.fromkeys([*(strategies or []), *frame["strategy"]]))
+    out = root / "scores"
+    figures = write_scores(scores, out, strategies)
+    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading)
+    if replay_folders:
+        both = real_and_replay(folders, replay_folders, scores["budget"])
+        if both:
+            lines += comparison_markdown(*both, out, f"the replay: `{replay_folders[0].parent}`")
+    return lines
+
+
+def replay_scores_section(folders: list[Path], root: Path, budget: int, real_folders: list[Path] | None = None,
+                          strategies: list[str] | None = None, heading: str = "## Scores") -> list[str]:
+    """A replayed suite's section: scores at `budget` (the ranks at every replayed budget) into `root/scores/`,
+    and beside the real suite (`real_folders`), the two compared; `strategies` (the suite's) fixes each one's
+    colour, the same as in the real suite's figures."""
+    frame = replay_frame(folders)
+    if not len(frame):
+        return []
+    anchors = problem_anchors(folders)
+    if budget not in set(frame["budget"]):
+        budget = int(frame["budget"].max())
+    scores = compute_scores(frame, anchors, budget)
+    strategies = list(dict.fromkeys([*(strategies or []), *frame["strategy"]]))
+    out = root / "scores"
+    figures = write_scores(scores, out, strategies)
+    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading)
+    if real_folders:
+        both = real_and_replay(real_folders, folders, budget)
+        if both:
+            lines += comparison_markdown(*both, out, f"the real suite: `{real_folders[0].parent}`")
+    return lines
+
+
+def sibling(root: Path, replay: bool) -> Path:
+    """The folder a suite's replay goes to by default beside its real one (`<real>-replay`), or back."""
+    root = Path(root)
+    return root.with_name(root.name + "-replay") if replay else root.with_name(root.name.removesuffix("-replay"))
+
+
+def has_tables(folder: Path, names: tuple[str, ...]) -> bool:
+    return all((folder / "tables" / f"{n}.parquet").exists() or (folder / "tables" / f"{n}.csv").exists()
+               for n in names)

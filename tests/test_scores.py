@@ -1,0 +1,218 @@
+"""Cross-problem scores (lrsearch.reporting.scores): AlgoPerf's performance profiles and score B on a hand-made
+example, rank averaging with ties, normalised regret and its stratified-bootstrap IQM, the Friedman-Nemenyi call,
+and the suite reports' Scores section built from a copy of the committed suite."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lrsearch.reporting import scores as S
+
+ROOT = Path(__file__).resolve().parents[1]
+INF = math.inf
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """Budget-frame rows (problem, strategy, seed, seconds or inf); trials-to-target = seconds / 10."""
+    out = []
+    for problem, strategy, seed, t in rows:
+        reached = math.isfinite(t)
+        out.append({"problem": problem, "strategy": strategy, "seed": seed, "budget": 6, "best_value": 0.5,
+                    "search_time_to_target_s": t if reached else math.nan,
+                    "trials_to_target": t / 10 if reached else math.nan, "reached_target": reached})
+    return pd.DataFrame(out, columns=S.FRAME_COLUMNS)
+
+
+# Per problem and strategy, three seeds' search times (inf: the target missed):
+#   p1: A [10, 12, inf] -> median 12 (AlgoPerf's np.median with inf: the middle seed), B [20, inf, inf] -> inf,
+#       C [24, 24, 30] -> 24.                       ratios: A 1, B inf (missed), C 2
+#   p2: A 10, B 5, C 30 (every seed).               ratios: A 2, B 1, C 6 > 4 -> inf
+#   p3: A 40, B 10, C 15.                           ratios: A 4 (counts: <= r_max), B 1, C 1.5
+#   p4: nobody reaches it.                          ratios: inf for all, and p4 stays in the denominator
+HAND = {("p1", "A"): [10, 12, INF], ("p1", "B"): [20, INF, INF], ("p1", "C"): [24, 24, 30],
+        ("p2", "A"): [10] * 3, ("p2", "B"): [5] * 3, ("p2", "C"): [30] * 3,
+        ("p3", "A"): [40] * 3, ("p3", "B"): [10] * 3, ("p3", "C"): [15] * 3,
+        ("p4", "A"): [INF] * 3, ("p4", "B"): [INF] * 3, ("p4", "C"): [INF] * 3}
+
+
+def _hand_frame() -> pd.DataFrame:
+    return _frame([(p, s, seed, t) for (p, s), ts in HAND.items() for seed, t in enumerate(ts)])
+
+
+def test_performance_profile_and_score_b_on_a_hand_made_example():
+    ratios = S.performance_ratios(S.problem_times(_hand_frame()))
+    r = ratios.set_index(["problem", "strategy"])["ratio"]
+    assert r["p1", "A"] == 1 and r["p1", "B"] == INF and r["p1", "C"] == 2
+    assert r["p2", "C"] == INF and r["p3", "A"] == 4 and r["p3", "C"] == 1.5
+    assert (r.loc["p4"] == INF).all()
+    # rho, by hand, over the 4 problems: A: 1/4 on [1, 2), 2/4 on [2, 4), 3/4 at 4; B: 2/4 from 1;
+    # C: 0 on [1, 1.5), 1/4 on [1.5, 2), 2/4 on [2, 4]
+    profile = S.performance_profile(ratios)
+    steps = {s: list(zip(g["tau"], g["rho"])) for s, g in profile.groupby("strategy")}
+    assert steps["A"] == [(1, 0.25), (2, 0.5), (4, 0.75)]
+    assert steps["B"] == [(1, 0.5), (4, 0.5)]
+    assert steps["C"] == [(1, 0), (1.5, 0.25), (2, 0.5), (4, 0.5)]
+    # B = 1/3 x integral over [1, 4]: A (1/4 x 1 + 2/4 x 2) / 3 = 5/12; B (2/4 x 3) / 3 = 1/2;
+    # C (1/4 x 0.5 + 2/4 x 2) / 3 = 3/8
+    score = S.profile_score(ratios).set_index("strategy")
+    assert score.loc["A", "score_B"] == pytest.approx(5 / 12)
+    assert score.loc["B", "score_B"] == pytest.approx(1 / 2)
+    assert score.loc["C", "score_B"] == pytest.approx(3 / 8)
+    assert list(score.index) == ["B", "A", "C"] and score.loc["A", "problems_within_r_max"] == 3
+    # AlgoPerf's trapezoid rule on a fine grid of taus tends to the exact integral
+    taus = np.linspace(1, 4, 30001)
+    for strategy, g in ratios.groupby("strategy"):
+        rho = (g["ratio"].to_numpy()[None, :] <= taus[:, None]).mean(axis=1)
+        assert np.trapezoid(rho, taus) / 3 == pytest.approx(score.loc[strategy, "score_B"], abs=1e-3)
+
+
+def test_a_problems_time_is_the_median_with_misses_as_inf():
+    times = S.problem_times(_frame([("p", "A", 0, 10), ("p", "A", 1, INF),  # even count: (10 + inf) / 2
+                                    ("p", "B", 0, 10), ("p", "B", 1, 30), ("p", "B", 2, INF),
+                                    ("p", "C", 0, 10), ("p", "C", 1, INF), ("p", "C", 2, INF)]))
+    t = times.set_index("strategy")["time"]
+    assert t["A"] == INF and t["B"] == 30 and t["C"] == INF
+    assert times.set_index("strategy").loc["B", "n_reached"] == 2
+
+
+def test_scores_by_trials_use_trials_to_target():
+    scores = S.compute_scores(_hand_frame(), pd.DataFrame(columns=["problem", "best_any", "anchor"]))
+    by = scores["score"].set_index("strategy")
+    assert by["score_B_trials"].to_dict() == pytest.approx(by["score_B_time"].to_dict())  # trials = seconds / 10
+
+
+def test_ranks_average_ties_and_a_range_test_keeps_its_best(tmp_path):
+    frame = pd.DataFrame([("p", s, seed, 1, v) for seed, values in enumerate([(0.5, 0.5, 0.3), (0.2, 0.4, 0.4)])
+                          for s, v in zip("ABC", values)], columns=["problem", "strategy", "seed", "budget", "best_value"])
+    ranks = S.average_ranks(frame).set_index("strategy")["mean_rank"]
+    # seed 0: A and B tie for 1-2 (1.5 each), C 3; seed 1: A 3, B and C tie for 1-2
+    assert ranks.to_dict() == {"A": 2.25, "B": 1.5, "C": 2.25}
+
+    # a problem folder's tables: random trains 3 trials, the range test 2 (its test at the floor, then one run)
+    folder = tmp_path / "prob"
+    (folder / "tables").mkdir(parents=True)
+    trials = [("random", i, "train", "ok", v) for i, v in enumerate([0.3, 0.5, 0.4])]
+    trials += [("lr-range-clr", 0, "range_test", "ok", 0.0), ("lr-range-clr", 1, "train", "ok", 0.45)]
+    pd.DataFrame([dict(zip(["strategy", "trial_index", "kind", "status", "value"], t), budget=3, seed=0)
+                  for t in trials]).to_csv(folder / "tables" / "trials.csv", index=False)
+    pd.DataFrame([{"strategy": "random", "budget": 3, "seed": 0, "run_status": "complete", "reached_target": True,
+                   "search_time_to_target_s": 7.0, "trials_to_target": 2},
+                  {"strategy": "lr-range-clr", "budget": 3, "seed": 0, "run_status": "complete",
+                   "reached_target": False, "search_time_to_target_s": math.nan, "trials_to_target": math.nan}]
+                 ).to_csv(folder / "tables" / "runs.csv", index=False)
+    got = S.suite_frame([folder]).set_index(["strategy", "budget"])
+    assert got.loc["lr-range-clr", "best_value"].tolist() == [0.0, 0.45, 0.45]  # carried forward to budget 3
+    assert got.loc["random", "best_value"].tolist() == [0.3, 0.5, 0.5]
+    assert math.isnan(got.loc[("random", 1), "search_time_to_target_s"])  # reached at trial 2, not within 1
+    assert got.loc[("random", 2), "search_time_to_target_s"] == 7.0 and got.loc[("random", 3), "trials_to_target"] == 2
+    r = S.average_ranks(got.reset_index()).set_index(["budget", "strategy"])["mean_rank"]
+    assert r[1, "random"] == 1 and r[2, "random"] == 1 and r[3, "lr-range-clr"] == 2
+
+
+def test_regret_is_normalised_between_the_best_trial_and_the_median_random_trial(tmp_path):
+    folder = tmp_path / "prob"
+    (folder / "tables").mkdir(parents=True)
+    # random's trials: 0.1, 0.2, 0.3 and a diverged one (0.9 recorded, 0 as a search sees it): anchor =
+    # median(0, 0.1, 0.2, 0.3) = 0.15; the best any usable trial reached: 0.5 (tpe's)
+    pd.DataFrame({"strategy": ["random"] * 4 + ["tpe"], "kind": "train", "value": [0.1, 0.2, 0.3, 0.9, 0.5],
+                  "status": ["ok", "ok", "ok", "diverged", "ok"]}).to_csv(folder / "tables" / "trials.csv", index=False)
+    anchors = S.problem_anchors([folder])
+    assert anchors.loc[0, "anchor"] == pytest.approx(0.15) and anchors.loc[0, "best_any"] == 0.5
+    flat = pd.DataFrame({"problem": "flat", "best_any": [0.4], "anchor": [0.4]})  # no scale: left out
+    runs = pd.DataFrame({"problem": ["prob"] * 3 + ["flat"], "strategy": ["tpe", "random", "grid", "tpe"],
+                         "seed": 0, "budget": 6, "best_value": [0.5, 0.325, 0.1, 0.4]})
+    regret = S.normalised_regret(runs, pd.concat([anchors, flat])).set_index("strategy")
+    assert "flat" not in set(regret["problem"])
+    assert regret.loc["tpe", "regret"] == 0
+    assert regret.loc["random", "regret"] == pytest.approx(0.5)  # (0.5 - 0.325) / (0.5 - 0.15)
+    assert regret.loc["grid", "regret_raw"] == pytest.approx(0.4 / 0.35) and regret.loc["grid", "regret"] == 1
+    assert regret["clipped"].tolist() == [False, False, True]
+
+
+def test_iqm_and_its_stratified_bootstrap():
+    assert S.iqm(np.arange(8.0)) == 3.5  # the middle half: 2, 3, 4, 5
+    # two problems, each constant: every stratified resample keeps the 50/50 mix, so the interval has no width
+    # (resampling the pooled values would vary the mix)
+    values, strata = np.r_[np.full(6, 0.2), np.full(6, 0.6)], np.repeat(["a", "b"], 6)
+    assert S.stratified_bootstrap_iqm(values, strata, n_boot=500) == pytest.approx((0.4, 0.4, 0.4))
+    rng = np.random.default_rng(1)
+    value, low, high = S.stratified_bootstrap_iqm(rng.normal(0.3, 0.05, 40), np.repeat(["a", "b"], 20), n_boot=2000)
+    assert low < value < high and high - low < 0.06
+
+
+def _blocks(means: dict[str, float], n_problems: int = 8, n_seeds: int = 3, noise: float = 0.05, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame([{"problem": f"p{p}", "seed": s, "strategy": k, "budget": 6,
+                          "best_value": m + rng.normal(0, noise)}
+                         for p in range(n_problems) for s in range(n_seeds) for k, m in means.items()])
+
+
+def test_friedman_nemenyi_tells_a_clearly_better_strategy_apart_and_equal_ones_not():
+    better = S.friedman_nemenyi(_blocks({"good": 0.9, "b": 0.5, "c": 0.5, "d": 0.5}))
+    assert better.omnibus == "friedman" and better.posthoc == "nemenyi" and better.alpha == 0.05
+    assert better.significant and better.mean_ranks.index[0] == "good" and better.mean_ranks["good"] == 1
+    pairs = better.differing_pairs()
+    assert {("good", x) for x in "bcd"} <= set(pairs) and not any(a != "good" for a, _ in pairs)
+    assert better.groups()[0] == ["good"]
+    same = S.friedman_nemenyi(_blocks({"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}))
+    assert not same.significant and same.differing_pairs() == [] and len(same.groups()) == 1
+    tied = S.friedman_nemenyi(_blocks({"a": 0.5, "b": 0.5, "c": 0.5}, noise=0.0))  # every block a tie
+    assert tied.pvalue == 1.0 and tied.differing_pairs() == [] and set(tied.mean_ranks) == {2.0}
+    seed_mean = S.friedman_nemenyi(_blocks({"good": 0.9, "b": 0.5, "c": 0.5}), seed_mean=True)
+    assert seed_mean.n_blocks == 8 and "mean over seeds" in seed_mean.blocks
+    assert S.friedman_nemenyi(_blocks({"a": 0.5, "b": 0.6}, n_problems=1)) is None  # 3 blocks: too few
+    two = S.friedman_nemenyi(_blocks({"a": 0.5, "b": 0.9}))  # two strategies: autorank's Wilcoxon test
+    assert two.omnibus == "wilcoxon" and two.differing_pairs() == [("b", "a")] and two.groups() == [["b"], ["a"]]
+    table = S.friedman_table([better, same])
+    assert table["rejects"].tolist() == [True, False] and "good > b" in table.loc[0, "differing_pairs"]
+
+
+def _suite_copy(tmp_path: Path, replay: bool = False) -> Path:
+    """The committed real suite (and its replay, beside it as `<real>-replay`) copied into tmp_path."""
+    for name in ["suite-cpu"] + (["suite-cpu-replay"] if replay else []):
+        shutil.copytree(ROOT / "results" / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("figures", "REPORT.md", "*.log", "optuna.sqlite3", "curves.*"))
+    return tmp_path / "suite-cpu"
+
+
+def test_the_suite_report_has_a_scores_section_with_its_tables_and_figures(tmp_path):
+    from lrsearch.experiment.suite import Suite
+    from lrsearch.reporting.suite import build_suite_report
+
+    root = _suite_copy(tmp_path)
+    suite = Suite(**json.loads((root / "suite.json").read_text()))
+    report = build_suite_report(suite, root, rebuild=False).read_text()
+    section = report[report.index("## Scores"):]
+    for words in ("Score B", "r_max = 4", "5,000 stratified bootstrap", "Friedman test, then Nemenyi",
+                  "alpha = 0.05", "median value of one random-search trial", "(problem, seed) (n = 24)"):
+        assert words in section, words
+    assert "Real against replayed" not in report  # no replay beside this copy
+    score = pd.read_csv(root / "scores" / "score.csv")
+    assert len(score) == len(suite.strategies) and score["score_B_time"].between(0, 1).all()
+    assert score["iqm_regret"].between(0, 1).all() and (score["iqm_ci_low"] <= score["iqm_regret"]).all()
+    for name in ("profile_time", "profile_trials", "ranks", "critical_difference", "regret_iqm"):
+        assert (root / "scores" / f"{name}.png").stat().st_size > 10_000 and f"(scores/{name}.png)" in section
+    ranks = pd.read_csv(root / "scores" / "ranks.csv")
+    assert sorted(ranks["budget"].unique()) == [1, 2, 3, 4, 5, 6] and set(ranks["blocks"]) == {24}
+
+
+def test_the_replay_suite_report_scores_the_replay_and_compares_it_with_the_real_suite(tmp_path):
+    from lrsearch.experiment.suite import Suite, replay_experiments
+    from lrsearch.reporting.suite import build_replay_suite_report
+
+    real = _suite_copy(tmp_path, replay=True)
+    suite = Suite(**json.loads((real / "suite.json").read_text()))
+    replays = replay_experiments(suite, tmp_path / "suite-cpu-replay")
+    report = build_replay_suite_report(suite, replays).read_text()  # finds the real suite beside it
+    assert "## Scores" in report and "budget 6 trials over 4 problems and 100 seeds" in report
+    assert "### Real against replayed scores" in report and f"`{real}`" in report
+    both = pd.read_csv(tmp_path / "suite-cpu-replay" / "scores" / "real_vs_replay.csv")
+    assert set(both["strategy"]) == set(suite.replay.strategies)
+    assert both["score_B_time_gap"].to_numpy() == pytest.approx(both["score_B_time_replay"] - both["score_B_time_real"])
