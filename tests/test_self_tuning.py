@@ -175,6 +175,18 @@ def test_every_self_tuning_optimizer_trains_a_trial_at_its_recommended_lr(name):
     assert [row["lr"] for row in r.curve] == [schedule(1), schedule(3)]
 
 
+@pytest.mark.parametrize("name", SELF_TUNING)
+def test_a_warm_up_from_zero_trains_too(name):
+    """The resnet-adamw task warms up from lr 0, which Prodigy and D-Adaptation refuse at construction."""
+    from lrsearch.training.trainer import train
+
+    task = TASK.with_overrides(steps=4, eval_every=2, schedule={"name": "cosine", "base_lr": "$lr", "min_lr": 0.0,
+                                                                "warmup_frac": 0.5})  # resnet-adamw's shape
+    r = train(task, {"optimizer": name}, seed=0)
+    assert r.status == "ok", r.error
+    assert all(math.isfinite(row["train_loss"]) for row in r.curve)
+
+
 def test_divergence_is_still_detected():
     from lrsearch.training.trainer import train
 

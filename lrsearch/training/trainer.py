@@ -387,7 +387,15 @@ class _Setup:
         """The trial's self-tuning optimizer over `groups`, and its hooks (self_tuning.SelfTuned)."""
         base, options = OPTIMIZERS["adamw" if task.optimizer in ("adam", "adamw") else "sgd"]  # Mechanic's base
         first = self.schedule(0)
-        context = self_tuning.BuildContext(task, self.model, first, self.momentum, self.n_steps,
+        # Prodigy and D-Adaptation refuse an lr of 0 at construction, which a warm-up from 0 starts with: they are
+        # built at the schedule's peak, and FunctionLR sets step 0's lr (0) before the first step.
+        construct = first if first > 0 else max(self.schedule(i) for i in range(self.n_steps))
+        if first == 0 and self.optimizer_name == "dadapt-sgd" and self.n_steps > 1:
+            # DAdaptSGD takes its gradient-norm scale g0 from the first step's groups with lr > 0
+            # (dadapt_sgd.py: g0_norm), and divides by it: a warm-up from 0 starts at its second step's lr.
+            schedule, second = self.schedule, self.schedule(1)
+            self.schedule = lambda i: second if i == 0 else schedule(i)
+        context = self_tuning.BuildContext(task, self.model, construct, self.momentum, self.n_steps,
                                            warms_up=any(self.schedule(i) > first for i in range(self.n_steps)),
                                            base=(base, options(task, self.momentum)))
         tuned = self_tuning.build(self.optimizer_name, groups, context)
