@@ -216,3 +216,20 @@ def test_the_replay_suite_report_scores_the_replay_and_compares_it_with_the_real
     both = pd.read_csv(tmp_path / "suite-cpu-replay" / "scores" / "real_vs_replay.csv")
     assert set(both["strategy"]) == set(suite.replay.strategies)
     assert both["score_B_time_gap"].to_numpy() == pytest.approx(both["score_B_time_replay"] - both["score_B_time_real"])
+
+
+def test_a_self_tuning_run_stands_for_every_space_of_its_workload(tmp_path):
+    import json
+
+    from lrsearch.reporting.scores import _self_tuning_in_every_space
+
+    for problem in ("nobn-lr", "nobn-lr-wd-mom", "finetune-lr"):
+        (tmp_path / problem).mkdir()
+        (tmp_path / problem / "experiment.json").write_text(json.dumps({"task": {"name": problem.split("-")[0]}}))
+    frame = pd.DataFrame({"problem": ["nobn-lr", "nobn-lr-wd-mom", "nobn-lr", "finetune-lr"],
+                          "strategy": ["random", "random", "prodigy", "random"], "seed": 0, "budget": 1,
+                          "best_value": [0.3, 0.31, 0.35, 0.6], "search_time_to_target_s": 1.0,
+                          "trials_to_target": 1.0, "reached_target": True})
+    out = _self_tuning_in_every_space(frame, [tmp_path / p for p in ("nobn-lr", "nobn-lr-wd-mom", "finetune-lr")])
+    prodigy = out[out["strategy"] == "prodigy"].set_index("problem")["best_value"].to_dict()
+    assert prodigy == {"nobn-lr": 0.35, "nobn-lr-wd-mom": 0.35}  # copied within its workload, not to finetune

@@ -60,7 +60,7 @@ def profile_figure(profile: pd.DataFrame, score: pd.DataFrame, metric: str, path
     what = ("search time-to-target (training seconds)" if metric == "time" else "trials-to-target")
     ax.set(xlim=(1, r_max), ylim=(-0.03, 1.03), xlabel=f"tau: ratio of {what} to the fastest strategy's",
            ylabel=f"rho(tau): share of the {n_problems} problems",
-           title=f"Performance profile by {'time' if metric == 'time' else 'trials'} (AlgoPerf): ratio > {r_max:g} "
+           title=f"Performance profile by {'time' if metric == 'time' else 'trials'} (AlgoPerf)\nratio > {r_max:g} "
                  "or the target missed by the median seed = not solved\n(lines nudged vertically by up to "
                  f"{0.002 * (len(order) - 1):.2f} so that equal profiles stay visible)")
     ax.title.set_fontsize(10)
@@ -185,7 +185,8 @@ def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.D
              "pandas 3). Lower is better.",
              "- **Mean rank** (CARP-S): per (problem, seed) block, strategies ranked by best validation value at "
              "the budget (1 = best, ties averaged); range tests train 2 trials (their test and one run) and keep "
-             "that best at every larger budget.", ""]
+             "that best at every larger budget. A self-tuning contender runs in each workload's first space "
+             "only (it searches nothing): its runs there stand for the workload's other spaces too.", ""]
     lines += [_fmt(score, ["strategy", "score_B_time", "problems_within_r_max_time", "score_B_trials",
                            "iqm_regret_95ci", "clipped_runs", "mean_rank"]), ""]
     friedman = scores["friedman"]

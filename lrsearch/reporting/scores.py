@@ -128,7 +128,32 @@ def suite_frame(folders: list[Path]) -> pd.DataFrame:
                              "search_time_to_target_s": float(run.search_time_to_target_s) if reached else math.nan,
                              "trials_to_target": float(run.trials_to_target) if reached else math.nan,
                              "reached_target": reached})
-    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    return _self_tuning_in_every_space(pd.DataFrame(rows, columns=FRAME_COLUMNS), folders)
+
+
+def _workload_of(folder: Path) -> str:
+    path = folder / "experiment.json"
+    config = json.loads(path.read_text()) if path.exists() else {}
+    return (config.get("workload") or {}).get("name") or (config.get("task") or {}).get("name") or folder.name
+
+
+def _self_tuning_in_every_space(frame: pd.DataFrame, folders: list[Path]) -> pd.DataFrame:
+    """A self-tuning contender searches nothing, so a suite runs it in each workload's first space only
+    (experiment/suite.py): its runs there stand for every space of that workload, and are copied to the
+    workload's other problems here, so that every strategy is scored on every problem."""
+    from lrsearch.reporting.contenders import is_self_tuning
+
+    workload = {Path(f).name: _workload_of(Path(f)) for f in folders}
+    copies = []
+    for strategy in [s for s in frame["strategy"].unique() if is_self_tuning(s)]:
+        ran = frame[frame["strategy"] == strategy]
+        for problem, name in workload.items():
+            if problem in set(ran["problem"]):
+                continue
+            source = [p for p in ran["problem"].unique() if workload.get(p) == name]
+            if source:
+                copies.append(ran[ran["problem"] == source[0]].assign(problem=problem))
+    return pd.concat([frame, *copies], ignore_index=True) if copies else frame
 
 
 def replay_frame(folders: list[Path]) -> pd.DataFrame:
