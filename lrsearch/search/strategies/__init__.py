@@ -14,7 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lrsearch.search.strategies import hyperopt_, nni_, optuna_, optunity_, simple  # noqa: F401  (registers them)
+from lrsearch.search.strategies import (  # noqa: F401  (registers them)
+    dehb_,
+    hebo_,
+    hyperopt_,
+    nevergrad_,
+    nni_,
+    optuna_,
+    optunity_,
+    simple,
+    skopt_,
+    smac_,
+    synetune_,
+)
 from lrsearch.search.strategies.base import (
     REGISTRY,
     USABLE,
@@ -30,7 +42,8 @@ __all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension"
            "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
 
 
-_FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "lr-range",
+_FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "smac", "hebo", "dehb", "nevergrad", "skopt",
+             "synetune", "lr-range",
              ("schedulefree", "prodigy", "dadapt", "dog", "mechanic"))  # the self-tuning family
 
 
