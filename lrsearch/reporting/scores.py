@@ -141,7 +141,7 @@ def _self_tuning_in_every_space(frame: pd.DataFrame, folders: list[Path]) -> pd.
     """A self-tuning contender searches nothing, so a suite runs it in each workload's first space only
     (experiment/suite.py): its runs there stand for every space of that workload, and are copied to the
     workload's other problems here, so that every strategy is scored on every problem."""
-    from lrsearch.reporting.contenders import is_self_tuning
+    from lrsearch.search.strategies import is_self_tuning
 
     workload = {Path(f).name: _workload_of(Path(f)) for f in folders}
     copies = []
