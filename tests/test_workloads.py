@@ -180,7 +180,7 @@ def test_a_suite_runs_every_problem_into_its_folder_and_resumes(tmp_path):
     out = tmp_path / "out"
     done = _cli("run", str(suite), "--results", str(out))
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["objective-lr", "objective-lr-width"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["objective-lr", "objective-lr-width", "scores"]
     report = (out / "REPORT.md").read_text()
     assert "objective-lr-width" in report and "separated_by_value" in report
     counts = {}
@@ -249,7 +249,8 @@ weight_decay = {{ low = 1e-5, high = 1e-2, log = true }}
     out = tmp_path / "replays"
     done = _cli("replay", str(suite), "--results", str(out))
     assert done.returncode == 0, done.stderr
-    assert [p.name for p in out.iterdir() if p.is_dir()] == ["cpu-lr"]  # the 2-D space is not in a table of LRs
+    # the 2-D space is not in a table of LRs; scores/ holds the suite's scores (reporting/score_report.py)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cpu-lr", "scores"]
     summary = __import__("pandas").read_csv(out / "cpu-lr" / "tables" / "summary.csv")
     assert set(summary["strategy"]) == {"random", "optuna-tpe"}  # range tests cannot be replayed
     assert set(summary["n_seeds"]) == {20} and set(summary["budget"]) == {2, 4, 8}

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lrsearch.experiment.config import ConfigError, ExecutorSettings, Experiment, _problems
+from lrsearch.search.strategies import is_self_tuning
 
 
 class Problem(BaseModel):
@@ -121,7 +122,7 @@ class Suite(BaseModel):
             if outside:
                 problems.append(f"problems[{i}].strategies: {', '.join(outside)} not in the suite's strategies")
                 continue
-            searching = [s for s in strategies if not _searches_nothing(s)]
+            searching = [s for s in strategies if not is_self_tuning(s)]
             for n_space, (space_name, space) in enumerate(problem.spaces.items()):
                 label = f"{problem.label}-{space_name}"
                 # A strategy that searches nothing (a self-tuning optimizer: one run at its authors' settings)
@@ -146,13 +147,6 @@ class Suite(BaseModel):
             raise ConfigError("Suite: " + ("\n  ".join([f"{len(problems)} problems:", *problems])
                                            if len(problems) > 1 else problems[0]))
         return out
-
-
-def _searches_nothing(strategy: str) -> bool:
-    from lrsearch.search.strategies import REGISTRY, strategy_names
-
-    strategy_names()  # the optional families registered
-    return bool(getattr(REGISTRY.get(strategy), "self_tuning", False))
 
 
 def replay_experiments(suite: Suite, results_dir: str | Path | None = None) -> list[Experiment]:

@@ -19,6 +19,7 @@ from lrsearch.experiment.replay import ReplayTable, replay_experiment
 from lrsearch.experiment.store import Store
 from lrsearch.reporting.figures import budget_figures, replay_check_figure
 from lrsearch.reporting.report import write_replay_report
+from lrsearch.reporting.scores import write_anchors
 from lrsearch.reporting.tables import (
     bootstrap_ci,
     median_with_failures,
@@ -153,7 +154,9 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
                                           .assign(source="replay")], ignore_index=True)
     elapsed_s = time.perf_counter() - started
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    trials.to_parquet(out / "tables" / "trials.parquet", index=False)  # large: Parquet only
+    trials.to_parquet(out / "tables" / "trials.parquet", index=False)  # large: Parquet only, not committed
+    if len(trials):
+        write_anchors(out)  # the scores' anchors from it, small and committed
     for name, frame in tables.items():
         frame.to_parquet(out / "tables" / f"{name}.parquet", index=False)
         if name != "runs":

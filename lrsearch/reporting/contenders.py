@@ -12,15 +12,10 @@ import math
 
 import pandas as pd
 
+from lrsearch.search.strategies import is_self_tuning
+
 # What a contender is compared with: the two-trial range tests (Smith's) and a model-based search at the budget.
 REFERENCES = ("lr-range-1cycle", "lr-range-clr", "optuna-tpe")
-
-
-def is_self_tuning(strategy: str) -> bool:
-    from lrsearch.search.strategies import REGISTRY, strategy_names
-
-    strategy_names()  # the optional families registered
-    return bool(getattr(REGISTRY.get(strategy), "self_tuning", False))
 
 
 def comparison(summary: pd.DataFrame, direction: str = "maximize") -> pd.DataFrame:

@@ -300,3 +300,10 @@ def sibling(root: Path, replay: bool) -> Path:
 def has_tables(folder: Path, names: tuple[str, ...]) -> bool:
     return all((folder / "tables" / f"{n}.parquet").exists() or (folder / "tables" / f"{n}.csv").exists()
                for n in names)
+
+
+def scorable(folder: Path) -> bool:
+    """A problem folder the scores can read: its `runs` table, and its `trials` table or the `anchors.csv`
+    a replay leaves in place of its uncommitted per-trial table (`scores.write_anchors`)."""
+    folder = Path(folder)
+    return has_tables(folder, ("runs",)) and (has_tables(folder, ("trials",)) or (folder / "tables" / "anchors.csv").exists())

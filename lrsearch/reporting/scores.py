@@ -141,7 +141,7 @@ def _self_tuning_in_every_space(frame: pd.DataFrame, folders: list[Path]) -> pd.
     """A self-tuning contender searches nothing, so a suite runs it in each workload's first space only
     (experiment/suite.py): its runs there stand for every space of that workload, and are copied to the
     workload's other problems here, so that every strategy is scored on every problem."""
-    from lrsearch.reporting.contenders import is_self_tuning
+    from lrsearch.search.strategies import is_self_tuning
 
     workload = {Path(f).name: _workload_of(Path(f)) for f in folders}
     copies = []
@@ -166,12 +166,21 @@ def replay_frame(folders: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FRAME_COLUMNS)
 
 
+ANCHOR_COLUMNS = ["problem", "best_any", "anchor", "anchor_trials", "anchor_source"]
+
+
 def problem_anchors(folders: list[Path]) -> pd.DataFrame:
     """Per problem: `best_any` (the best value any trained trial reached there) and `anchor` (the median value
     of a random-search trial, a diverged or failed one at the floor, `_values`; without random search, of every
-    trained trial), both in the search's maximised sign, from the problem's `trials` table (real or replayed)."""
+    trained trial), both in the search's maximised sign, from the problem's `trials` table (real or replayed).
+    A replay's per-trial table is not committed (large), so without it the folder's `tables/anchors.csv`, which
+    the replay wrote from it (`write_anchors`), gives the same row."""
     rows = []
     for folder in map(Path, folders):
+        if not has_trials(folder) and (folder / "tables" / "anchors.csv").exists():
+            saved = pd.read_csv(folder / "tables" / "anchors.csv")
+            rows.append(saved.iloc[0][ANCHOR_COLUMNS].to_dict() | {"problem": folder.name})
+            continue
         trials = _table(folder, "trials")
         if "kind" in trials:
             trials = trials[trials["kind"] == "train"]
@@ -182,7 +191,19 @@ def problem_anchors(folders: list[Path]) -> pd.DataFrame:
                      "anchor": float(np.median(pool)) if len(pool) else math.nan,
                      "anchor_trials": int(len(pool)),
                      "anchor_source": "random-search trials" if random.any() else "all trained trials"})
-    return pd.DataFrame(rows, columns=["problem", "best_any", "anchor", "anchor_trials", "anchor_source"])
+    return pd.DataFrame(rows, columns=ANCHOR_COLUMNS)
+
+
+def has_trials(folder: Path) -> bool:
+    return any((Path(folder) / "tables" / f"trials.{ext}").exists() for ext in ("parquet", "csv"))
+
+
+def write_anchors(folder: Path) -> Path:
+    """The folder's anchors row (`problem_anchors`, from its trials table) as `tables/anchors.csv`: small, so it
+    is committed where the trials table is not, and the scores can be rebuilt from a fresh clone."""
+    path = Path(folder) / "tables" / "anchors.csv"
+    problem_anchors([folder]).to_csv(path, index=False)
+    return path
 
 
 def at_budget(frame: pd.DataFrame, budget: int | None = None) -> pd.DataFrame:

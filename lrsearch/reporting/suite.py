@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrsearch.reporting.report import _fmt, build_report
-from lrsearch.reporting.score_report import has_tables, replay_scores_section, sibling, suite_scores_section
+from lrsearch.reporting.score_report import has_tables, replay_scores_section, scorable, sibling, suite_scores_section
 
 
 def separated_pairs(summary: pd.DataFrame, low: str, high: str) -> list[tuple[str, str]]:
@@ -123,7 +123,7 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
                       "problem's report for the workers and the machine).", ""]
     scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
     replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
-    replays = [replay_root / f.name for f in scored if has_tables(replay_root / f.name, ("runs", "trials"))]
+    replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
     lines += suite_scores_section(scored, root, replays, suite.strategies)
     for folder in folders:
         summary_path = folder / "tables" / "summary.csv"

@@ -39,7 +39,7 @@ from lrsearch.search.strategies.base import (
 from lrsearch.search.strategies.space import DEFAULT_SPACE, Dimension, SearchSpace, SpaceError, parse_space
 
 __all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension", "Evaluation", "Objective", "ReportHook",
-           "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "search", "strategy_names"]
+           "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "is_self_tuning", "search", "strategy_names"]
 
 
 _FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "smac", "hebo", "dehb", "nevergrad", "skopt",
@@ -73,3 +73,9 @@ def search(name: str, objective: Callable[[dict], float], space: dict | None = N
 def _load_optional() -> None:
     """Strategies that need the trainer (the range-test and self-tuning families) register on first use."""
     from lrsearch.search.strategies import range_test, self_tuning  # noqa: F401
+
+
+def is_self_tuning(name: str) -> bool:
+    """Whether strategy `name` searches nothing: a self-tuning optimizer's one run (see self_tuning.py)."""
+    _load_optional()
+    return bool(getattr(REGISTRY.get(name), "self_tuning", False))
