@@ -12,7 +12,8 @@ from lrsearch.search.strategies import REGISTRY, Evaluation, get_strategy, strat
 
 SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}}
 PARALLEL = [name for name in strategy_names() if REGISTRY[name].parallel]
-OPTIONS = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5}}
+OPTIONS = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5},
+           "hebo": {"acq_generations": 2}, "synetune-bore": {"acq_candidates": 50}}
 
 
 def accuracy(lr: float) -> float:

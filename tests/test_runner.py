@@ -58,6 +58,7 @@ def test_config_errors_name_file_field_and_what_is_allowed(tmp_path, change, fie
 # added, or a target changed, must be written here too.
 PRESET_TARGETS = {
     "benchmark-cpu.toml": [0.46], "benchmark-gpu.toml": [0.9], "benchmark-smoke.toml": [0.25],
+    "budgets-replay-hpo-slow.toml": [0.46], "budgets-replay-hpo.toml": [0.46],
     "budgets-replay-slow.toml": [0.46], "budgets-replay.toml": [0.46], "budgets.toml": [0.33],
     "replay-check-cpu.toml": [0.46], "replay-check-seed-per-run.toml": [0.46],
     "suite-cpu.toml": [0.315, 0.315, 0.33, 0.33, 0.67, 0.67, 0.16, 0.16],

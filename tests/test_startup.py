@@ -11,7 +11,8 @@ import pytest
 from lrsearch.search.strategies import REGISTRY, search
 
 SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}, "weight_decay": {"low": 1e-5, "high": 1e-2, "log": True}}
-FAST = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5}}
+FAST = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5},
+        "hebo": {"acq_generations": 2}, "synetune-bore": {"acq_candidates": 50}}
 MODEL_BASED = sorted(n for n, cls in REGISTRY.items() if cls.default_startup_trials is not None
                      and not cls.missing_packages())
 K, N = 4, 10

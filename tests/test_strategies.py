@@ -20,7 +20,11 @@ SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}}
 # The range tests need a trainer; the self-tuning optimizers search nothing (one trial of their own: tested in
 # tests/test_self_tuning.py). The registry is read whole, whichever test file registered the optional families.
 strategy_names()
-LIBRARY_STRATEGIES = [n for n in REGISTRY if not n.startswith("lr-range") and not getattr(REGISTRY[n], "self_tuning", False)]
+# The HPO tools of issue 25 (SMAC3, HEBO, DEHB, Nevergrad, skopt, Syne Tune) have the same contract in
+# tests/test_hpo_tools.py, with their multi-fidelity and library-specific checks.
+HPO_TOOLS = ("smac-", "hebo", "dehb", "nevergrad-", "skopt-", "synetune-")
+LIBRARY_STRATEGIES = [n for n in REGISTRY if not n.startswith("lr-range") and not n.startswith(HPO_TOOLS)
+                      and not getattr(REGISTRY[n], "self_tuning", False)]
 # NNI's GP searches its acquisition function at the slow replay's size (experiments/budgets-replay-slow.toml):
 # at its default (1e5 points, 250 L-BFGS starts) one 16-trial run takes a minute on two cores.
 FAST = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5}}

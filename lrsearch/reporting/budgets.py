@@ -26,7 +26,7 @@ from lrsearch.reporting.tables import (
     search_time_to_target,
     wilson_interval,
 )
-from lrsearch.search.strategies import REGISTRY, USABLE
+from lrsearch.search.strategies import REGISTRY, USABLE, get_strategy
 
 
 def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
@@ -74,6 +74,22 @@ def budget_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
                      "p_target": hits / len(g), "p_ci_low": p_low, "p_ci_high": p_high,
                      "median_time_to_target_s": median_with_failures(times),
                      "median_overhead_s": float(g["overhead_s"].median())})
+    return pd.DataFrame(rows)
+
+
+def proposal_overhead(trials: pd.DataFrame, startup: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per strategy: the seconds its library spent on each proposal (`overhead_s`: asking for a trial and being
+    told its result), over every trial of its runs at its largest budget: median, 90th percentile and max per
+    proposal, the median past its random start-up (`startup`: strategy -> trials), and the median per run."""
+    rows = []
+    for strategy, g in trials.groupby("strategy", sort=True):
+        g = g[g["run_budget"] == g["run_budget"].max()]
+        per = g["overhead_s"].to_numpy(dtype=float)
+        past = g.loc[g["trial_index"] >= (startup or {}).get(strategy, 0), "overhead_s"].to_numpy(dtype=float)
+        rows.append({"strategy": strategy, "run_budget": int(g["run_budget"].max()), "proposals": len(per),
+                     "median_s": float(np.median(per)), "p90_s": float(np.quantile(per, 0.9)),
+                     "max_s": float(per.max()), "median_past_startup_s": float(np.median(past)) if len(past) else math.nan,
+                     "median_per_run_s": float(g.groupby("seed")["overhead_s"].sum().median())})
     return pd.DataFrame(rows)
 
 
@@ -144,7 +160,10 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
     trials = replay_experiment(experiment, table, workers, progress)
     runs = budget_runs(trials, experiment.budgets)
     summary = budget_summary(runs)
-    tables = {"runs": runs, "summary": summary, "budget_needed": budget_needed(summary)}
+    startup = {name: get_strategy(name, experiment.search_space().to_dict(), **experiment.options.get(name, {})).startup_trials() or 0
+               for name in experiment.strategies}
+    tables = {"runs": runs, "summary": summary, "budget_needed": budget_needed(summary),
+              "overhead": proposal_overhead(trials, startup)}
     if experiment.replay.check:
         real = budget_runs(real_trials(experiment.replay.check), experiment.replay.check_budgets)
         real = real[real["budget"].isin(experiment.replay.check_budgets)]

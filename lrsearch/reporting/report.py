@@ -166,6 +166,13 @@ def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], 
                   "Wasserstein: mean absolute gap between the two quantile functions (accuracy units).", "",
                   tables["check"].to_markdown(index=False, floatfmt=".3g"), "",
                   "![replay_check](figures/replay_check.png)", ""]
+    if "overhead" in tables:
+        lines += ["## Proposal overhead", "",
+                  "Seconds each library spent per proposal (asking for a trial and being told its result; real, on "
+                  "this machine, though the trials were replayed), over every trial of its runs at its largest budget; "
+                  "`median_past_startup_s` leaves out its random start-up trials. A library that thinks longer than "
+                  "a trial trains loses on a short trial what it may win in trials.", "",
+                  tables["overhead"].to_markdown(index=False, floatfmt=".3g"), ""]
     shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
     lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",
               shown.to_markdown(index=False, floatfmt=".3g"), "",
