@@ -29,8 +29,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps hebo==0.3.6 dehb==0.1.2
 	touch $@
 
+# One pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py); the server tests
+# (Ray, NNI) in one group on one worker. A plain `.venv/bin/pytest` runs them all in one process.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check lrsearch tests benchmarks

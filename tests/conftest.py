@@ -1,3 +1,4 @@
+import os
 import sqlite3
 from pathlib import Path
 
@@ -8,11 +9,27 @@ JPEG = SHARED / "cifar10-jpeg.tar.gz"
 MINI = SHARED / "cifar-10-mini-python.tar.gz"
 
 
+# Under pytest-xdist (`make test` runs one worker per core) each worker, and each process a test starts, uses
+# one torch thread: two workers of two threads each on two cores would only contend.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Every test session decodes into its own cache folder, never the user's."""
+    """Every test run decodes into its own cache folder, never the user's. The workers of one xdist run share
+    theirs (the cache is written atomically), so the 60,000 JPEGs are decoded once, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if XDIST_WORKER else base) / "cache"
+    cache.mkdir(exist_ok=True)
+    if XDIST_WORKER:
+        import torch
+
+        torch.set_num_threads(1)
     mp = pytest.MonkeyPatch()
-    mp.setenv("LRSEARCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("LRSEARCH_CACHE", str(cache))
     yield
     mp.undo()
 

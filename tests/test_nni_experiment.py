@@ -6,14 +6,20 @@ import sqlite3
 import psutil
 import pytest
 
+pytestmark = pytest.mark.xdist_group("servers")  # as tests/test_ray.py: one server test at a time
+
 REPO_EXPERIMENT = """
 name = "nni"
 task = "smoke"
 strategies = ["nni-tpe"]
 budgets = [3]
 seeds = [0]
-[task_overrides]
+[task_overrides]  # the smoke task cut to 1,000 training images: a second or two per trial
 epochs = 1
+train_subset = 1300
+val_size = 300
+test_subset = 300
+eval_every = 5
 """
 
 

@@ -1,6 +1,7 @@
 """The Ray executor on this CPU: a private Ray on 127.0.0.1 only, the smoke preset with two
 workers against the local executor, a worker killed mid-trial, Ctrl-C and resume."""
 
+import json
 import os
 import shutil
 import signal
@@ -34,18 +35,26 @@ def ray_installed():
                     "run `pytest -m \"not ray\"` to leave the Ray tests out on purpose", pytrace=False)
 
 
-pytestmark = pytest.mark.ray
+# xdist_group: under `make test`'s parallel workers, the tests that start servers (Ray, NNI) run one after
+# another on one worker, so that one test's listening sockets never show in another's loopback check
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("servers")]
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+# The smoke task cut to 1,000 training images and one epoch of 10 steps, evaluated at steps 5 and 10 (so that
+# a pruner has a report to act on): each trial a second or two, so that these tests spend their time on Ray.
 SMALL = """
 name = "ray-small"
 task = "smoke"
 strategies = {strategies}
-budgets = [4]
-seeds = [0, 1]
+budgets = [{budget}]
+seeds = {seeds}
 [task_overrides]
 epochs = 1
+train_subset = 1300
+val_size = 300
+test_subset = 300
+eval_every = 5
 [space]
 lr = {{ low = 1e-3, high = 3.0, log = true }}
 """
@@ -94,7 +103,10 @@ def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_pat
     from conftest import JPEG
 
     env = dict(os.environ, LRSEARCH_DATA=str(JPEG))
-    command = [sys.executable, "-m", "lrsearch", "run", str(REPO / "experiments" / "benchmark-smoke.toml"), "--seeds", "0"]
+    preset = load_experiment(REPO / "experiments" / "benchmark-smoke.toml")  # its strategies and budget, smaller trials
+    config = tmp_path / "smoke.toml"
+    config.write_text(SMALL.format(budget=preset.budgets[0], seeds=[0], strategies=json.dumps(preset.strategies)))
+    command = [sys.executable, "-m", "lrsearch", "run", str(config)]
     for name, extra in (("local", []), ("ray", ["--executor", "ray", "--workers", "2"])):
         done = subprocess.run([*command, "--results", str(tmp_path / name), *extra], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=600)
@@ -118,7 +130,7 @@ def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
     from lrsearch.experiment.runner import run_experiment
 
     config = tmp_path / "exp.toml"
-    config.write_text(SMALL.format(strategies='["random", "optuna-tpe-asha"]'))
+    config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random", "optuna-tpe-asha"]'))
     results = tmp_path / "out"
     killed: list[int] = []
 
@@ -163,7 +175,7 @@ def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
     from conftest import JPEG
 
     config = tmp_path / "exp.toml"
-    config.write_text(SMALL.format(strategies='["random", "grid", "optuna-tpe"]'))
+    config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random", "grid", "optuna-tpe"]'))
     env = dict(os.environ, LRSEARCH_DATA=str(JPEG), PYTHONUNBUFFERED="1")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lrsearch", "run", str(config), "--results", str(out), "--executor", "ray",
@@ -215,7 +227,7 @@ def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         config = tmp_path / "exp.toml"
-        config.write_text(SMALL.format(strategies='["random"]'))
+        config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random"]'))
         deadline = time.time() + 60
         while time.time() < deadline and not _answers("127.0.0.1", port):
             time.sleep(0.2)
@@ -252,7 +264,7 @@ def test_an_error_in_a_run_stops_the_private_ray_too(tmp_path):
     from lrsearch.experiment.runner import run_experiment
 
     config = tmp_path / "exp.toml"
-    config.write_text(SMALL.format(strategies='["random", "lr-range-clr"]').replace(
+    config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random", "lr-range-clr"]').replace(
         "lr = { low = 1e-3, high = 3.0, log = true }", "momentum = { low = 0.8, high = 0.95 }"))
     executor = RayExecutor(workers=2)
     family, scratch = _family()[1:], Path(executor._scratch)

@@ -60,7 +60,7 @@ PRESET_TARGETS = {
     "benchmark-cpu.toml": [0.46], "benchmark-gpu.toml": [0.9], "benchmark-smoke.toml": [0.25],
     "budgets-replay-hpo-slow.toml": [0.46], "budgets-replay-hpo.toml": [0.46],
     "budgets-replay-slow.toml": [0.46], "budgets-replay.toml": [0.46], "budgets.toml": [0.33],
-    "replay-check-cpu.toml": [0.46], "replay-check-seed-per-run.toml": [0.46],
+    "parallel-replay.toml": [0.46], "replay-check-cpu.toml": [0.46], "replay-check-seed-per-run.toml": [0.46],
     "suite-cpu.toml": [0.315, 0.315, 0.33, 0.33, 0.67, 0.67, 0.16, 0.16],
     "sweep-caffe-cpu.toml": [0.16], "sweep-finetune.toml": [0.67], "sweep-nobn.toml": [0.33],
     "sweep-resnet-adamw.toml": [0.315],
@@ -137,6 +137,10 @@ budgets = [4]
 seeds = [0, 1]
 [task_overrides]
 epochs = 1
+train_subset = 1300
+val_size = 300
+test_subset = 300
+eval_every = 5
 [space]
 lr = { low = 1e-3, high = 3.0, log = true }
 """

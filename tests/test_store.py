@@ -25,8 +25,12 @@ budgets = [3]
 seeds = [0, 1]
 [space]
 lr = {{ low = {low}, high = {high}, log = true }}
-[task_overrides]
+[task_overrides]  # the smoke task cut to 1,000 training images: a second or two per trial
 epochs = {epochs}
+train_subset = 1300
+val_size = 300
+test_subset = 300
+eval_every = 5
 [options.optuna-tpe]
 n_startup_trials = {startup}
 """

@@ -26,6 +26,7 @@
     check = "results/replay-check-cpu"     # optional: real runs to compare the replay with
     check_budgets = [4, 8]                 # optional: budgets of that comparison
     seed_draw = "trial"                    # optional: a recorded seed per trial (default) or per run
+    simulated_workers = [1, 2, 4, 8]       # optional: also replay with K workers on a simulated clock
 
     [executor]                        # optional: where trials run (default: here, one at a time)
     kind = "ray"                      # local | ray
@@ -68,6 +69,22 @@ class ReplaySettings(BaseModel):
     # which recorded seed answers a trial: a fresh draw per trial, or one per run (as a real run trains
     # every trial with its own seed, but with only as many landscapes as recorded seeds)
     seed_draw: Literal["trial", "run"] = "trial"
+    # optional: also replay each strategy with K trials at once on a simulated clock, for each K listed
+    # (lrsearch/experiment/simulated.py); not `workers`, which counts this machine's processes
+    simulated_workers: list[int] | None = Field(default=None, min_length=1)
+
+    @field_validator("simulated_workers")
+    @classmethod
+    def _workers_at_least_one(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if any(k < 1 for k in v):
+            raise ValueError(f"got {v}: each is a number of workers >= 1, e.g. [1, 2, 4, 8]")
+        if len(set(v)) != len(v):
+            raise ValueError(f"got {v}: a number of workers is listed twice")
+        if 1 not in v:
+            raise ValueError(f"got {v}: include 1, the speed-ups are measured against one worker")
+        return v
 
 
 class ExecutorSettings(BaseModel):

@@ -16,8 +16,10 @@ import pandas as pd
 from lrsearch.experiment.config import Experiment
 from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.replay import ReplayTable, replay_experiment
+from lrsearch.experiment.simulated import replay_parallel
 from lrsearch.experiment.store import Store
-from lrsearch.reporting.figures import budget_figures, replay_check_figure
+from lrsearch.reporting.figures import budget_figures, parallel_speedup_figure, replay_check_figure
+from lrsearch.reporting.parallel import parallel_runs, parallel_summary
 from lrsearch.reporting.report import write_replay_report
 from lrsearch.reporting.scores import write_anchors
 from lrsearch.reporting.tables import (
@@ -152,7 +154,9 @@ def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.
 
 def run_replay(experiment: Experiment, results: str | Path | None = None, workers: int | None = None,
                progress: bool = True) -> Path:
-    """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder."""
+    """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder.
+    With `[replay] simulated_workers`, also the replay with K workers on a simulated clock at the largest
+    budget (`parallel_*` tables, figures/parallel_speedup.png)."""
     out = experiment.results_dir(results)
     env = environment()
     started = time.perf_counter()
@@ -172,8 +176,17 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
                                           runs.merge(real[["strategy", "budget"]].drop_duplicates())
                                           .assign(source="replay")], ignore_index=True)
     elapsed_s = time.perf_counter() - started
+    parallel_trials, parallel_s = None, None
+    if experiment.replay.simulated_workers:
+        parallel_trials = replay_parallel(experiment, table, experiment.replay.simulated_workers,
+                                          max(experiment.budgets), progress=progress, processes=workers)
+        tables["parallel_runs"] = parallel_runs(parallel_trials)
+        tables["parallel_summary"] = parallel_summary(tables["parallel_runs"])
+        parallel_s = time.perf_counter() - started - elapsed_s
     (out / "tables").mkdir(parents=True, exist_ok=True)
     trials.to_parquet(out / "tables" / "trials.parquet", index=False)  # large: Parquet only, not committed
+    if parallel_trials is not None:
+        parallel_trials.to_parquet(out / "tables" / "parallel_trials.parquet", index=False)  # as trials.parquet
     if len(trials):
         write_anchors(out)  # the scores' anchors from it, small and committed
     for name, frame in tables.items():
@@ -184,5 +197,8 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
     figures = budget_figures(summary, out / "figures", target)
     if "check" in tables:
         figures.append(replay_check_figure(tables["check_runs"], out / "figures" / "replay_check.png"))
-    write_replay_report(out, experiment, tables, figures, env, table.environment, elapsed_s, len(trials))
+    if "parallel_summary" in tables:
+        figures.append(parallel_speedup_figure(tables["parallel_summary"], out / "figures" / "parallel_speedup.png"))
+    write_replay_report(out, experiment, tables, figures, env, table.environment, elapsed_s, len(trials),
+                        parallel_s)
     return out

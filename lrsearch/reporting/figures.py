@@ -268,3 +268,53 @@ def replay_check_figure(check_runs: pd.DataFrame, path: Path) -> Path:
     grid.figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(grid.figure)
     return path
+
+
+def parallel_speedup_figure(summary: pd.DataFrame, path: Path) -> Path:
+    """From the parallel replay's summary: the median wall-clock time-to-target against the number of
+    workers K (bars: bootstrap 95% interval), and its speed-up over one worker beside the ideal, y = K.
+    A strategy that ran one trial at a time whatever K is drawn dotted and marked "(sequential)"."""
+    from matplotlib.ticker import NullLocator, ScalarFormatter
+
+    strategies = list(dict.fromkeys(summary["strategy"]))
+    colours = dict(zip(strategies, sns.color_palette("tab10", len(strategies))))  # a few lines: distinct hues
+    workers = sorted(summary["workers"].unique())
+    n_seeds = int(summary["n_seeds"].min())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4))
+    # points nudged apart in K (a factor <= 1.07): bars, and strategies with the same numbers, stay visible
+    nudge = dict(zip(strategies, np.geomspace(0.93, 1.07, len(strategies)) if len(strategies) > 1 else [1.0]))
+    finite = summary[["median_wall_to_target_s", "wtt_ci_high_s"]].to_numpy(dtype=float)
+    top = 1.3 * np.nanmax(np.where(np.isfinite(finite), finite, np.nan))  # an interval open above ends here
+    for strategy in strategies:
+        g = summary[summary["strategy"] == strategy].sort_values("workers")
+        sequential = bool(g["ran_sequentially"].all())
+        style = {"color": colours[strategy], "ls": ":" if sequential else "-", "marker": "o", "ms": 5, "lw": 1.6,
+                 "mfc": "white" if sequential else colours[strategy]}
+        label = strategy + (" (sequential)" if sequential else "")
+        y = g["median_wall_to_target_s"].to_numpy(dtype=float)
+        shown = np.isfinite(y)
+        low, high = g["wtt_ci_low_s"].to_numpy(dtype=float), np.minimum(g["wtt_ci_high_s"].to_numpy(dtype=float), top)
+        x = g["workers"].to_numpy(dtype=float) * nudge[strategy]
+        left.errorbar(x[shown], y[shown], yerr=[(y - low)[shown], (high - y)[shown]], capsize=2, elinewidth=0.8,
+                      label=label, **style)
+        right.plot(x, g["speedup"], label=label, **style)
+    right.plot(workers, workers, color="0.3", ls="--", lw=1, label="ideal (y = K)")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(workers, [str(k) for k in workers])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("workers K (trials at once)")
+    left.yaxis.set_major_formatter(ScalarFormatter())
+    left.set(ylabel="simulated wall-clock seconds to the target",
+             title=f"Median time-to-target, budget fixed\n({n_seeds} seeds; bars: bootstrap 95% interval)")
+    right.set_yticks(workers, [str(k) for k in workers])
+    right.yaxis.set_minor_locator(NullLocator())
+    right.set(ylabel="speed-up over K = 1 (median at 1 / median at K)",
+              title="Speed-up of the time-to-target\n(dashed: ideal, K times faster)")
+    handles, labels = right.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // 4), 1, 1))  # room for the legend's rows below
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -127,14 +127,39 @@ def _listed_tables(folder: Path) -> str:
     """The tables a replay wrote, each named once; the per-trial table (large, rebuilt by the replay and
     ignored by git for committed folders) is marked as such, so a reader of a clone knows why it is absent."""
     names = sorted(p.name for p in folder.glob("*") if p.suffix in (".csv", ".parquet"))
-    shown = [f"`tables/{n}`" + (" (not committed: large; the same command rebuilds it)" if n == "trials.parquet" else "")
+    large = ("trials.parquet", "parallel_trials.parquet")
+    shown = [f"`tables/{n}`" + (" (not committed: large; the same command rebuilds it)" if n in large else "")
              for n in names]
     return ", ".join(shown) + "."
 
 
+def _parallel_section(summary: pd.DataFrame, budget: int, n_trials: int, elapsed_s: float | None) -> list[str]:
+    """The replay with K simulated workers: how it was simulated, and its summary table."""
+    sequential = sorted(summary.loc[summary["ran_sequentially"], "strategy"].unique())
+    workers = ", ".join(map(str, sorted(summary["workers"].unique())))
+    took = f" in {elapsed_s:.0f} s of wall-clock" if elapsed_s is not None else ""
+    ran_alone = (f" {', '.join(sequential)} cannot propose while trials run: they ran one trial at a time at every K "
+                 "(`ran_sequentially`), so their speed-up is 1 up to the noise of their charged decision time."
+                 if sequential else "")
+    columns = ["strategy", "workers", "n_seeds", "success_rate", "median_wall_to_target_s", "wtt_ci_low_s",
+               "wtt_ci_high_s", "speedup", "median_makespan_s", "makespan_speedup", "median_decision_s"]
+    return ["## Parallel workers (simulated clock)", "",
+            f"Each strategy again at budget {budget} with K = {workers} trials at once ({n_trials} replayed trials"
+            f"{took}; `lrsearch/experiment/simulated.py`): the trials' recorded training seconds on an event queue, a "
+            "new trial proposed whenever one finishes, the strategy's real decision time (its asks and tells) charged "
+            "to the simulated clock, as Syne Tune's simulated backend does. While trials run, Optuna's TPE proposes "
+            "with the constant liar, NNI's TPE with its own (the best value so far), Optuna's GP conditions on them."
+            f"{ran_alone}", "",
+            "`median_wall_to_target_s`: simulated seconds until the first trial reached the target (a seed that never "
+            "did counts as infinite; bootstrap 95% interval); `speedup`: its median at K = 1 over its median at K "
+            "(ideal: K); `makespan`: until the last trial finished; `median_decision_s`: the strategy's seconds per run.",
+            "", _fmt(summary, columns), "", "![parallel_speedup](figures/parallel_speedup.png)", ""]
+
+
 def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], figures: list[Path], env: dict,
-                        table_env: dict, elapsed_s: float, n_trials: int) -> Path:
-    """REPORT.md of a replay (`lrsearch replay`): what was replayed, from which recordings, and the results."""
+                        table_env: dict, elapsed_s: float, n_trials: int, parallel_s: float | None = None) -> Path:
+    """REPORT.md of a replay (`lrsearch replay`): what was replayed, from which recordings, and the results
+    (`elapsed_s`: the replay's wall-clock; `parallel_s`: that of the replay with K workers, if any)."""
     from lrsearch.experiment.provenance import as_markdown
 
     summary, needed = tables["summary"], tables["budget_needed"]
@@ -173,6 +198,9 @@ def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], 
                   "`median_past_startup_s` leaves out its random start-up trials. A library that thinks longer than "
                   "a trial trains loses on a short trial what it may win in trials.", "",
                   tables["overhead"].to_markdown(index=False, floatfmt=".3g"), ""]
+    if "parallel_summary" in tables:
+        lines += _parallel_section(tables["parallel_summary"], max(experiment.budgets),
+                                   int(tables["parallel_runs"]["n_trials"].sum()), parallel_s)
     shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
     lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",
               shown.to_markdown(index=False, floatfmt=".3g"), "",

@@ -24,7 +24,13 @@ from pathlib import Path
 import pandas as pd
 
 from lrsearch.reporting.report import _fmt, build_report
-from lrsearch.reporting.score_report import has_tables, replay_scores_section, scorable, sibling, suite_scores_section
+from lrsearch.reporting.score_report import (
+    has_tables,
+    replay_scores_section,
+    scorable,
+    sibling,
+    suite_scores_section,
+)
 
 
 def separated_pairs(summary: pd.DataFrame, low: str, high: str) -> list[tuple[str, str]]:
