@@ -24,9 +24,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[dev,ray,selftuning,hpo]"
-	# HEBO's and DEHB's last releases pin numpy below the 2.x that torch and pandas need here, and both run on it:
-	# their own imports are in the hebo and dehb extras above, the packages themselves go in without their pins.
-	$(BIN)/pip install -q --no-deps hebo==0.3.6 dehb==0.1.2
+	# HEBO's and DEHB's last releases pin numpy below the 2.x that torch and pandas need here, and both run on it;
+	# Syne Tune's `xgboost` would bring a 470 MB NCCL wheel (the synetune extra has xgboost-cpu instead). Their
+	# own imports are in the hebo, dehb and synetune extras; the packages themselves go in without their pins.
+	$(BIN)/pip install -q --no-deps hebo==0.3.6 dehb==0.1.2 syne-tune==0.16.0
 	touch $@
 
 # One pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py); the server tests

@@ -41,7 +41,7 @@ def synetune_space(space: SearchSpace) -> dict:
 class SyneTuneBORE(AskTellStrategy):
     name = "synetune-bore"
     summary = "Syne Tune's BORE searcher (density-ratio estimation by an XGBoost classifier), 10 random start-up trials"
-    requires = (("syne_tune", "pip install -e '.[synetune]'"),)
+    requires = (("syne_tune", "pip install -e '.[synetune]' && pip install --no-deps syne-tune==0.16.0"),)
     default_startup_trials = 10  # as Optuna's TPE and GP (Syne Tune's own default: 6)
     flattens_conditional = True  # its config space is a dict of fixed keys
     options_spec = (
