@@ -49,8 +49,8 @@ benchmark: install
 # REPLAY=1: budgets 1..64 over 100 seeds in about 2 minutes, replayed from recorded curves
 # (results/benchmark-cpu-table, see `make tabulate`) -> runs/budgets-replay/
 # REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way over 30 seeds -> runs/budgets-replay-slow/
-# REPLAY=1 HPO=1: SMAC3, DEHB and Nevergrad beside random and optuna-tpe (100 seeds) -> runs/budgets-replay-hpo/;
-# with SLOW=1: HEBO, scikit-optimize and Syne Tune BORE (20 seeds, budgets to 32) -> runs/budgets-replay-hpo-slow/
+# REPLAY=1 HPO=1: DEHB and Nevergrad beside random and optuna-tpe (100 seeds) -> runs/budgets-replay-hpo/;
+# with SLOW=1: SMAC3, HEBO, scikit-optimize and Syne Tune BORE (10 seeds, budgets to 16) -> runs/budgets-replay-hpo-slow/
 budgets: install
 	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(HPO)),-hpo)$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml) $(RESULTS_FLAG)
 
