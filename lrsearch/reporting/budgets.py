@@ -164,7 +164,7 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
     trials = replay_experiment(experiment, table, workers, progress)
     runs = budget_runs(trials, experiment.budgets)
     summary = budget_summary(runs)
-    startup = {name: get_strategy(name, experiment.search_space().to_dict(), **experiment.options.get(name, {})).startup_trials() or 0
+    startup = {name: get_strategy(name, experiment.search_space().to_dict(), **experiment.options.get(name, {})).startup_trials or 0
                for name in experiment.strategies}
     tables = {"runs": runs, "summary": summary, "budget_needed": budget_needed(summary),
               "overhead": proposal_overhead(trials, startup)}
