@@ -30,10 +30,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps hebo==0.3.6 dehb==0.1.2 syne-tune==0.16.0
 	touch $@
 
-# One pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py); the server tests
-# (Ray, NNI) in one group on one worker. A plain `.venv/bin/pytest` runs them all in one process.
+# pytest-xdist workers: one per core and one more (at most 5), one torch thread each (tests/conftest.py), since
+# many tests wait on subprocesses, heartbeats and servers; the server tests (Ray, NNI) in one group on one
+# worker. A plain `.venv/bin/pytest` runs them all in one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min((os.cpu_count() or 1) + 1, 5))")
 test: install
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check lrsearch tests benchmarks

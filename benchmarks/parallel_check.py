@@ -1,10 +1,10 @@
 """The simulated clock against real parallel runs: Ray with K = 2 workers on this CPU.
 
-    python benchmarks/parallel_check.py [--real results/parallel-check-cpu] [--sequential results/replay-check-cpu]
+    python benchmarks/parallel_check.py [--real results/parallel-check-cpu] [--sequential results/parallel-check-cpu-k1]
                                         [--replay experiments/parallel-replay.toml] [--seeds 100]
 
 `--real` holds runs trained by `lrsearch run experiments/parallel-check-cpu.toml` (the Ray executor, 2 trials at
-once); `--sequential` the same strategies, budget and task trained one trial at a time (results/replay-check-cpu).
+once); `--sequential` the same runs trained one trial at a time on the same machine (`--executor local`).
 The replay side runs the same strategies at the same budget with K = 1 and 2 on the simulated clock
 (`lrsearch.experiment.simulated.replay_parallel`) against the recorded table.
 
@@ -65,7 +65,7 @@ def simulated_runs(trials: pd.DataFrame) -> pd.DataFrame:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=Path("results/parallel-check-cpu"))
-    parser.add_argument("--sequential", type=Path, default=Path("results/replay-check-cpu"))
+    parser.add_argument("--sequential", type=Path, default=Path("results/parallel-check-cpu-k1"))
     parser.add_argument("--replay", type=Path, default=Path("experiments/parallel-replay.toml"))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None, help="default: <real>/check")

@@ -328,3 +328,19 @@ def test_tabulate_records_real_trials_that_the_replay_answers(tmp_path):
     replayed = ReplayObjective(table, 0.25, seed=0)({"lr": recorded["lr"]})
     assert replayed.value == pytest.approx(recorded["value"]) and replayed.train_s == pytest.approx(recorded["train_s"])
     assert replayed.value > 0.15  # the smoke task learns above chance at these LRs
+
+
+def test_proposal_overhead_per_strategy_reads_the_largest_budget_and_skips_the_start_up():
+    from lrsearch.reporting.budgets import proposal_overhead
+
+    rows = [{"strategy": "slow", "run_budget": b, "seed": seed, "trial_index": i,
+             "overhead_s": (0.0 if i < 2 else 1.0 + seed) if b == 4 else 99.0}
+            for b in (2, 4) for seed in (0, 1) for i in range(b)]
+    rows += [{"strategy": "fast", "run_budget": 4, "seed": 0, "trial_index": i, "overhead_s": 0.5} for i in range(4)]
+    table = proposal_overhead(pd.DataFrame(rows), {"slow": 2}).set_index("strategy")
+    # slow at budget 4 only (the 99 s of budget 2 left out): per proposal 0, 0, 1, 1 (seed 0) and 0, 0, 2, 2 (seed 1)
+    assert table.loc["slow", "run_budget"] == 4 and table.loc["slow", "proposals"] == 8
+    assert table.loc["slow", "median_s"] == pytest.approx(0.5) and table.loc["slow", "max_s"] == 2.0
+    assert table.loc["slow", "median_past_startup_s"] == pytest.approx(1.5)  # 1, 1, 2, 2
+    assert table.loc["slow", "median_per_run_s"] == pytest.approx(3.0)  # runs of 2 s and 4 s
+    assert table.loc["fast", "median_past_startup_s"] == 0.5  # no start-up given: every proposal

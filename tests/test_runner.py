@@ -221,6 +221,9 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
     states = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
     for (strategy, seed), stored in results.trials.groupby(["strategy", "seed"]):
         study = optuna.load_study(study_name=f"benchmark-smoke/{strategy}/b3/s{seed}", storage=storage)
+        assert study.metric_names == ["val_acc"]  # optuna-dashboard names the objective, not "Objective 0"
+        assert study.user_attrs["problem"] == "benchmark-smoke" and study.user_attrs["workload"] == "smoke"
+        assert json.loads(study.user_attrs["space"]) == {"lr": {"low": 1e-3, "high": 3.0, "log": True}}
         assert [t.state.name for t in study.trials] == [states[s] for s in stored["status"]]
         assert [t.user_attrs["status"] for t in study.trials] == list(stored["status"])
         for trial, row in zip(study.trials, stored.itertuples()):

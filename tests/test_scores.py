@@ -193,6 +193,7 @@ def test_the_suite_report_has_a_scores_section_with_its_tables_and_figures(tmp_p
     suite = Suite(**json.loads((root / "suite.json").read_text()))
     report = build_suite_report(suite, root, rebuild=False).read_text()
     section = report[report.index("## Scores"):]
+    assert report.index("## Scores") < report.index("## Problems")  # the report opens with the answer
     for words in ("Score B", "r_max = 4", "5,000 stratified bootstrap", "Friedman test, then Nemenyi",
                   "alpha = 0.05", "median value of one random-search trial", "(problem, seed) (n = 24)"):
         assert words in section, words
@@ -215,6 +216,7 @@ def test_the_replay_suite_report_scores_the_replay_and_compares_it_with_the_real
     replays = replay_experiments(suite, tmp_path / "suite-cpu-replay")
     report = build_replay_suite_report(suite, replays).read_text()  # finds the real suite beside it
     assert "## Scores" in report and "budget 6 trials over 4 problems and 100 seeds" in report
+    assert report.index("## Scores") < report.index("## Problems")
     assert "### Real against replayed scores" in report and f"`{real}`" in report
     both = pd.read_csv(tmp_path / "suite-cpu-replay" / "scores" / "real_vs_replay.csv")
     assert set(both["strategy"]) == set(suite.replay.strategies)

@@ -4,7 +4,9 @@
 
 The runner mirrors each run of the store (results.sqlite, the record) into `optuna.sqlite3`
 beside it, an Optuna RDB storage: one study per (strategy, budget, seed), named
-`<experiment>/<strategy>/b<budget>/s<seed>`, maximising validation accuracy. Each trial keeps
+`<experiment>/<strategy>/b<budget>/s<seed>`, maximising validation accuracy (or the workload's own metric,
+negated where it is minimised), its objective named after the metric (`val_acc`) and the problem, workload
+and search space in its user attributes. Each trial keeps
 its params (those of the search space; others, such as a range test's request or a whole
 schedule, as the user attribute `params`), its value, its intermediate values (the accuracy
 at each evaluation, as a pruner saw them) and its state: COMPLETE (diverged trials too, with
@@ -45,8 +47,13 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 class OptunaMirror:
     """The results folder's Optuna storage; `sync(store, run_id, name)` rewrites one run's study."""
 
-    def __init__(self, results_dir: str | Path, space: SearchSpace):
+    def __init__(self, results_dir: str | Path, space: SearchSpace, metric: str = "val_acc",
+                 attrs: dict | None = None):
+        """`metric` names the studies' objective (optuna-dashboard shows it in place of "Objective 0"): the
+        workload's metric, as `-metric` where the workload minimises it (a search maximises the value).
+        `attrs`: each study's user attributes (the problem, its workload and space)."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.metric, self.attrs = metric, dict(attrs or {})
         self.url = f"sqlite:///{Path(results_dir).resolve() / FILE}"
         self.storage = None
         for attempt in range(5):  # workers starting together on a new file race to create its tables
@@ -72,6 +79,9 @@ class OptunaMirror:
                 except KeyError:
                     pass
                 study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
+                study.set_metric_names([self.metric])
+                for key, value in self.attrs.items():
+                    study.set_user_attr(key, value)
                 study.add_trials(trials)
         except Exception as err:  # the store has the trial; the next sync rewrites this study
             LOG.warning("%s: study %s not updated (%s: %s); results.sqlite has every trial", FILE, name,

@@ -353,7 +353,11 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         worker = new_worker_id()
         interval = heartbeat_s()
         heartbeat = Heartbeat(store, worker, interval)
-        mirror = OptunaMirror(out, space)  # every run as an Optuna study too (optuna-dashboard, see dashboard.py)
+        # every run as an Optuna study too (optuna-dashboard, see dashboard.py), its objective named after the metric
+        metric = workload.metric if workload.direction == "maximize" else f"-{workload.metric}"
+        mirror = OptunaMirror(out, space, metric, {"problem": experiment.name, "workload": workload.name,
+                                                   "metric": workload.metric, "direction": workload.direction,
+                                                   "space": json.dumps(space.to_dict(), sort_keys=True)})
         mirrored = mirror.studies()
         run_log = _RunLog(out)
         LOG.info("%s: %d runs (%s), results in %s", experiment.name, len(specs),

@@ -109,8 +109,12 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
              f"{len(rows)} problems (workload x search space) of {len(suite.experiments(root))}; strategies "
              f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds {suite.seeds}. Each problem's own "
              "report (its tables, figures, where its numbers come from: command, date, device, commit, library "
-             "versions) is in its folder.", "",
-             "## Problems", "",
+             "versions) is in its folder.", ""]
+    scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
+    replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
+    replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
+    lines += suite_scores_section(scored, root, replays, suite.strategies)  # the answer first, then the problems
+    lines += ["## Problems", "",
              "Per problem: the runs' summed training seconds and trial wall-clock, the share of runs that reached the "
              "target, and how many of the strategy pairs are told apart: their bootstrap 95% intervals of the "
              "median best validation value (`separated_by_value`), or of the median search time-to-target "
@@ -127,10 +131,6 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
             lines += [f"Wall-clock: the first run started {span[0]:%Y-%m-%d %H:%M} UTC, the last finished {span[1]:%H:%M} "
                       f"UTC: {(span[1] - span[0]).total_seconds() / 60:.0f} min for every worker together (see each "
                       "problem's report for the workers and the machine).", ""]
-    scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
-    replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
-    replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
-    lines += suite_scores_section(scored, root, replays, suite.strategies)
     for folder in folders:
         summary_path = folder / "tables" / "summary.csv"
         if not summary_path.exists():
@@ -182,7 +182,13 @@ def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 
              f"Each problem with a recorded LR sweep (`replay_table`) and a space of `lr` alone, replayed "
              f"({len(replays[0].seeds)} seeds, budgets {replays[0].budgets}; no training: each trial's curve and "
              "seconds come from the sweep, interpolated in log-LR, see `lrsearch/experiment/replay.py`). Each "
-             "problem's own REPORT.md has its tables, figures and provenance.", "",
+             "problem's own REPORT.md has its tables, figures and provenance.", ""]
+    if real is None:
+        real = sibling(root, replay=False)
+        real = real if real != root and real.is_dir() else suite.results_dir()
+    reals = [Path(real) / f.name for f in folders if has_tables(Path(real) / f.name, ("runs", "trials"))]
+    lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies)  # the answer first
+    lines += ["## Problems", "",
              "Pairs of strategies told apart at a budget: their bootstrap 95% intervals of the median best "
              "validation accuracy (`separated_by_value`), or their Wilson 95% intervals of the probability of "
              "reaching the target (`separated_by_p_target`), do not overlap.", "",
@@ -190,11 +196,6 @@ def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 
     for folder in folders:
         lines += [f"- [{folder.name}]({folder.name}/REPORT.md)"]
     lines += [""]
-    if real is None:
-        real = sibling(root, replay=False)
-        real = real if real != root and real.is_dir() else suite.results_dir()
-    reals = [Path(real) / f.name for f in folders if has_tables(Path(real) / f.name, ("runs", "trials"))]
-    lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies)
     lines += [f"Report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
     path = root / "REPORT.md"
     path.write_text("\n".join(lines))
