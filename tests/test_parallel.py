@@ -12,6 +12,7 @@ from lrsearch.search.strategies import REGISTRY, Evaluation, get_strategy, strat
 
 SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}}
 PARALLEL = [name for name in strategy_names() if REGISTRY[name].parallel]
+SLOW_ASK = {"hebo": 3.0, "synetune-bore": 3.0, "smac-bo": 3.0}  # seconds a trial lasts for these (see below)
 OPTIONS = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5},
            "hebo": {"acq_generations": 2}, "synetune-bore": {"acq_candidates": 50}}
 
@@ -25,8 +26,8 @@ class ThreadTrialPool:
     """A TrialPool over `width` threads. Trials finish out of proposal order (each sleeps an
     amount set by its lr), and the pool counts how many ran at once."""
 
-    def __init__(self, width: int, train_s: float = 0.0):
-        self.width, self.train_s = width, train_s
+    def __init__(self, width: int, train_s: float = 0.0, hold_s: float = 0.0):
+        self.width, self.train_s, self.hold_s = width, train_s, hold_s  # hold_s: each trial's least duration
         self.free, self.running, self.most_at_once = width, 0, 0
         self.proposed: list[dict] = []
         self.lock = threading.Lock()
@@ -46,7 +47,7 @@ class ThreadTrialPool:
         with self.lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
-        time.sleep(0.002 + 0.01 * (hash(round(params["lr"], 12)) % 5) / 5)
+        time.sleep(self.hold_s + 0.002 + 0.01 * (hash(round(params["lr"], 12)) % 5) / 5)
         with self.lock:
             self.running -= 1
         return Evaluation(params, accuracy(params["lr"]), train_s=self.train_s)
@@ -66,7 +67,9 @@ class ThreadTrialPool:
 
 @pytest.mark.parametrize("name", PARALLEL)
 def test_parallel_strategies_keep_their_budget_and_fill_the_slots(name):
-    pool = ThreadTrialPool(width=3)
+    # a library that thinks for a second per proposal (HEBO, BORE) would find the earlier trials of milliseconds
+    # finished before it asks again: its trials last longer here, so that 3 can be in flight at once
+    pool = ThreadTrialPool(width=3, hold_s=SLOW_ASK.get(name, 0.0))
     strategy = get_strategy(name, SPACE, seed=0, **OPTIONS.get(name, {}))
     evaluations = strategy.run_parallel(pool, 9)
     assert len(evaluations) == len(pool.proposed) == 9

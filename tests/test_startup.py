@@ -13,8 +13,14 @@ from lrsearch.search.strategies import REGISTRY, search
 SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}, "weight_decay": {"low": 1e-5, "high": 1e-2, "log": True}}
 FAST = {"nni-gp": {"selection_num_warm_up": 1000, "selection_num_starting_points": 5},
         "hebo": {"acq_generations": 2}, "synetune-bore": {"acq_candidates": 50}}
+# Left out, with what was seen (2026-12-01; their start-up count reaching the library: tests/test_hpo_tools.py):
+# - smac-hyperband: Hyperband promotes a configuration to a higher fidelity by its results from the first
+#   bracket on, so its 4th proposal already depends on them (a promotion), start-up or not;
+# - synetune-bore: with 4 start-up trials in 2-D its proposals did not yet differ between the two objectives by
+#   trial 10 (its classifier needs more points than this test gives it).
+NOT_BY_BEHAVIOUR = {"smac-hyperband", "synetune-bore"}
 MODEL_BASED = sorted(n for n, cls in REGISTRY.items() if cls.default_startup_trials is not None
-                     and not cls.missing_packages())
+                     and not cls.missing_packages() and n not in NOT_BY_BEHAVIOUR)
 K, N = 4, 10
 # CMA-ES draws a whole generation from its initial distribution before it learns from any result:
 # 4 + floor(3 ln d) = 6 samples in 2-D (Hansen's default population), so its model shows from trial K + 6.

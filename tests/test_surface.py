@@ -75,7 +75,7 @@ def test_validate_checks_config_and_data_without_training(tmp_path, capsys, monk
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     assert main(["validate", str(REPO / "experiments" / "benchmark-cpu.toml"), "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "config valid" in out and "63 runs" in out and "0 runs already complete" in out
+    assert "config valid" in out and "78 runs" in out  # 26 strategies x 3 seeds and "0 runs already complete" in out
     assert not (tmp_path / "r").exists()  # nothing written
     assert main(["validate", str(REPO / "experiments" / "benchmark-cpu.toml"), "--data", str(tmp_path / "none")]) == 2
     assert "no such file or folder" in capsys.readouterr().err

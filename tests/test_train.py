@@ -254,7 +254,7 @@ def test_gpu_task_runs_on_a_cpu_with_decoupled_decay_and_a_frozen_whitening_bias
 
     from lrsearch.training.trainer import _setup, prepare_data
 
-    task = get_task("gpu", train_subset=1200, val_size=200, test_subset=200, epochs=4, eval_every=4, batch_size=250)
+    task = get_task("gpu", train_subset=700, val_size=100, test_subset=200, epochs=4, eval_every=4, batch_size=150)
     setup = _setup(task, {"lr": 0.8}, 0, torch.device("cpu"), prepare_data(task, torch.device("cpu")))
     setup.new_optimizer(task)
     peak = max(setup.schedule(i) for i in range(setup.n_steps))
