@@ -84,11 +84,8 @@ def main() -> int:
     out = args.out or args.real / "check"
     out.mkdir(parents=True, exist_ok=True)
 
-    real_experiment = load_experiment(args.real / "experiment.toml") if (args.real / "experiment.toml").exists() else None
-    config = json.loads((args.real / "experiment.json").read_text()) if (args.real / "experiment.json").exists() else {}
-    target = float(config.get("target_acc") or (real_experiment.target_value() if real_experiment else 0.46))
-    strategies = sorted(config.get("strategies") or ["random", "optuna-tpe"])
-    budget = max(config.get("budgets") or [8])
+    config = json.loads((args.real / "experiment.json").read_text())  # the real runs' experiment, as the runner wrote it
+    target, strategies, budget = float(config["target_acc"]), sorted(config["strategies"]), max(config["budgets"])
     parallel, parallel_trials = real_runs(args.real, target)
     sequential, sequential_trials = real_runs(args.sequential, target)
     sequential = sequential[sequential["strategy"].isin(strategies)]

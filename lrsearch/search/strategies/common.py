@@ -52,6 +52,20 @@ def check_fidelities(name: str, min_fidelity: int, max_fidelity: int, eta: int) 
         raise OptionError(f"strategy {name!r}: " + "; ".join(problems))
 
 
+class MultiFidelity:
+    """Mixin for a Hyperband-style strategy whose fidelity is a trial's evaluations (smac-hyperband, dehb): it
+    prunes through the report hook, so it runs one trial at a time (the fidelity travels in the hook, which
+    trials in flight do not get), and its fidelity options are checked when it is built."""
+
+    prunes = True
+    parallel = False
+    options_spec = FIDELITY_OPTIONS
+
+    def __init__(self, space, seed=0, **options):
+        super().__init__(space, seed, **options)
+        check_fidelities(self.name, *(self.option(o.name) for o in FIDELITY_OPTIONS))
+
+
 def stop_after(fidelity: float, max_fidelity: int) -> ReportHook | None:
     """The report hook of a trial at `fidelity` (in evaluations): stop after that many evaluations; None
     (never stop) at the top fidelity. A library's fidelities are floats (DEHB's are max * eta^-k), so the

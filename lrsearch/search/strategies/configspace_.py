@@ -10,23 +10,14 @@ under its own name.
 from __future__ import annotations
 
 from lrsearch.search.strategies.common import within_bounds
+from lrsearch.search.strategies.optuna_ import optuna_names
 from lrsearch.search.strategies.space import Dimension, SearchSpace
 
 
 def hyperparameter_names(space: SearchSpace) -> dict[tuple[str, str], str]:
-    """(choice, name) -> the ConfigSpace name of a branch's sub-parameter (choice "" for a top-level one)."""
-    names = {("", d.name): d.name for d in space}
-    for d in space:
-        if not d.conditional:
-            continue
-        variants: dict[str, set[Dimension]] = {}
-        for sub in d.branches.values():
-            for s in sub:
-                variants.setdefault(s.name, set()).add(s)
-        for choice, sub in d.branches.items():
-            for s in sub:
-                names[(choice, s.name)] = f"{choice}.{s.name}" if len(variants[s.name]) > 1 else s.name
-    return names
+    """(choice, name) -> the ConfigSpace name of a parameter (choice "" for a top-level one): a branch's
+    sub-parameter as Optuna's adapter names it (`<choice>.<name>` where branches share it with other bounds)."""
+    return {("", d.name): d.name for d in space} | optuna_names(space)
 
 
 def configuration_space(space: SearchSpace, seed: int):

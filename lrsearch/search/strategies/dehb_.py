@@ -19,24 +19,17 @@ import contextlib
 import warnings
 
 from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
-from lrsearch.search.strategies.common import FIDELITY_OPTIONS, check_fidelities, scratch_folder, stop_after
+from lrsearch.search.strategies.common import MultiFidelity, scratch_folder, stop_after
 from lrsearch.search.strategies.configspace_ import configuration_space, from_configuration
 from lrsearch.training.progress import libraries_verbose
 
 
 @register
-class DEHBStrategy(AskTellStrategy):
+class DEHBStrategy(MultiFidelity, AskTellStrategy):
     name = "dehb"
     summary = ("DEHB: differential evolution within Hyperband brackets over each trial's evaluations (a trial "
                "below the top fidelity stops early, pruned; a promotion trains again from the start)")
     requires = (("dehb", "pip install -e '.[dehb]' && pip install --no-deps dehb==0.1.2"),)
-    prunes = True
-    parallel = False  # the fidelity travels in the report hook, which trials in flight do not get
-    options_spec = FIDELITY_OPTIONS
-
-    def __init__(self, space, seed=0, **options):
-        super().__init__(space, seed, **options)
-        check_fidelities(self.name, *(self.option(o.name) for o in FIDELITY_OPTIONS))
 
     def _start(self, n_trials, in_flight):
         from dehb import DEHB

@@ -15,11 +15,11 @@ fresh generator seeded from the OS when given no seed, and HEBO passes none, so 
 
 Threads: HEBO's import sets torch to one thread for the whole process (hebo/optimizers/hebo.py: its tensors
 are tiny). The trainer shares the process, so the count is put back after the import, and HEBO gets its one
-thread only while it runs (3.5 times faster per proposal than two threads here, on 2 busy cores).
+thread only while it runs (its tensors are too small for a second one to help).
 
 Cost: each proposal past the start-up fits the GP (100 RMSprop steps) and runs `acq_generations` (HEBO's
 100) generations of NSGA-II over 100 candidates, whose pure-Python duplicate elimination dominates: a median
-5.4 s a proposal at 100 generations on 2 busy CPU cores (benchmarks/hpo_overhead.py), 1.3 s at 10.
+5.44 s a proposal at 100 generations on 2 CPU cores (results/budgets-replay-hpo-slow/tables/overhead.csv).
 """
 
 from __future__ import annotations

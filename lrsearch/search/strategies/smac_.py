@@ -19,7 +19,7 @@ import abc
 import logging
 
 from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
-from lrsearch.search.strategies.common import FIDELITY_OPTIONS, check_fidelities, scratch_folder, stop_after
+from lrsearch.search.strategies.common import MultiFidelity, scratch_folder, stop_after
 from lrsearch.search.strategies.configspace_ import configuration_space, from_configuration
 from lrsearch.training.progress import libraries_verbose
 
@@ -88,17 +88,10 @@ class SMACBO(_SMAC):
 
 
 @register
-class SMACHyperband(_SMAC):
+class SMACHyperband(MultiFidelity, _SMAC):
     name = "smac-hyperband"
     summary = ("SMAC3's MultiFidelityFacade: random forest + Hyperband over each trial's evaluations (a trial "
                "below the top fidelity stops early, pruned; a promotion trains again from the start)")
-    prunes = True
-    parallel = False  # the fidelity travels in the report hook, which trials in flight do not get
-    options_spec = FIDELITY_OPTIONS
-
-    def __init__(self, space, seed=0, **options):
-        super().__init__(space, seed, **options)
-        check_fidelities(self.name, *(self.option(o.name) for o in FIDELITY_OPTIONS))
 
     def scenario_fidelities(self):
         return {"min_budget": self.option("min_fidelity"), "max_budget": self.option("max_fidelity")}
