@@ -238,3 +238,19 @@ def test_a_self_tuning_run_stands_for_every_space_of_its_workload(tmp_path):
     out = _self_tuning_in_every_space(frame, [tmp_path / p for p in ("nobn-lr", "nobn-lr-wd-mom", "finetune-lr")])
     prodigy = out[out["strategy"] == "prodigy"].set_index("problem")["best_value"].to_dict()
     assert prodigy == {"nobn-lr": 0.35, "nobn-lr-wd-mom": 0.35}  # copied within its workload, not to finetune
+
+
+def test_a_replays_committed_anchors_row_equals_the_one_from_its_trials(tmp_path):
+    """A clean clone has a replay's anchors.csv, not its trials.parquet: the row read back equals the row computed
+    from the per-trial table (here a hand-made one: median random trial 0.3, a diverged one at the floor 0)."""
+    from lrsearch.reporting.scores import problem_anchors, write_anchors
+
+    folder = tmp_path / "p"
+    (folder / "tables").mkdir(parents=True)
+    pd.DataFrame({"strategy": ["random", "random", "random", "optuna-tpe"], "status": ["ok", "ok", "diverged", "ok"],
+                  "value": [0.3, 0.5, 0.9, 0.7]}).to_csv(folder / "tables" / "trials.csv", index=False)
+    computed = problem_anchors([folder])
+    assert computed.loc[0, "anchor"] == pytest.approx(0.3) and computed.loc[0, "best_any"] == pytest.approx(0.7)
+    write_anchors(folder)
+    (folder / "tables" / "trials.csv").unlink()
+    pd.testing.assert_frame_equal(problem_anchors([folder]), computed)
