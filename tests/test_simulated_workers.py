@@ -196,3 +196,52 @@ def test_config_rejects_bad_simulated_workers_naming_the_field(workers, problem)
                    replay={"table": "t", "simulated_workers": workers})
     assert problem in str(err.value)
 
+
+
+def test_config_refuses_a_simulated_budget_without_workers_and_a_suite_passes_both_on():
+    from lrsearch.experiment.suite import Suite, replay_experiments
+
+    with pytest.raises(ConfigError, match=r"field 'replay'.*simulated_budget.*give simulated_workers too"):
+        Experiment(name="x", task="cpu", strategies=["random"], budgets=[4], seeds=[0], space=SPACE,
+                   replay={"table": "t", "simulated_budget": 4})
+    problem = {"task": "cpu", "replay_table": "t", "spaces": {"lr": SPACE}}
+    with pytest.raises(ConfigError, match=r"field 'replay\.simulated_workers': got \[2\]: include 1"):
+        Suite(name="s", strategies=["random"], budgets=[4], seeds=[0], problems=[problem],
+              replay={"simulated_workers": [2]})
+    suite = Suite(name="s", strategies=["random"], budgets=[4], seeds=[0], problems=[problem],
+                  replay={"budgets": [2, 32], "simulated_workers": [1, 2], "simulated_budget": 8})
+    (experiment,) = replay_experiments(suite)
+    assert experiment.replay.simulated_workers == [1, 2] and experiment.replay.simulated_budget == 8
+    from lrsearch.reporting.budgets import parallel_budget
+
+    assert parallel_budget(experiment) == 8
+    assert parallel_budget(experiment.model_copy(update={"replay": experiment.replay.model_copy(
+        update={"simulated_budget": None})})) == 32  # default: the largest budget
+
+
+def test_the_suite_table_scores_each_k_apart_with_algoperfs_formula(tmp_path):
+    """Two problems, one seed each (a problem's median is that seed's time), times worked out by hand:
+        K = 1: p1 a 10, b 20; p2 a 30, b 15  -> ratios a (1, 2), b (2, 1): B = (1 + 2/3) / 2 each;
+        K = 2: p1 a 5, b 20; p2 a 12, b 15   -> a (1, 1): B = 1; b (4, 1.25): B = (0 + 2.75/3) / 2.
+    Speed-ups of a: 2 and 2.5 (median 2.25); b (one trial at a time) 1 and 1."""
+    from lrsearch.reporting.parallel import suite_parallel
+
+    times = {"p1": {("a", 1): 10, ("b", 1): 20, ("a", 2): 5, ("b", 2): 20},
+             "p2": {("a", 1): 30, ("b", 1): 15, ("a", 2): 12, ("b", 2): 15}}
+    for problem, cells in times.items():
+        runs = pd.DataFrame([{"strategy": s, "workers": k, "seed": 0, "n_trials": 4, "wall_to_target_s": float(t),
+                              "reached_target": True, "makespan_s": 40.0, "train_s": 40.0, "decision_s": 0.0,
+                              "ran_sequentially": s == "b"} for (s, k), t in cells.items()])
+        (tmp_path / problem / "tables").mkdir(parents=True)
+        runs.to_csv(tmp_path / problem / "tables" / "parallel_runs.csv", index=False)
+        parallel_summary(runs).to_csv(tmp_path / problem / "tables" / "parallel_summary.csv", index=False)
+    (tmp_path / "no-parallel" / "tables").mkdir(parents=True)  # a problem replayed without K workers: left out
+    table = suite_parallel([tmp_path / "p1", tmp_path / "p2", tmp_path / "no-parallel"]).set_index(["strategy", "workers"])
+    assert table.loc[("a", 1), "score_B_wall"] == pytest.approx((1 + 2 / 3) / 2)
+    assert table.loc[("b", 1), "score_B_wall"] == pytest.approx((1 + 2 / 3) / 2)
+    assert table.loc[("a", 2), "score_B_wall"] == pytest.approx(1.0)
+    assert table.loc[("b", 2), "score_B_wall"] == pytest.approx(2.75 / 3 / 2)
+    assert table.loc[("a", 2), ["speedup_median", "speedup_min", "speedup_max"]].tolist() == pytest.approx([2.25, 2, 2.5])
+    assert table.loc[("b", 2), "speedup_median"] == pytest.approx(1.0)
+    assert table.loc[("b", 2), "ran_sequentially"] and not table.loc[("a", 2), "ran_sequentially"]
+    assert set(table["problems"]) == {2}

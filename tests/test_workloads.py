@@ -236,6 +236,8 @@ n_startup_trials = 2
 seeds = 20
 budgets = [2, 4, 8]
 workers = 1
+simulated_workers = [1, 2]
+simulated_budget = 4
 [[problems]]
 task = "cpu"
 target_acc = 0.46
@@ -256,6 +258,13 @@ weight_decay = {{ low = 1e-5, high = 1e-2, log = true }}
     assert set(summary["n_seeds"]) == {20} and set(summary["budget"]) == {2, 4, 8}
     report = (out / "REPORT.md").read_text()
     assert "separated_by_p_target" in report and "cpu-lr" in report
+    # with K simulated workers at budget 4: each problem's runs, and the suite's section across problems
+    runs = __import__("pandas").read_csv(out / "cpu-lr" / "tables" / "parallel_runs.csv")
+    assert set(runs["n_trials"]) == {4} and set(runs["workers"]) == {1, 2} and runs["seed"].nunique() == 20
+    parallel = __import__("pandas").read_csv(out / "scores" / "parallel.csv")
+    assert set(zip(parallel["strategy"], parallel["workers"])) == {(s, k) for s in ("random", "optuna-tpe") for k in (1, 2)}
+    assert "## Parallel workers (simulated clock)" in report and "at budget 4" in report
+    assert (out / "scores" / "parallel_speedup.png").exists()
 
 
 def test_a_conditional_space_through_the_runner_flags_the_flattening_strategy(tmp_path):

@@ -27,6 +27,7 @@
     check_budgets = [4, 8]                 # optional: budgets of that comparison
     seed_draw = "trial"                    # optional: a recorded seed per trial (default) or per run
     simulated_workers = [1, 2, 4, 8]       # optional: also replay with K workers on a simulated clock
+    simulated_budget = 16                  # optional: that replay's trials per run (default: the largest budget)
 
     [executor]                        # optional: where trials run (default: here, one at a time)
     kind = "ray"                      # local | ray
@@ -59,6 +60,19 @@ class ConfigError(ValueError):
     """A bad experiment config; the message names the file, the field and what is allowed."""
 
 
+def check_simulated_workers(v: list[int] | None) -> list[int] | None:
+    """`simulated_workers` (of an experiment's or a suite's [replay]): distinct counts >= 1, 1 among them."""
+    if v is None:
+        return v
+    if any(k < 1 for k in v):
+        raise ValueError(f"got {v}: each is a number of workers >= 1, e.g. [1, 2, 4, 8]")
+    if len(set(v)) != len(v):
+        raise ValueError(f"got {v}: a number of workers is listed twice")
+    if 1 not in v:
+        raise ValueError(f"got {v}: include 1, the speed-ups are measured against one worker")
+    return v
+
+
 class ReplaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -72,19 +86,19 @@ class ReplaySettings(BaseModel):
     # optional: also replay each strategy with K trials at once on a simulated clock, for each K listed
     # (lrsearch/experiment/simulated.py); not `workers`, which counts this machine's processes
     simulated_workers: list[int] | None = Field(default=None, min_length=1)
+    simulated_budget: int | None = Field(default=None, ge=1)  # trials per run of that replay (default: max budget)
 
     @field_validator("simulated_workers")
     @classmethod
     def _workers_at_least_one(cls, v: list[int] | None) -> list[int] | None:
-        if v is None:
-            return v
-        if any(k < 1 for k in v):
-            raise ValueError(f"got {v}: each is a number of workers >= 1, e.g. [1, 2, 4, 8]")
-        if len(set(v)) != len(v):
-            raise ValueError(f"got {v}: a number of workers is listed twice")
-        if 1 not in v:
-            raise ValueError(f"got {v}: include 1, the speed-ups are measured against one worker")
-        return v
+        return check_simulated_workers(v)
+
+    @model_validator(mode="after")
+    def _budget_needs_workers(self) -> ReplaySettings:
+        if self.simulated_budget is not None and not self.simulated_workers:
+            raise ValueError("simulated_budget is the budget of the replay with K workers: "
+                             "give simulated_workers too, e.g. [1, 2, 4, 8]")
+        return self
 
 
 class ExecutorSettings(BaseModel):

@@ -31,9 +31,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lrsearch.experiment.config import ConfigError, ExecutorSettings, Experiment, _problems
+from lrsearch.experiment.config import (
+    ConfigError,
+    ExecutorSettings,
+    Experiment,
+    _problems,
+    check_simulated_workers,
+)
 from lrsearch.search.strategies import is_self_tuning
 
 
@@ -74,11 +80,27 @@ class SuiteReplay(BaseModel):
     strategies: list[str] | None = None  # default: the suite's, less the range tests (not in a table)
     results: str | None = None  # default: <the suite's results>-replay
     workers: int | None = Field(default=None, ge=1)
+    # optional: each problem also replayed with K trials at once on a simulated clock, at simulated_budget
+    # trials per run (default: the largest budget); as an experiment's [replay] (lrsearch/experiment/config.py)
+    simulated_workers: list[int] | None = Field(default=None, min_length=1)
+    simulated_budget: int | None = Field(default=None, ge=1)
 
     @field_validator("seeds", mode="before")
     @classmethod
     def _seed_count(cls, v: Any) -> Any:
         return list(range(v)) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else v
+
+    @field_validator("simulated_workers")
+    @classmethod
+    def _workers(cls, v: list[int] | None) -> list[int] | None:
+        return check_simulated_workers(v)
+
+    @model_validator(mode="after")
+    def _budget_needs_workers(self) -> SuiteReplay:
+        if self.simulated_budget is not None and not self.simulated_workers:
+            raise ValueError("simulated_budget is the budget of the replay with K workers: "
+                             "give simulated_workers too, e.g. [1, 2, 4, 8]")
+        return self
 
 
 class Suite(BaseModel):
@@ -166,7 +188,9 @@ def replay_experiments(suite: Suite, results_dir: str | Path | None = None) -> l
             "name": f"{suite.name}-replay.{label}", "strategies": strategies, "budgets": settings.budgets,
             "seeds": settings.seeds, "results": str(root / label), "time_budget_s": None,
             "options": {k: v for k, v in suite.options.items() if k in strategies},
-            "replay": ReplaySettings(table=problem.replay_table, workers=settings.workers)}))
+            "replay": ReplaySettings(table=problem.replay_table, workers=settings.workers,
+                                     simulated_workers=settings.simulated_workers,
+                                     simulated_budget=settings.simulated_budget)}))
     if not out:
         raise ConfigError(f"suite {suite.name}: no problem has a replay_table and a space of lr alone to replay")
     return out

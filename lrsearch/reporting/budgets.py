@@ -152,11 +152,17 @@ def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.
     return pd.DataFrame(rows)
 
 
+def parallel_budget(experiment: Experiment) -> int:
+    """The trials per run of the replay with K simulated workers: `[replay] simulated_budget`, else the largest
+    budget."""
+    return experiment.replay.simulated_budget or max(experiment.budgets)
+
+
 def run_replay(experiment: Experiment, results: str | Path | None = None, workers: int | None = None,
                progress: bool = True) -> Path:
     """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder.
-    With `[replay] simulated_workers`, also the replay with K workers on a simulated clock at the largest
-    budget (`parallel_*` tables, figures/parallel_speedup.png)."""
+    With `[replay] simulated_workers`, also the replay with K workers on a simulated clock at
+    `simulated_budget` (default: the largest budget; `parallel_*` tables, figures/parallel_speedup.png)."""
     out = experiment.results_dir(results)
     env = environment()
     started = time.perf_counter()
@@ -179,7 +185,7 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
     parallel_trials, parallel_s = None, None
     if experiment.replay.simulated_workers:
         parallel_trials = replay_parallel(experiment, table, experiment.replay.simulated_workers,
-                                          max(experiment.budgets), progress=progress, processes=workers)
+                                          parallel_budget(experiment), progress=progress, processes=workers)
         tables["parallel_runs"] = parallel_runs(parallel_trials)
         tables["parallel_summary"] = parallel_summary(tables["parallel_runs"])
         parallel_s = time.perf_counter() - started - elapsed_s

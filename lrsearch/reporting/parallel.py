@@ -52,3 +52,39 @@ def parallel_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
         finite = np.isfinite(base) & np.isfinite(at_k) & (at_k > 0)
         summary[ratio] = np.divide(base, at_k, out=np.full(len(summary), math.nan), where=finite)
     return summary
+
+
+def suite_parallel(folders: list) -> pd.DataFrame:
+    """Across a suite's replayed problems (each folder's `tables/parallel_runs`): per strategy and K, AlgoPerf's
+    score B of the simulated wall-clock time-to-target among the strategies at that same K (the question of a
+    user with K workers: which strategy?), and the speed-up over K = 1 per problem (`parallel_summary`'s
+    `speedup`) as its median, min and max over the problems where both medians are finite. Empty where no
+    folder has the tables."""
+    from pathlib import Path
+
+    from lrsearch.reporting.scores import R_MAX, performance_ratios, problem_times, profile_score
+
+    runs, summaries = [], []
+    for folder in map(Path, folders):
+        tables = folder / "tables"
+        if not (tables / "parallel_runs.csv").exists() or not (tables / "parallel_summary.csv").exists():
+            continue
+        runs.append(pd.read_csv(tables / "parallel_runs.csv").assign(problem=folder.name))
+        summaries.append(pd.read_csv(tables / "parallel_summary.csv").assign(problem=folder.name))
+    if not runs:
+        return pd.DataFrame()
+    runs, summary = pd.concat(runs, ignore_index=True), pd.concat(summaries, ignore_index=True)
+    rows = []
+    for workers, at_k in runs.groupby("workers", sort=True):
+        score = profile_score(performance_ratios(problem_times(at_k, column="wall_to_target_s"), R_MAX), R_MAX)
+        for row in score.itertuples(index=False):
+            speedups = summary.loc[(summary["strategy"] == row.strategy) & (summary["workers"] == workers), "speedup"]
+            finite = speedups[np.isfinite(speedups.to_numpy(dtype=float))]
+            sequential = summary.loc[summary["strategy"] == row.strategy, "ran_sequentially"].astype(bool).all()
+            rows.append({"strategy": row.strategy, "workers": int(workers), "score_B_wall": row.score_B,
+                         "problems_within_r_max": row.problems_within_r_max, "problems": row.problems,
+                         "speedup_median": float(finite.median()) if len(finite) else math.nan,
+                         "speedup_min": float(finite.min()) if len(finite) else math.nan,
+                         "speedup_max": float(finite.max()) if len(finite) else math.nan,
+                         "speedup_problems": int(len(finite)), "ran_sequentially": bool(sequential)})
+    return pd.DataFrame(rows)

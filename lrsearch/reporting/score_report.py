@@ -136,6 +136,54 @@ def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n
     return _save(fig, path)
 
 
+def parallel_figure(table: pd.DataFrame, path: Path, strategies: list[str], n_problems: int, budget: int | None) -> Path:
+    """From `parallel.suite_parallel`: score B of the wall-clock time-to-target among the strategies at each K,
+    and the speed-up over K = 1 (median over the problems, bar: their min to max) beside the ideal y = K. A
+    strategy that ran one trial at a time at every K is drawn with open markers and marked "(sequential)"."""
+    from matplotlib.ticker import NullLocator
+
+    styles = _styles(strategies)
+    workers = sorted(table["workers"].unique())
+    final = table[table["workers"] == workers[-1]].set_index("strategy")["score_B_wall"]
+    order = final.sort_values(ascending=False).index
+    nudge = dict(zip(order, np.geomspace(0.94, 1.06, len(order)) if len(order) > 1 else [1.0]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4))
+    for strategy in order:
+        g = table[table["strategy"] == strategy].sort_values("workers")
+        sequential = bool(g["ran_sequentially"].all())
+        style = {**styles[strategy], "marker": "o", "ms": 5, "lw": 1.6,
+                 "mfc": "white" if sequential else styles[strategy]["color"]}
+        label = strategy + (" (sequential)" if sequential else "")
+        x = g["workers"].to_numpy(dtype=float) * nudge[strategy]
+        left.plot(x, g["score_B_wall"], label=label, **style)
+        y = g["speedup_median"].to_numpy(dtype=float)
+        right.errorbar(x, y, yerr=[y - g["speedup_min"].to_numpy(dtype=float), g["speedup_max"].to_numpy(dtype=float) - y],
+                       capsize=2, elinewidth=0.8, label=label, **style)
+    right.plot(workers, workers, color="0.3", ls="--", lw=1, label="ideal (y = K)")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(workers, [str(k) for k in workers])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("workers K (trials at once)")
+    at = f"budget {budget}, " if budget else ""
+    left.set(ylim=(-0.03, 1.03), ylabel="score B (1 = fastest on every problem)",
+             title=f"AlgoPerf's score B of the wall-clock time-to-target\namong the strategies at the same K "
+                   f"({at}{n_problems} problems)")
+    right.set_yscale("log", base=2)
+    right.set_yticks(workers, [str(k) for k in workers])
+    right.yaxis.set_minor_locator(NullLocator())
+    right.set(ylabel="speed-up over K = 1 (median at 1 / median at K)",
+              title="Speed-up of the time-to-target: median over the problems\n(bar: min to max; dashed: ideal)")
+    for ax in (left, right):
+        ax.title.set_fontsize(10)
+    handles, labels = right.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // 4), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 # ---------------------------------------------------------------- the section
 
 
@@ -288,6 +336,50 @@ def replay_scores_section(folders: list[Path], root: Path, budget: int, real_fol
         both = real_and_replay(real_folders, folders, budget)
         if both:
             lines += comparison_markdown(*both, out, f"the real suite: `{real_folders[0].parent}`")
+    return lines
+
+
+def parallel_scores_section(folders: list[Path], root: Path, budget: int | None = None,
+                            strategies: list[str] | None = None,
+                            heading: str = "## Parallel workers (simulated clock)") -> list[str]:
+    """A replayed suite's K-worker section (where its problems were replayed with `simulated_workers`, at
+    `budget` trials per run): the table of `parallel.suite_parallel` into `root/scores/parallel.csv`, its
+    figure, and the Markdown."""
+    from lrsearch.reporting.parallel import suite_parallel
+
+    table = suite_parallel(folders)
+    if table.empty:
+        return []
+    out = root / "scores"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "parallel.csv", index=False)
+    strategies = list(dict.fromkeys([*(strategies or []), *table["strategy"]]))
+    n_problems = int(table["problems"].max())
+    figure = parallel_figure(table, out / "parallel_speedup.png", strategies, n_problems, budget)
+    workers = sorted(table["workers"].unique())
+    wide = table.pivot(index="strategy", columns="workers", values="score_B_wall")
+    wide.columns = [f"B at K={k}" for k in wide.columns]
+    for k in workers[1:]:
+        at = table[table["workers"] == k].set_index("strategy")
+        wide[f"speed-up at K={k} [min, max]"] = [
+            f"{at.loc[s, 'speedup_median']:.2f} [{at.loc[s, 'speedup_min']:.2f}, {at.loc[s, 'speedup_max']:.2f}]"
+            if s in at.index and np.isfinite(at.loc[s, "speedup_median"]) else "" for s in wide.index]
+    wide = wide.sort_values(f"B at K={workers[-1]}", ascending=False).reset_index()
+    sequential = sorted(table.loc[table["ran_sequentially"], "strategy"].unique())
+    at_budget = f" at budget {budget}" if budget else ""
+    lines = [heading, "",
+             f"Each problem replayed again{at_budget} with K = {', '.join(map(str, workers))} trials at once on a "
+             "simulated clock (`[replay] simulated_workers`; `lrsearch/experiment/simulated.py`): the recorded "
+             "training seconds on an event queue, each strategy's real decision time charged to it, as Syne Tune's "
+             "simulated backend does; each problem's REPORT.md has its own table and figure. Here, across the "
+             f"{n_problems} problems: **score B** of the simulated wall-clock time-to-target (AlgoPerf's, as in the "
+             "Scores above, a problem's time the median over seeds) among the strategies at the same K, which "
+             "answers \"I have K workers: which strategy?\"; and each strategy's **speed-up** over itself at K = 1 "
+             "(median at 1 / median at K per problem; the median over problems, [min, max]). "
+             + (f"{', '.join(sequential)} cannot propose while trials run: one trial at a time at every K. "
+                if sequential else "")
+             + "`scores/parallel.csv` has every number.", "",
+             _fmt(wide, list(wide.columns)), "", f"![parallel_speedup]({figure.relative_to(root).as_posix()})", ""]
     return lines
 
 
