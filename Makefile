@@ -31,8 +31,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # pytest-xdist workers: one per core and one more (at most 5), one torch thread each (tests/conftest.py), since
-# many tests wait on subprocesses, heartbeats and servers; the server tests (Ray, NNI) in one group on one
-# worker. A plain `.venv/bin/pytest` runs them all in one process.
+# many tests wait on subprocesses, heartbeats and servers; the tests that start servers in three groups (two
+# of Ray's, NNI's), each group's tests one after another on one worker. A plain `.venv/bin/pytest` runs them all
+# in one process.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min((os.cpu_count() or 1) + 1, 5))")
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup

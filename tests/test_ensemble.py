@@ -13,7 +13,7 @@ SCHEDULE = {"name": "cyclic", "base_lr": 0.001, "max_lr": 0.006, "step_size": 10
 # Adam's update divides by the gradient's own scale, so the rounding differences of near-zero gradients grow
 # into different steps within a few iterations at these LRs: it is compared over its first 4 steps.
 @pytest.mark.parametrize("task_name, optimizer, steps, eval_every", [
-    ("clr-paper", "sgd", 30, 15), ("clr-paper", "adam", 4, 2), ("clr-paper-sigmoid-bn", "sgd", 30, 15)])
+    ("clr-paper", "sgd", 20, 10), ("clr-paper", "adam", 4, 2), ("clr-paper-sigmoid-bn", "sgd", 20, 10)])
 def test_each_seed_matches_the_one_model_trainer(monkeypatch, task_name, optimizer, steps, eval_every):
     from conftest import JPEG
 

@@ -6,7 +6,8 @@ import sqlite3
 import psutil
 import pytest
 
-pytestmark = pytest.mark.xdist_group("servers")  # as tests/test_ray.py: one server test at a time
+# its own xdist group: it counts every NNI process on the machine, and no other test starts one
+pytestmark = pytest.mark.xdist_group("nni")
 
 REPO_EXPERIMENT = """
 name = "nni"

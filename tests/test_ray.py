@@ -35,9 +35,12 @@ def ray_installed():
                     "run `pytest -m \"not ray\"` to leave the Ray tests out on purpose", pytrace=False)
 
 
-# xdist_group: under `make test`'s parallel workers, the tests that start servers (Ray, NNI) run one after
-# another on one worker, so that one test's listening sockets never show in another's loopback check
-pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("servers")]
+# xdist_group: under `make test`'s parallel workers, these tests run in two groups, each group's tests one after
+# another on one worker (two private Rays at most, on 2 cores), the groups side by side: each test checks the
+# sockets and processes of its own process tree only, so another group's Ray never shows in its checks.
+# `ray-1` is the module's, `ray-2` marks its tests below (a test's own mark wins).
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray-1")]
+RAY_2 = pytest.mark.xdist_group("ray-2")
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
@@ -96,6 +99,7 @@ def test_private_ray_listens_on_loopback_only_and_is_gone_after(monkeypatch):
     assert not [p for p in family[1:] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+@RAY_2
 @pytest.mark.usefixtures("jpeg_data")
 def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_path):
     """Same runs, same trials, same params (seeded; the smoke budget is within every model-based
@@ -120,6 +124,7 @@ def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_pat
         assert {s for (s,) in conn.execute("SELECT status FROM runs")} == {"complete"}
 
 
+@RAY_2
 @pytest.mark.usefixtures("jpeg_data")
 def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
     """Two kills: one trial of `random` (several in flight, `submit`), then, once both random runs are
@@ -175,7 +180,7 @@ def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
     from conftest import JPEG
 
     config = tmp_path / "exp.toml"
-    config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random", "grid", "optuna-tpe"]'))
+    config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random", "optuna-tpe"]'))
     env = dict(os.environ, LRSEARCH_DATA=str(JPEG), PYTHONUNBUFFERED="1")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lrsearch", "run", str(config), "--results", str(out), "--executor", "ray",
@@ -195,15 +200,16 @@ def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
     time.sleep(1)
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # Ray is gone
     partial = _trials(out)
-    assert 5 <= len(partial) < 24
+    assert 5 <= len(partial) < 16
     assert subprocess.run(command, env=env, cwd=REPO, capture_output=True, timeout=600).returncode == 0
     resumed = _trials(out)
     keys = [t[:4] for t in resumed]
-    assert len(keys) == len(set(keys)) == 24  # 3 strategies x 2 seeds x 4 trials, none twice
+    assert len(keys) == len(set(keys)) == 16  # 2 strategies x 2 seeds x 4 trials, none twice
     assert set(partial) <= set(resumed)  # nothing finished before Ctrl-C was lost or changed
     assert not [t for t in resumed if t[5] == "failed"]  # an interrupted trial is not recorded as failed
 
 
+@RAY_2
 @pytest.mark.usefixtures("jpeg_data")
 def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path):
     """`ray start --head` (here on loopback, in the foreground so that the test can stop exactly it),
