@@ -201,7 +201,11 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     out = tmp_path / "smoke"
-    assert main(["run", str(REPO / "experiments" / "benchmark-smoke.toml"), "--results", str(out), "--seeds", "0"]) == 0
+    # the preset as `make benchmark PRESET=smoke` runs it, with one epoch and 300 test images a trial (CI's time)
+    config = tmp_path / "benchmark-smoke.toml"
+    config.write_text((REPO / "experiments" / "benchmark-smoke.toml").read_text()
+                      + "\n[task_overrides]\nepochs = 1\ntest_subset = 300\n")
+    assert main(["run", str(config), "--results", str(out), "--seeds", "0"]) == 0
     for table in ("trials", "runs", "anytime", "summary", "curves"):
         for suffix in ("csv", "parquet"):
             assert (out / "tables" / f"{table}.{suffix}").stat().st_size > 0
