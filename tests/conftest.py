@@ -17,6 +17,34 @@ if XDIST_WORKER:
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+# The tests that took over a minute under `make test` (2 cores, 3 workers; --durations, 2026-12-01), longest
+# first. They are collected first, so that xdist hands them out first and the short ones fill in around them:
+# started last, they were the tail of the run. A renamed test only loses its place.
+LONGEST_FIRST = [
+    "test_ray.py::test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes",  # group ray-1
+    "test_ray.py::test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials",  # group ray-2
+    "test_clr_paper.py::test_tiny_quick_reproduction_end_to_end",
+    "test_runner.py::test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run",
+    "test_runner.py::test_smoke_benchmark_end_to_end",
+    "test_train.py::test_gpu_task_runs_on_a_cpu_with_decoupled_decay_and_a_frozen_whitening_bias",
+    "test_clr_paper.py::test_side_by_side_workers_with_stacked_seeds",
+    "test_surface.py::test_readme_notebook_example_runs",
+    "test_ensemble.py::test_each_seed_matches_the_one_model_trainer",
+    "test_lr_finder.py::test_range_test_on_the_smoke_task",
+    "test_store.py::test_a_changed_experiment_stops_before_training",
+    "test_nni_experiment.py::test_nni_experiment_runs_trials_on_loopback_only",
+    "test_store.py::test_a_killed_workers_claim_is_taken_over",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    def place(item):
+        name = item.nodeid.rpartition("tests/")[2]
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if name.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=place)  # stable: every other test keeps its collected order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Every test run decodes into its own cache folder, never the user's. The workers of one xdist run share
