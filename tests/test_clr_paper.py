@@ -128,7 +128,7 @@ def test_data_facts_read_the_psnr_beside_the_data(tmp_path):
 
 def _tiny_config(tmp_path):
     text = CONFIG.read_text().replace("scale = 100", "scale = 1000").replace("train_subset = 10000", "train_subset = 1000")
-    text = text.replace("test_subset = 1000", "test_subset = 500").replace("epochs = 8", "epochs = 1")
+    text = text.replace("test_subset = 1000", "test_subset = 300").replace("epochs = 8", "epochs = 1")
     tiny = tmp_path / "clr.toml"
     tiny.write_text(text.replace("seeds = [0, 1, 2]", "seeds = [0, 1]"))
     return tiny

@@ -375,7 +375,9 @@ def parallel_scores_section(folders: list[Path], root: Path, budget: int | None 
              f"{n_problems} problems: **score B** of the simulated wall-clock time-to-target (AlgoPerf's, as in the "
              "Scores above, a problem's time the median over seeds) among the strategies at the same K, which "
              "answers \"I have K workers: which strategy?\"; and each strategy's **speed-up** over itself at K = 1 "
-             "(median at 1 / median at K per problem; the median over problems, [min, max]). "
+             "(median at 1 / median at K per problem; the median over problems, [min, max]). B at K = 1 is the "
+             f"sequential search{at_budget} with its decision time counted, so it can differ from the Scores' B at "
+             "the suite's own budget. "
              + (f"{', '.join(sequential)} cannot propose while trials run: one trial at a time at every K. "
                 if sequential else "")
              + "`scores/parallel.csv` has every number.", "",
