@@ -212,7 +212,7 @@ def test_config_refuses_a_simulated_budget_without_workers_and_a_suite_passes_bo
                   replay={"budgets": [2, 32], "simulated_workers": [1, 2], "simulated_budget": 8})
     (experiment,) = replay_experiments(suite)
     assert experiment.replay.simulated_workers == [1, 2] and experiment.replay.simulated_budget == 8
-    from lrsearch.reporting.budgets import parallel_budget
+    from lrsearch.experiment.simulated import parallel_budget
 
     assert parallel_budget(experiment) == 8
     assert parallel_budget(experiment.model_copy(update={"replay": experiment.replay.model_copy(

@@ -73,6 +73,13 @@ def check_simulated_workers(v: list[int] | None) -> list[int] | None:
     return v
 
 
+def check_simulated_budget(budget: int | None, workers: list[int] | None) -> None:
+    """`simulated_budget` is the budget of the replay with K workers: it needs `simulated_workers`."""
+    if budget is not None and not workers:
+        raise ValueError("simulated_budget is the budget of the replay with K workers: "
+                         "give simulated_workers too, e.g. [1, 2, 4, 8]")
+
+
 class ReplaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -95,9 +102,7 @@ class ReplaySettings(BaseModel):
 
     @model_validator(mode="after")
     def _budget_needs_workers(self) -> ReplaySettings:
-        if self.simulated_budget is not None and not self.simulated_workers:
-            raise ValueError("simulated_budget is the budget of the replay with K workers: "
-                             "give simulated_workers too, e.g. [1, 2, 4, 8]")
+        check_simulated_budget(self.simulated_budget, self.simulated_workers)
         return self
 
 

@@ -188,13 +188,19 @@ def _simulated_runs(job: tuple) -> list[dict]:
     return rows
 
 
+def parallel_budget(experiment: Experiment) -> int:
+    """The trials per run of the replay with K simulated workers: `[replay] simulated_budget`, else the largest
+    budget."""
+    return (experiment.replay.simulated_budget if experiment.replay else None) or max(experiment.budgets)
+
+
 def replay_parallel(experiment: Experiment, table: ReplayTable | None = None,
                     workers_list: tuple[int, ...] | list[int] = WORKERS, budget: int | None = None,
                     seeds: list[int] | None = None, charge_decisions: bool = True, progress: bool = True,
                     processes: int | None = None) -> pd.DataFrame:
     """Every strategy of the experiment, each seed, at each number of workers K in `workers_list`, on a
     simulated clock (see the module docstring): one row per trial, in submit order (`trial_index`).
-    `budget` defaults to the experiment's largest, `seeds` to its seeds; `processes` (the runs are spread
+    `budget` defaults to `parallel_budget(experiment)`, `seeds` to its seeds; `processes` (the runs are spread
     over them) to the config's replay workers, else one per CPU core."""
     if experiment.replay is None:
         raise ValueError("replay: this experiment has no [replay] table; add one, or train it with `lrsearch run`")
@@ -203,7 +209,7 @@ def replay_parallel(experiment: Experiment, table: ReplayTable | None = None,
     table = table or ReplayTable.load(experiment.replay.table)
     check_replayable(experiment, table)
     space = experiment.search_space().to_dict()
-    budget = budget or max(experiment.budgets)
+    budget = budget or parallel_budget(experiment)
     seeds = list(experiment.seeds if seeds is None else seeds)
     jobs = [(name, list(workers_list), budget, chunk.tolist(), space, experiment.options.get(name, {}),
              experiment.target_value(), experiment.replay.seed_draw, charge_decisions)

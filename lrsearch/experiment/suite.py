@@ -38,6 +38,7 @@ from lrsearch.experiment.config import (
     ExecutorSettings,
     Experiment,
     _problems,
+    check_simulated_budget,
     check_simulated_workers,
 )
 from lrsearch.search.strategies import is_self_tuning
@@ -97,9 +98,7 @@ class SuiteReplay(BaseModel):
 
     @model_validator(mode="after")
     def _budget_needs_workers(self) -> SuiteReplay:
-        if self.simulated_budget is not None and not self.simulated_workers:
-            raise ValueError("simulated_budget is the budget of the replay with K workers: "
-                             "give simulated_workers too, e.g. [1, 2, 4, 8]")
+        check_simulated_budget(self.simulated_budget, self.simulated_workers)
         return self
 
 

@@ -152,12 +152,6 @@ def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.
     return pd.DataFrame(rows)
 
 
-def parallel_budget(experiment: Experiment) -> int:
-    """The trials per run of the replay with K simulated workers: `[replay] simulated_budget`, else the largest
-    budget."""
-    return experiment.replay.simulated_budget or max(experiment.budgets)
-
-
 def run_replay(experiment: Experiment, results: str | Path | None = None, workers: int | None = None,
                progress: bool = True) -> Path:
     """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder.
@@ -185,7 +179,7 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
     parallel_trials, parallel_s = None, None
     if experiment.replay.simulated_workers:
         parallel_trials = replay_parallel(experiment, table, experiment.replay.simulated_workers,
-                                          parallel_budget(experiment), progress=progress, processes=workers)
+                                          progress=progress, processes=workers)
         tables["parallel_runs"] = parallel_runs(parallel_trials)
         tables["parallel_summary"] = parallel_summary(tables["parallel_runs"])
         parallel_s = time.perf_counter() - started - elapsed_s

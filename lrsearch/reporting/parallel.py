@@ -4,10 +4,12 @@ strategy and K, with the speed-up over one worker."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lrsearch.reporting.scores import R_MAX, performance_ratios, problem_times, profile_score
 from lrsearch.reporting.tables import bootstrap_ci, median_with_failures
 
 
@@ -54,16 +56,12 @@ def parallel_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     return summary
 
 
-def suite_parallel(folders: list) -> pd.DataFrame:
+def suite_parallel(folders: list[Path]) -> pd.DataFrame:
     """Across a suite's replayed problems (each folder's `tables/parallel_runs`): per strategy and K, AlgoPerf's
     score B of the simulated wall-clock time-to-target among the strategies at that same K (the question of a
     user with K workers: which strategy?), and the speed-up over K = 1 per problem (`parallel_summary`'s
     `speedup`) as its median, min and max over the problems where both medians are finite. Empty where no
     folder has the tables."""
-    from pathlib import Path
-
-    from lrsearch.reporting.scores import R_MAX, performance_ratios, problem_times, profile_score
-
     runs, summaries = [], []
     for folder in map(Path, folders):
         tables = folder / "tables"

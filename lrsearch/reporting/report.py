@@ -199,8 +199,9 @@ def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], 
                   "a trial trains loses on a short trial what it may win in trials.", "",
                   tables["overhead"].to_markdown(index=False, floatfmt=".3g"), ""]
     if "parallel_summary" in tables:
-        budget = experiment.replay.simulated_budget or max(experiment.budgets)
-        lines += _parallel_section(tables["parallel_summary"], budget,
+        from lrsearch.experiment.simulated import parallel_budget
+
+        lines += _parallel_section(tables["parallel_summary"], parallel_budget(experiment),
                                    int(tables["parallel_runs"]["n_trials"].sum()), parallel_s)
     shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
     lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lrsearch.reporting.figures import _save  # noqa: E402
+from lrsearch.reporting.parallel import suite_parallel  # noqa: E402
 from lrsearch.reporting.report import _fmt  # noqa: E402
 from lrsearch.reporting.scores import (  # noqa: E402
     ALPHA,
@@ -345,8 +346,6 @@ def parallel_scores_section(folders: list[Path], root: Path, budget: int | None 
     """A replayed suite's K-worker section (where its problems were replayed with `simulated_workers`, at
     `budget` trials per run): the table of `parallel.suite_parallel` into `root/scores/parallel.csv`, its
     figure, and the Markdown."""
-    from lrsearch.reporting.parallel import suite_parallel
-
     table = suite_parallel(folders)
     if table.empty:
         return []

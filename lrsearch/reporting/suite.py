@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrsearch.experiment.simulated import parallel_budget
 from lrsearch.reporting.report import _fmt, build_report
 from lrsearch.reporting.score_report import (
     has_tables,
@@ -189,8 +190,7 @@ def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 
         real = real if real != root and real.is_dir() else suite.results_dir()
     reals = [Path(real) / f.name for f in folders if has_tables(Path(real) / f.name, ("runs", "trials"))]
     lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies)  # the answer first
-    simulated = replays[0].replay.simulated_budget or max(replays[0].budgets)
-    lines += parallel_scores_section(folders, root, simulated, suite.strategies)
+    lines += parallel_scores_section(folders, root, parallel_budget(replays[0]), suite.strategies)
     lines += ["## Problems", "",
              "Pairs of strategies told apart at a budget: their bootstrap 95% intervals of the median best "
              "validation accuracy (`separated_by_value`), or their Wilson 95% intervals of the probability of "
