@@ -238,7 +238,8 @@ def _clr_paper(args: argparse.Namespace) -> int:
     try:
         out = run_clr_paper(config, quick=args.quick, results=args.results, device=args.device, data_source=args.data,
                             only=args.only, stage=args.stage, workers=args.workers, stack_seeds=args.stack_seeds,
-                            time_limit_s=args.time_limit, report_only=args.report_only, reset=args.reset)
+                            time_limit_s=args.time_limit, report_only=args.report_only, reset=args.reset,
+                            checkpoint_every=args.checkpoint_every, channels_last=args.channels_last, seeds=args.seeds)
     except (ConfigError, ValueError) as err:  # ValueError: DefinitionChanged, a bad --only
         raise UserError(str(err)) from None
     print(f"results in {out}/; report: {out / 'REPORT.md'}")
@@ -293,6 +294,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train a policy's seeds as one stacked model in one process (default: on a GPU only)")
     c.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this many seconds: finished runs "
                    "are kept and the report written; the same command goes on from there (default: none)")
+    c.add_argument("--seeds", nargs="+", type=int, help="train only these seeds (default: the config's `seeds`)")
+    c.add_argument("--checkpoint-every", metavar="N|Ns", help="write each unfinished run's checkpoint to "
+                   "<results>/checkpoints/ every N steps (1000) or seconds (300s, 5m); a killed run goes on from it "
+                   "when the same command runs again, here or on a clone elsewhere (default: 5m; not with stacked seeds)")
+    c.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="the nets in channels_last memory layout (about 1.6x faster on a CPU, see "
+                   "benchmarks/clr_cpu_speed.py; default: the task's, off)")
     c.add_argument("--report-only", action="store_true", help="rebuild the report from the store, training nothing")
     c.add_argument("--reset", action="store_true", help="drop stored runs whose policy (schedule, iterations, task, "
                    "data) changed since, and train them again, instead of stopping")

@@ -161,10 +161,12 @@ def scale_schedule(spec: dict, scale: int) -> dict:
 # ---------------------------------------------------------------- planning and running
 
 
-def policy_task(config: ClrPaper, policy: Policy, quick: bool) -> Task:
-    """The task one policy trains: its net, optimizer, length and evaluation interval (quick: scaled)."""
+def policy_task(config: ClrPaper, policy: Policy, quick: bool, channels_last: bool | None = None) -> Task:
+    """The task one policy trains: its net, optimizer, length and evaluation interval (quick: scaled), and the
+    memory layout asked for (channels_last: None keeps the task's)."""
     task = get_task(policy.task or config.task)
-    overrides = {k: v for k, v in (("optimizer", policy.optimizer), ("nesterov", policy.nesterov)) if v is not None}
+    overrides = {k: v for k, v in (("optimizer", policy.optimizer), ("nesterov", policy.nesterov),
+                                   ("channels_last", channels_last)) if v is not None}
     if quick:
         q = config.quick
         overrides |= {"train_subset": q.train_subset, "test_subset": q.test_subset}
@@ -203,8 +205,24 @@ def _train_job(job: dict) -> list[dict]:
     if job["stack_seeds"]:
         results = train_seeds(task, params, seeds, device=job["device"], data_source=job["data_source"])
     else:
-        results = [train(task, params, seed=s, device=job["device"], data_source=job["data_source"]) for s in seeds]
+        results = [train(task, params, seed=s, device=job["device"], data_source=job["data_source"],
+                         checkpoint=checkpointing(job, s)) for s in seeds]
     return [r.to_dict() for r in results]
+
+
+def checkpoint_path(out: Path, policy: str, seed: int) -> Path:
+    """Where an unfinished (policy, seed) run keeps its checkpoint: beside the store, so that the results folder
+    carries it to another machine; the trainer removes it when the run ends."""
+    return Path(out) / "checkpoints" / f"{policy}-seed{seed}.pt"
+
+
+def checkpointing(job: dict, seed: int):
+    from lrsearch.training.checkpoint import Checkpointing
+
+    if not job.get("checkpoint_every"):
+        return None
+    every_steps, every_s = job["checkpoint_every"]
+    return Checkpointing(checkpoint_path(job["out"], job["name"], seed), every_steps=every_steps, every_s=every_s)
 
 
 def _range_test_job(job: dict) -> list[dict]:
@@ -224,7 +242,8 @@ def _range_test_job(job: dict) -> list[dict]:
 def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | None = None, device: str | None = None,
                   data_source: str | None = None, only: list[str] | None = None, stage: str = "main",
                   workers: int | None = None, stack_seeds: bool | None = None, time_limit_s: float | None = None,
-                  report_only: bool = False, reset: bool = False) -> Path:
+                  report_only: bool = False, reset: bool = False, checkpoint_every: str | None = None,
+                  channels_last: bool | None = None, seeds: list[int] | None = None) -> Path:
     """Train every selected (policy, seed) not yet complete in the store, then write the report.
 
     workers: processes side by side (default: 8 on a GPU, 1 on a CPU, where 1 trains in this process);
@@ -232,7 +251,11 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     convolutions are slower than one model after another); time_limit_s: after this many seconds no job
     starts and unfinished ones are stopped (what finished is kept; the next call trains the rest);
     report_only: rebuild the report from the store, training nothing; reset: drop stored runs whose policy
-    changed since (else the call stops with DefinitionChanged, naming the changed fields)."""
+    changed since (else the call stops with DefinitionChanged, naming the changed fields); checkpoint_every:
+    '1000' (steps) or '300s', '5m' (default: 5m where seeds are not stacked; stacked seeds have none): each
+    unfinished run's checkpoint in <results>/checkpoints/, gone on from by the next call (a kill loses at most
+    that much); channels_last: the nets' memory layout (None: the task's; on a CPU it is faster, see
+    benchmarks/clr_cpu_speed.py); seeds: train only these (default: the config's)."""
     out = Path(results or (config.results + ("-quick" if quick else "")))
     if report_only:
         build_clr_report(out, config, quick)
@@ -242,6 +265,15 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     on_gpu = (device or "auto") in ("auto", "cuda") and torch.cuda.is_available() or str(device).startswith("cuda")
     workers = workers or (8 if on_gpu else 1)
     stack_seeds = on_gpu if stack_seeds is None else stack_seeds
+    if checkpoint_every and stack_seeds:
+        raise ConfigError("--checkpoint-every: checkpoints are written by one model's trainer, not by stacked seeds; "
+                          "add --no-stack-seeds, or leave --checkpoint-every out")
+    from lrsearch.training.checkpoint import parse_every
+
+    try:
+        every = None if stack_seeds else parse_every(checkpoint_every or "5m")
+    except ValueError as err:
+        raise ConfigError(f"--checkpoint-every: {err}") from None
     policies = selected(config, stage, only)
     name = experiment_name(quick)
     deadline = time.monotonic() + time_limit_s if time_limit_s else math.inf
@@ -249,16 +281,17 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
     store = Store(out / "results.sqlite", create=True)
     env = environment() | {"workers": workers, "stack_seeds": stack_seeds}
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
-    common = {"device": device, "data_source": data_source, "threads": threads, "stack_seeds": stack_seeds}
+    common = {"device": device, "data_source": data_source, "threads": threads, "stack_seeds": stack_seeds,
+              "out": str(out), "checkpoint_every": every}
     planned = []  # (job without seeds, the seeds it plans)
     for policy in policies:
-        planned.append((common | {"name": policy.name, "task": policy_task(config, policy, quick),
+        planned.append((common | {"name": policy.name, "task": policy_task(config, policy, quick, channels_last),
                                   "schedule": scale_schedule(policy.schedule, config.quick.scale) if quick else policy.schedule},
-                        list(config.seeds)))
+                        list(seeds or config.seeds)))
     if (not only or RANGE_TEST in only) and stage in ("main", "all"):
-        task = policy_task(config, Policy(name=RANGE_TEST, iterations=1, schedule={}), quick)
+        task = policy_task(config, Policy(name=RANGE_TEST, iterations=1, schedule={}), quick, channels_last)
         planned.append((common | {"name": RANGE_TEST, "task": task, "spec": config.range_test.model_dump()},
-                        [config.seeds[0]]))
+                        [(seeds or config.seeds)[0]]))
     # The runner's change check and claims (one code path with `lrsearch run`): a policy edited since its
     # runs were stored stops here, naming its fields; a run another live process holds is left to it.
     definitions = {id(job): run_definition(job, data_source) for job, _ in planned}
@@ -458,6 +491,7 @@ def table1(seeds: pd.DataFrame, config: ClrPaper, group: str = "table1") -> pd.D
                      "iterations": int(s["iterations"].max()),
                      "test_acc_mean": acc["mean"], "test_acc_sd": acc["sd"], "test_acc_min": acc["min"],
                      "test_acc_max": acc["max"], "paper_iterations": paper_it, "paper_acc": paper_acc,
+                     "minus_paper_points": (acc["mean"] - paper_acc) * 100 if paper_acc is not None else math.nan,
                      f"iterations_to_{config.reference_acc:.1%}": s["iterations_to_reference"].mean(),
                      "reached_reference": int(s["iterations_to_reference"].notna().sum()),
                      "iterations_to_fixed_final": s["iterations_to_fixed_final"].mean(),
@@ -612,10 +646,44 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
             suggestion = f"no range suggested: {err}"
         plot_range_test(test, out / "figures" / "figure3.png", base_lr, max_lr,
                         title="Figure 3 analogue: LR range test, accuracy against LR")
+    tables["unfinished"] = unfinished_runs(out, config, quick)
     path = out / "REPORT.md"
     path.write_text("\n".join(_report_lines(config, quick, scale, runs, tables, suggestion, test is not None,
                                             _data_note(out))))
     return path
+
+
+def unfinished_runs(out: Path, config: ClrPaper, quick: bool) -> pd.DataFrame:
+    """The runs a checkpoint in <out>/checkpoints/ stands for (trained part-way, not yet in the store): where
+    each stands and its last test accuracy. The next `lrsearch clr-paper` call with the same folder goes on."""
+    import torch
+
+    lengths = {p.name: max(1, p.iterations // config.quick.scale) if quick else p.iterations for p in config.policy}
+    rows = []
+    for path in sorted((out / "checkpoints").glob("*.pt")):
+        name, _, seed = path.stem.rpartition("-seed")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            curve = state["result"]["curve"]
+            step = int(state["step"])
+        except Exception as err:  # named, not fatal: the run itself says the same and starts over
+            rows.append({"policy": name, "seed": seed, "checkpoint": path.name, "iterations_done": None,
+                         "iterations": lengths.get(name), "last_test_acc": None,
+                         "note": f"unreadable ({type(err).__name__})"})
+            continue
+        rows.append({"policy": name, "seed": seed, "checkpoint": path.name, "iterations_done": step,
+                     "iterations": lengths.get(name), "last_test_acc": curve[-1]["test_acc"] if curve else None,
+                     "note": f"train_s so far {state['result']['train_s']:.0f}"})
+    return pd.DataFrame(rows)
+
+
+def _seeds_note(seeds: pd.DataFrame, config: ClrPaper) -> str:
+    """How many seeds back each policy's numbers here: the seeds the runs trained (the config's, or --seeds)."""
+    ran = sorted(int(s) for s in seeds["seed"].unique()) if len(seeds) else []
+    planned = f"the config plans {len(config.seeds)} ({', '.join(map(str, config.seeds))})"
+    if not ran:
+        return f"No finished run yet; {planned}"
+    return f"Seed(s) {', '.join(map(str, ran))} per policy ({planned}, and `--seeds` chooses)"
 
 
 def _markdown(table: pd.DataFrame) -> list[str]:
@@ -652,6 +720,11 @@ def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame,
               "fixed policy's final accuracy are means over the seeds that reach it.", "",
               *_markdown(tables["table1"]), "![Figure 1](figures/figure1.png)", "",
               "![Table 1 policies](figures/table1_policies.png)", ""]
+    if len(tables["unfinished"]):
+        lines += ["## Runs not finished yet", "",
+                  "Trained part-way; each one's checkpoint is in `checkpoints/`, and the same command goes on from it "
+                  "(here or on a clone elsewhere). They are in no table above until they finish.", "",
+                  *_markdown(tables["unfinished"])]
     if has_range_test:
         lines += ["## Figure 3 analogue", "", suggestion, "", "![Figure 3](figures/figure3.png)", ""]
     lines += ["## Table 3 analogue (stage extra)", "", *_markdown(tables["table3"]),
@@ -669,8 +742,7 @@ def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame,
               "- Settings the paper does not give are marked \"our choice\" in the table above, with the reason.",
               "- `exp_range` follows the paper's text (both boundaries decline by gamma^it); "
               "`exp_range-amplitude` is the form of bckenstler/CLR and torch's CyclicLR (only the height declines).",
-              f"- {len(config.seeds)} seed(s) per policy ({', '.join(map(str, config.seeds))}); the paper does not "
-              "say how many runs back its numbers.", ""]
+              f"- {_seeds_note(tables['per_seed'], config)}; the paper does not say how many runs back its numbers.", ""]
     if quick:
         lines += [f"- QUICK run: iteration counts, step sizes and milestones divided by {scale}, decay factors raised "
                   f"to the power {scale}, {config.quick.train_subset} training and {config.quick.test_subset} test "

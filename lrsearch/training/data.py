@@ -382,6 +382,9 @@ class DeviceLoader:
                               and images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
         self.generator = torch.Generator(device=images.device).manual_seed(seed)
         self.epoch = 0
+        self._order: torch.Tensor | None = None  # this epoch's order, and the index of its next batch
+        self._next = 0
+        self._resume: tuple[torch.Tensor, int] | None = None  # (order, next batch) to go on from (load_state_dict)
         if train and len(labels) < batch_size:
             raise ValueError(f"{len(labels)} training images are fewer than one batch of {batch_size}")
         if augment and flip == "alternating":
@@ -397,14 +400,35 @@ class DeviceLoader:
             for start in range(0, n, self.batch_size):
                 yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
             return
-        order = torch.randperm(n, device=self.images.device, generator=self.generator)
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        for step in range(len(self)):
+        if self._resume is not None:  # part-way through an epoch whose order was drawn before a checkpoint
+            (order, first), self._resume = self._resume, None
+            epoch = self.epoch - 1
+        else:
+            order, first = torch.randperm(n, device=self.images.device, generator=self.generator), 0
+            epoch, self.epoch = self.epoch, self.epoch + 1
+        self._order = order
+        for step in range(first, len(self)):
+            self._next = step + 1
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             x = self.images[idx]
             if self.augment:
                 x = self._augment(x, idx, epoch)
             yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
+
+    def state_dict(self) -> dict:
+        """Where a training loader stands, for a checkpoint: its generator, its epoch count and, part-way through
+        an epoch, that epoch's order and the index of the next batch. A loader built alike and given this state
+        yields the same batches, augmentation included, as this one goes on to yield."""
+        mid_epoch = self._order is not None and self._next < len(self)
+        return {"generator": self.generator.get_state(), "epoch": self.epoch,
+                "order": self._order.to(torch.int32).cpu() if mid_epoch else None,
+                "next": self._next if mid_epoch else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        order = state["order"]
+        self._resume = (order.to(self.images.device, torch.int64), int(state["next"])) if order is not None else None
 
     def _augment(self, x: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
         b, _, h, w = x.shape

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.training import pretrain, self_tuning
+from lrsearch.training.checkpoint import Checkpointing, fingerprint
 from lrsearch.training.data import (
     DeviceLoader,
     load_cifar10,
@@ -75,6 +76,8 @@ class TrialResult:
     error: str | None = None
     steps_per_epoch: int = 0
     step_losses: list[float] | None = None  # every step's training loss, when asked for (range tests)
+    resumed_from: list[int] = field(default_factory=list)  # the steps of the checkpoints this trial went on from
+    checkpoint_s: float = 0.0  # seconds spent writing checkpoints (outside train_s and eval_s)
 
     @property
     def value(self) -> float:
@@ -290,19 +293,22 @@ def _pretrained_weights(task: Task, dev: torch.device, data_source: str | None) 
 
 def train(task: Task, params: dict | None = None, seed: int = 0, *, device: str | torch.device | None = None,
           report: ReportHook | None = None, data_source: str | None = None, progress: bool = False,
-          record_step_losses: bool = False) -> TrialResult:
+          record_step_losses: bool = False, checkpoint: Checkpointing | None = None) -> TrialResult:
     """Run one trial. Never raises for a bad learning rate: divergence and errors are
     recorded in the result's status ("diverged", "failed") with the partial curve.
 
     params: any of tasks.TRIAL_PARAMETERS ("lr" fills the task's schedule; "schedule" names a family or
     gives a whole spec; momentum, weight decay, warm-up and the rest); an unknown name fails the trial.
+    checkpoint: where and how often to write this trial's checkpoint (checkpoint.py). A checkpoint of the
+    same trial found there is gone on from; the file is removed when the trial ends.
     """
-    return _train(task, params, seed, resolve_device(device), report, data_source, progress, record_step_losses)[0]
+    return _train(task, params, seed, resolve_device(device), report, data_source, progress, record_step_losses,
+                  checkpoint)[0]
 
 
 def _train(task: Task, params: dict | None, seed: int, dev: torch.device, report: ReportHook | None = None,
-           data_source: str | None = None, progress: bool = False,
-           record_step_losses: bool = False) -> tuple[TrialResult, _Setup | None]:
+           data_source: str | None = None, progress: bool = False, record_step_losses: bool = False,
+           checkpoint: Checkpointing | None = None) -> tuple[TrialResult, _Setup | None]:
     """`train`, also handing back what it trained (None when it failed before training)."""
     params = dict(params or {})
     started = time.perf_counter()
@@ -310,11 +316,13 @@ def _train(task: Task, params: dict | None, seed: int, dev: torch.device, report
                          step_losses=[] if record_step_losses else None)
     setup = None
     try:
-        setup = _run(task, params, seed, dev, report, data_source, progress, result, started)
+        setup = _run(task, params, seed, dev, report, data_source, progress, result, started, checkpoint)
     except Exception as err:  # a trial's failure is recorded, and the search goes on
         result.status = "failed"
         result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
-    result.wall_s = time.perf_counter() - started
+    result.wall_s += time.perf_counter() - started  # (+: a resumed trial holds its earlier processes' seconds)
+    if checkpoint is not None:  # the trial has ended (a kill or Ctrl-C never gets here): nothing to go on from
+        checkpoint.remove()
     return result, setup
 
 
@@ -510,7 +518,8 @@ def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
 
 
 def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportHook | None,
-         data_source: str | None, progress: bool, result: TrialResult, started: float) -> _Setup:
+         data_source: str | None, progress: bool, result: TrialResult, started: float,
+         checkpoint: Checkpointing | None = None) -> _Setup:
     data = prepare_data(task, dev, data_source)
     setup = _setup(task, params, seed, dev, data, data_source)
     result.steps_per_epoch = len(setup.loader)
@@ -521,80 +530,169 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     setup.new_optimizer(task)
     use_lookahead = task.lookahead_every and not setup.averages  # an optimizer that averages brings its own
     lookahead = Lookahead(setup.model, task.lookahead_every, setup.n_steps) if use_lookahead else None
+    loop = _Loop(best_loss=chance_loss(data.test_y.max().item() + 1), loss_sum=torch.zeros((), device=dev))
+    if checkpoint is not None and not _checkpointable(setup):
+        LOG.warning("%s: optimizer %s keeps state outside its state_dict (an averager or a weight swap): "
+                    "trained without checkpoints", task.name, setup.optimizer_name)
+        checkpoint = None
+    if checkpoint is not None:
+        checkpoint.trial = fingerprint({"task": asdict(task), "params": params, "seed": seed})
+        state = checkpoint.read(checkpoint.trial)
+        if state is not None:
+            try:
+                loop = _restore(state, setup, lookahead, result, dev)
+                LOG.info("%s: going on from the checkpoint at step %d (%s)", task.name, loop.step, checkpoint.path)
+            except Exception as err:  # a checkpoint of this trial that does not fit it: start over, afresh
+                checkpoint.warn(f"does not fit this trial ({type(err).__name__}: {err})")
+                checkpoint.remove()
+                return _run(task, params, seed, dev, report, data_source, progress, result, started, checkpoint)
     # compiled: every graph was built in the warm-up, so a recompilation in the timed loop is an error
     stance = torch.compiler.set_stance("fail_on_recompile") if setup.forward is not setup.model else contextlib.nullcontext()
     with stance:
-        _train_loop(task, setup, data, lookahead, report, progress, result, started)
+        _train_loop(task, setup, data, lookahead, report, progress, result, started, loop, checkpoint)
     return setup
 
 
+@dataclass
+class _Loop:
+    """The training loop's own running state, what a checkpoint keeps besides model, optimizer and loader."""
+    best_loss: float  # the lowest interval loss so far (the divergence rule's reference)
+    loss_sum: torch.Tensor  # this evaluation interval's summed loss, on the device
+    step: int = 0
+    interval_steps: int = 0
+    step_losses: list[torch.Tensor] = field(default_factory=list)  # per-step losses not yet read off the device
+
+
+# what a checkpoint keeps of the result; the rest is the trial's definition, or set again on resuming
+_RESUMED_FIELDS = ("curve", "steps", "train_s", "warmup_s", "eval_s", "final_val_acc", "final_test_acc", "best_val_acc",
+                   "time_to_target_s", "steps_to_target", "step_losses", "resumed_from", "checkpoint_s")
+
+
+def _checkpointable(setup: _Setup) -> bool:
+    """Whether a checkpoint holds the whole training state: every torch optimizer, and a self-tuning one whose
+    state is all in its state_dict (no averager called after each step, no weights swapped in to evaluate)."""
+    return setup.after_step is None and setup.before_eval is _optimizer_eval and setup.after_eval is _optimizer_train
+
+
+def _checkpoint_state(setup: _Setup, lookahead: Lookahead | None, loop: _Loop, result: TrialResult,
+                      trial: str, wall_s: float) -> dict:
+    cuda = loop.loss_sum.device.type == "cuda"
+    return {
+        "fingerprint": trial, "step": loop.step,
+        "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
+        "scheduler": {"last_epoch": setup.scheduler.last_epoch, "step_count": setup.scheduler._step_count,
+                      "last_lr": list(setup.scheduler._last_lr)},
+        "loader": setup.loader.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []},
+        "lookahead": [t.cpu() for t in lookahead.average] if lookahead is not None else None,
+        "loop": {"best_loss": loop.best_loss, "loss_sum": loop.loss_sum.cpu(), "interval_steps": loop.interval_steps,
+                 "step_losses": torch.stack(loop.step_losses).cpu() if loop.step_losses else None},
+        "result": {k: copy.deepcopy(getattr(result, k)) for k in _RESUMED_FIELDS} | {"wall_s": wall_s},
+    }
+
+
+def _restore(state: dict, setup: _Setup, lookahead: Lookahead | None, result: TrialResult, dev: torch.device) -> _Loop:
+    """Put a checkpoint's state into a freshly built trial; returns the loop's state to go on from."""
+    setup.model.load_state_dict(state["model"])
+    setup.optimizer.load_state_dict(state["optimizer"])
+    sched = state["scheduler"]
+    setup.scheduler.last_epoch, setup.scheduler._step_count = sched["last_epoch"], sched["step_count"]
+    setup.scheduler._last_lr = list(sched["last_lr"])
+    setup.loader.load_state_dict(state["loader"])
+    if (lookahead is None) != (state["lookahead"] is None):
+        raise ValueError("lookahead on in one and off in the other")
+    if lookahead is not None:
+        with torch.no_grad():
+            torch._foreach_copy_(lookahead.average, [t.to(dev) for t in state["lookahead"]])
+    torch.set_rng_state(state["rng"]["torch"])
+    if dev.type == "cuda" and state["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    saved = state["loop"]
+    losses = saved["step_losses"]
+    loop = _Loop(best_loss=saved["best_loss"], loss_sum=saved["loss_sum"].to(dev), step=state["step"],
+                 interval_steps=saved["interval_steps"], step_losses=list(losses.to(dev).unbind()) if losses is not None else [])
+    for key, value in state["result"].items():
+        setattr(result, key, value)
+    result.resumed_from = [*result.resumed_from, loop.step]
+    return loop
+
+
 def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead | None, report: ReportHook | None,
-                progress: bool, result: TrialResult, started: float) -> None:
+                progress: bool, result: TrialResult, started: float, loop: _Loop,
+                checkpoint: Checkpointing | None = None) -> None:
+    """Train from `loop.step` (0, or a checkpoint's) to the end: evaluate every `eval_every` steps and at the
+    last, stop on divergence, a pruner's word or the seconds budget, and write `checkpoint` when it is due."""
     dev, n_steps = data.train_x.device, setup.n_steps
     has_val = data.val_x is not None
-    loss_sum = torch.zeros((), device=dev)
-    step_losses: list[torch.Tensor] = []
-    interval_steps = 0
-    best_loss = chance_loss(data.test_y.max().item() + 1)
-    step = 0
+    wall_before = result.wall_s  # a resumed trial's earlier processes
     bar = ProgressBar(n_steps, task.name) if progress else None
     _sync(dev)
     resumed = time.perf_counter()
-    for x, y in _batches(setup.loader, n_steps):
-        lr = setup.schedule(step)  # what FunctionLR set for this step (times each group's lr_mult)
+    for x, y in _batches(setup.loader, n_steps - loop.step):
+        lr = setup.schedule(loop.step)  # what FunctionLR set for this step (times each group's lr_mult)
         loss = setup.step(x, y)
-        step += 1
+        loop.step += 1
+        step = loop.step
         if lookahead is not None:
             lookahead.step(step)
             if step == n_steps:
                 lookahead.finish()
-        loss_sum += loss
+        loop.loss_sum += loss
         if result.step_losses is not None:
-            step_losses.append(loss.float())
-        interval_steps += 1
-        if step % task.eval_every and step != n_steps:
-            continue
-        setup.before_eval(setup)
-        _sync(dev)
-        now = time.perf_counter()
-        result.train_s += now - resumed
-        train_loss = loss_sum.item() / interval_steps
-        if step_losses:
-            result.step_losses += torch.stack(step_losses).tolist()
-            step_losses.clear()
-        is_diverged = diverged(train_loss, best_loss, task.diverge_factor)
-        best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
-        row = {"step": step, "epoch": step / len(setup.loader), "samples": step * task.batch_size, "lr": lr,
-               "train_loss": train_loss, "val_acc": None, "test_acc": None}
-        if not is_diverged:
-            if setup.recalibrate is not None:
-                setup.recalibrate(setup)
-            tta = task.tta_level if step == n_steps else 0  # airbench: the plain model during training
-            if has_val:
-                row["val_acc"] = evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size, setup.autocast, tta)
-            row["test_acc"] = evaluate(setup.forward, data.test_x, data.test_y, task.eval_batch_size, setup.autocast, tta)
-        result.eval_s += time.perf_counter() - now
-        row["train_s"], row["wall_s"] = result.train_s, time.perf_counter() - started
-        result.curve.append(row)
-        result.steps = step
-        if bar is not None:
-            bar.update(step, train_loss, row["test_acc"])
-        if is_diverged:
-            result.status = "diverged"
-            result.error = f"loss {train_loss:.4g} at step {step} (best {best_loss:.4g})"
-            break
-        acc = record_evaluation(result, row, has_val, task.target_acc)
-        if report is not None and report(step, acc):
-            result.status = "pruned"
-            break
-        if task.seconds is not None and result.train_s >= task.seconds:
-            break
-        if step != n_steps:
-            setup.after_eval(setup)
-        loss_sum.zero_()
-        interval_steps = 0
-        _sync(dev)
-        resumed = time.perf_counter()
+            loop.step_losses.append(loss.float())
+        loop.interval_steps += 1
+        if step % task.eval_every == 0 or step == n_steps:
+            setup.before_eval(setup)
+            _sync(dev)
+            now = time.perf_counter()
+            result.train_s += now - resumed
+            train_loss = loop.loss_sum.item() / loop.interval_steps
+            if loop.step_losses:
+                result.step_losses += torch.stack(loop.step_losses).tolist()
+                loop.step_losses.clear()
+            is_diverged = diverged(train_loss, loop.best_loss, task.diverge_factor)
+            loop.best_loss = min(loop.best_loss, train_loss) if math.isfinite(train_loss) else loop.best_loss
+            row = {"step": step, "epoch": step / len(setup.loader), "samples": step * task.batch_size, "lr": lr,
+                   "train_loss": train_loss, "val_acc": None, "test_acc": None}
+            if not is_diverged:
+                if setup.recalibrate is not None:
+                    setup.recalibrate(setup)
+                tta = task.tta_level if step == n_steps else 0  # airbench: the plain model during training
+                if has_val:
+                    row["val_acc"] = evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size,
+                                              setup.autocast, tta)
+                row["test_acc"] = evaluate(setup.forward, data.test_x, data.test_y, task.eval_batch_size,
+                                           setup.autocast, tta)
+            result.eval_s += time.perf_counter() - now
+            row["train_s"], row["wall_s"] = result.train_s, wall_before + time.perf_counter() - started
+            result.curve.append(row)
+            result.steps = step
+            if bar is not None:
+                bar.update(step, train_loss, row["test_acc"])
+            if is_diverged:
+                result.status = "diverged"
+                result.error = f"loss {train_loss:.4g} at step {step} (best {loop.best_loss:.4g})"
+                break
+            acc = record_evaluation(result, row, has_val, task.target_acc)
+            if report is not None and report(step, acc):
+                result.status = "pruned"
+                break
+            if task.seconds is not None and result.train_s >= task.seconds:
+                break
+            if step != n_steps:
+                setup.after_eval(setup)
+            loop.loss_sum.zero_()
+            loop.interval_steps = 0
+            _sync(dev)
+            resumed = time.perf_counter()
+        if checkpoint is not None and step != n_steps and checkpoint.due(step):
+            _sync(dev)  # the clock stops while the checkpoint is written: its seconds are checkpoint_s
+            now = time.perf_counter()
+            result.train_s += now - resumed
+            checkpoint.save(_checkpoint_state(setup, lookahead, loop, result, checkpoint.trial,
+                                              wall_before + now - started), step)
+            result.checkpoint_s += time.perf_counter() - now
+            resumed = time.perf_counter()
     if bar is not None:
         bar.close()
 
