@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report suite suite-replay sweeps clr-paper clr-gpu bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report suite suite-replay sweeps clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -103,6 +103,11 @@ bench-trainer: install
 # checks the script itself. On the lent GPU machine run it as `bash benchmarks/gpu_suite.sh` (README).
 gpu-suite: install
 	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh
+
+# The CLR paper's Figure 1 and Table 1 at full length on a CPU, seed 0, two lanes side by side -> results/clr-paper-cpu/
+# (hours; checkpoints every 5 minutes: the same command goes on after a kill)
+clr-cpu: install
+	LRSEARCH=$(BIN)/lrsearch bash benchmarks/clr_cpu.sh
 
 # The CLR reproduction as one prepared GPU call (benchmarks/clr_gpu.sh); TINY=1 checks it on a CPU
 clr-gpu: install

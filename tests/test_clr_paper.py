@@ -209,3 +209,61 @@ def test_side_by_side_workers_with_stacked_seeds(tmp_path):
     store.close()
     assert sorted(zip(runs["strategy"], runs["seed"])) == [("decay", 0), ("decay", 1), ("triangular2", 0), ("triangular2", 1)]
     assert (runs["status"] == "complete").all() and '"workers": 2' in runs["environment"].iloc[0]
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_a_run_stopped_part_way_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C after the checkpoint at iteration 30 of the fixed policy's 70: the report lists the run as unfinished,
+    and the same command goes on from 30 to the curve of a run never stopped."""
+    import json
+
+    from conftest import JPEG
+
+    from lrsearch.cli import main
+    from lrsearch.experiment.store import Store
+    from lrsearch.training.checkpoint import Checkpointing
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    tiny, out, whole = _tiny_config(tmp_path), tmp_path / "out", tmp_path / "whole"
+    args = ["clr-paper", str(tiny), "--quick", "--only", "fixed", "--seeds", "0", "--checkpoint-every", "15"]
+    save = Checkpointing.save
+
+    def save_then_stop(self, state, step):
+        save(self, state, step)
+        if step == 30:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointing, "save", save_then_stop)
+    assert main([*args, "--results", str(out)]) == 130
+    assert (out / "checkpoints" / "fixed-seed0.pt").exists()
+    assert main(["clr-paper", str(tiny), "--quick", "--results", str(out), "--report-only"]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "## Runs not finished yet" in report and "fixed-seed0.pt" in report
+    unfinished = pd.read_csv(out / "tables" / "unfinished.csv")
+    assert unfinished[["policy", "seed", "iterations_done", "iterations"]].values.tolist() == [["fixed", 0, 30, 70]]
+    monkeypatch.setattr(Checkpointing, "save", save)
+    assert main([*args, "--results", str(out)]) == 0
+    assert not (out / "checkpoints" / "fixed-seed0.pt").exists()
+    assert "Runs not finished yet" not in (out / "REPORT.md").read_text()
+    assert main([*args, "--results", str(whole)]) == 0
+
+    def stored(folder):
+        store = Store(folder / "results.sqlite", create=False)
+        try:
+            trials, curves = store.trials_frame(), store.curves_frame()
+        finally:
+            store.close()
+        return json.loads(trials["extra"].iloc[0])["resumed_from"], curves[["step", "lr", "train_loss", "test_acc"]]
+
+    (resumed_from, resumed), (never, uninterrupted) = stored(out), stored(whole)
+    assert resumed_from == [30] and never == []
+    assert resumed.equals(uninterrupted) and len(resumed) == 4  # iterations 20, 40, 60, 70: bit for bit
+
+
+def test_checkpoints_are_refused_with_stacked_seeds(tmp_path):
+    from lrsearch.paper.clr import run_clr_paper
+
+    with pytest.raises(ConfigError, match="--no-stack-seeds"):
+        run_clr_paper(load_clr_paper(CONFIG), quick=True, results=tmp_path, stack_seeds=True, checkpoint_every="100")
+    with pytest.raises(ConfigError, match="checkpoint interval 'soon'"):
+        run_clr_paper(load_clr_paper(CONFIG), quick=True, results=tmp_path, checkpoint_every="soon")

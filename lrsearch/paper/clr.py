@@ -422,7 +422,8 @@ def _commit(store: Store, job: dict, records: list[dict]) -> None:
         else:
             curve = record.pop("curve")
             store.add_trial(run_id, 0, "train", {"schedule": job["schedule"]}, None, record["status"], record["value"],
-                            record["train_s"], 0.0, {"policy": job["name"], "optimizer": job["task"].optimizer}, curve,
+                            record["train_s"], 0.0, {"policy": job["name"], "optimizer": job["task"].optimizer,
+                                                  "resumed_from": record.get("resumed_from", [])}, curve,
                             record)
             print(f"{job['name']} seed {seed}: {record['status']}, final test accuracy {record['final_test_acc']}, "
                   f"{record['train_s']:.1f} s training ({record['device']})")
@@ -624,7 +625,8 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
     seeds = per_seed(curves, config, scale, statuses)
     tables = {"per_seed": seeds, "table1": table1(seeds, config), "headline": headline(seeds, config),
               "table3": at_iterations(curves, config, "table3", scale, statuses),
-              "sigmoid_bn": at_iterations(curves, config, "sigmoid-bn", scale, statuses)}
+              "sigmoid_bn": at_iterations(curves, config, "sigmoid-bn", scale, statuses),
+              "unfinished": unfinished_runs(out, config, quick)}
     for key, table in tables.items():
         table.to_csv(out / "tables" / f"{key}.csv", index=False)
 
@@ -646,7 +648,6 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
             suggestion = f"no range suggested: {err}"
         plot_range_test(test, out / "figures" / "figure3.png", base_lr, max_lr,
                         title="Figure 3 analogue: LR range test, accuracy against LR")
-    tables["unfinished"] = unfinished_runs(out, config, quick)
     path = out / "REPORT.md"
     path.write_text("\n".join(_report_lines(config, quick, scale, runs, tables, suggestion, test is not None,
                                             _data_note(out))))

@@ -90,6 +90,7 @@ class Checkpointing:
                 torch.save(state | {"format": FORMAT_VERSION}, f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a copied or committed results folder from others
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
