@@ -108,19 +108,16 @@ def test_loss_range_on_the_articles_example():
     assert 0.1 / 1.5 < top <= 0.1  # the article: max_lr ~ 0.1
 
 
-def test_the_figure_marks_fastais_rules_and_smiths_loss_range(monkeypatch, tmp_path):
-    import matplotlib.pyplot as plt
-
+def test_the_figure_marks_fastais_rules_and_smiths_loss_range(tmp_path):
     from lrsearch.search.lr_finder import RangeTest, ema, plot_range_test
 
     losses = _knee_curve(KNEE_LRS, 1e-3, 2e-2)
     n = int(np.isfinite(losses).sum())
     table = pd.DataFrame({"step": np.arange(1, n + 1), "lr": KNEE_LRS[:n], "train_loss": losses[:n],
                           "smoothed_loss": ema(losses[:n]), "val_acc": np.nan})
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
-    plot_range_test(RangeTest(table, "diverged", "diverged", 1.0, 1.0, "exp", n), tmp_path / "f.png")
-    labels = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    figure = plot_range_test(RangeTest(table, "diverged", "diverged", 1.0, 1.0, "exp", n), tmp_path / "f.png")
+    assert (tmp_path / "f.png").exists()
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     base, top = suggest_range(table["lr"], table["train_loss"], "loss")
     for rule in ("valley", "steep", "minimum", "slide"):
         assert any(label.startswith(f"{rule} ") and label.endswith("(fastai)") for label in labels), (rule, labels)

@@ -572,14 +572,13 @@ def _stored_range_test(curves: pd.DataFrame, mode: str) -> RangeTest | None:
 
 def _curve_figure(train: pd.DataFrame, names: list[str], path: Path, title: str, reference: float, scale: int,
                   bands: bool = True) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.figure import Figure
 
     sns.set_theme(style="whitegrid")
     data = train[train["strategy"].isin(names)]
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig = Figure(figsize=(10, 4.8))
+    ax = fig.subplots()
     ax.axhline(reference, color="0.3", ls=":", lw=1, label=f"{reference:.1%} (the paper's fixed result)")
     if len(data):
         n_seeds = data["seed"].nunique()
@@ -592,7 +591,6 @@ def _curve_figure(train: pd.DataFrame, names: list[str], path: Path, title: str,
            ylabel="test accuracy (all 10,000 test images)" if scale == 1 else "test accuracy", title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _provenance_lines(runs: pd.DataFrame) -> list[str]:

@@ -5,19 +5,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -40,7 +36,8 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
         rows.append(pd.DataFrame({"strategy": strategy, "seed": seed, "point": np.arange(len(grid)), "train_s": grid,
                                   "best_val_acc": best}))
     curves = pd.concat(rows, ignore_index=True)
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig = Figure(figsize=(9, 4.8))
+    ax = fig.subplots()
     palette = _palette(curves["strategy"])
     rng = np.random.default_rng(_CI["seed"])
     for strategy, g in curves.groupby("strategy", sort=False):
@@ -75,7 +72,8 @@ def time_to_target_figure(runs: pd.DataFrame, path: Path) -> Path:
     order = (data.groupby("strategy")["search_time_to_target_s"].median().sort_values(na_position="last").index)
     data["label"] = data["strategy"].map(lambda s: f"{s} ({rate[s]:.0%})")
     labels = [f"{s} ({rate[s]:.0%})" for s in order]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.5))
+    fig = Figure(figsize=(8, 0.45 * len(order) + 1.5))
+    ax = fig.subplots()
     reached = data[data["reached_target"]]
     sns.boxplot(reached, x="search_time_to_target_s", y="label", order=labels, color="0.9", fliersize=0, ax=ax)
     sns.stripplot(reached, x="search_time_to_target_s", y="label", order=labels, hue="budget", size=5, ax=ax)
@@ -86,7 +84,8 @@ def time_to_target_figure(runs: pd.DataFrame, path: Path) -> Path:
 
 def accuracy_vs_budget_figure(runs: pd.DataFrame, path: Path) -> Path:
     """Best accuracy and success rate against the budget (only drawn with two budgets or more)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig = Figure(figsize=(11, 4.3))
+    axes = fig.subplots(1, 2)
     sns.lineplot(runs, x="budget", y="best_val_acc", hue="strategy", palette=_palette(runs["strategy"]), marker="o",
                  ax=axes[0], **_CI)
     axes[0].set(xscale="log", xlabel="budget (trials)", ylabel="best validation accuracy",
@@ -105,7 +104,8 @@ def trials_figure(trials: pd.DataFrame, path: Path) -> Path:
     strategies = list(dict.fromkeys(data["strategy"]))
     cols = min(4, len(strategies))
     rows = -(-len(strategies) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     for ax, strategy in zip(axes.flat, strategies):
         d = data[data["strategy"] == strategy]
         sns.scatterplot(d, x="lr", y="value", style="status", hue="status", ax=ax, s=22,
@@ -132,7 +132,8 @@ def range_tests_figure(curves: pd.DataFrame, path: Path) -> Path | None:
         key = (seed, tuple(np.round(g["lr"].to_numpy(float), 12)), tuple(np.round(g["train_loss"].to_numpy(float), 9)))
         distinct.setdefault(key, []).append(strategy)
         tests[key] = g
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig = Figure(figsize=(12, 4.4))
+    axes = fig.subplots(1, 2)
     for i, (key, strategies) in enumerate(distinct.items()):
         g, color = tests[key], f"C{i % 10}"
         label = f"seed {key[0]}: {', '.join(strategies)}"
@@ -172,7 +173,8 @@ def learning_curves_figure(trials: pd.DataFrame, curves: pd.DataFrame, path: Pat
     data = curves.merge(keys, on=["strategy", "budget", "seed", "trial_index"]).dropna(subset=[acc])
     if data.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    fig = Figure(figsize=(12, 4.4))
+    axes = fig.subplots(1, 2, sharey=True)
     palette = _palette(data["strategy"])
     sns.lineplot(data, x="epoch", y=acc, hue="strategy", palette=palette, ax=axes[0], legend=False)
     sns.lineplot(data, x="train_s", y=acc, hue="strategy", palette=palette, ax=axes[1])
@@ -242,7 +244,8 @@ def budget_figures(summary: pd.DataFrame, out: Path, target: float | None = None
         ("budgets_target.png", ("p_target", "p_ci_low", "p_ci_high"), "P(best trial reaches the target)",
          f"Probability of reaching the target against budget ({n_seeds} seeds; band: Wilson 95% interval)"),
     ]:
-        fig, ax = plt.subplots(figsize=(9, 5.2))
+        fig = Figure(figsize=(9, 5.2))
+        ax = fig.subplots()
         for strategy in strategies:
             g = summary[summary["strategy"] == strategy].sort_values("budget")
             ax.plot(g["budget"], g[y], marker="o", ms=3, lw=1.4, label=strategy, **styles[strategy])
@@ -260,13 +263,24 @@ def budget_figures(summary: pd.DataFrame, out: Path, target: float | None = None
 
 
 def replay_check_figure(check_runs: pd.DataFrame, path: Path) -> Path:
-    """Replayed against real runs: the distribution (ECDF) of the best validation accuracy."""
-    grid = sns.displot(check_runs, x="best_val_acc", hue="source", col="strategy", row="budget", kind="ecdf",
-                       height=2.8, aspect=1.3, facet_kws={"margin_titles": True})
-    grid.set_axis_labels("best validation accuracy", "share of seeds")
-    grid.figure.suptitle("Replay check: real runs against the replay", y=1.02)
-    grid.figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(grid.figure)
+    """Replayed against real runs: the distribution (ECDF) of the best validation accuracy, one panel per
+    (budget, strategy)."""
+    budgets, strategies = sorted(check_runs["budget"].unique()), list(dict.fromkeys(check_runs["strategy"]))
+    fig = Figure(figsize=(3.6 * len(strategies), 2.8 * len(budgets)))
+    axes = fig.subplots(len(budgets), len(strategies), sharex=True, sharey=True, squeeze=False)
+    sources = list(dict.fromkeys(check_runs["source"]))
+    for i, budget in enumerate(budgets):
+        for j, strategy in enumerate(strategies):
+            ax = axes[i][j]
+            cell = check_runs[(check_runs["budget"] == budget) & (check_runs["strategy"] == strategy)]
+            if len(cell):
+                sns.ecdfplot(cell, x="best_val_acc", hue="source", hue_order=sources, ax=ax, legend=(i, j) == (0, 0))
+            ax.set_title(f"{strategy}, budget {budget}", fontsize=9)
+            ax.set(xlabel="best validation accuracy" if i == len(budgets) - 1 else "",
+                   ylabel="share of seeds" if j == 0 else "")
+    fig.suptitle("Replay check: real runs against the replay")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 
@@ -280,7 +294,8 @@ def parallel_speedup_figure(summary: pd.DataFrame, path: Path) -> Path:
     colours = dict(zip(strategies, sns.color_palette("tab10", len(strategies))))  # a few lines: distinct hues
     workers = sorted(summary["workers"].unique())
     n_seeds = int(summary["n_seeds"].min())
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4))
+    fig = Figure(figsize=(12, 5.4))
+    (left, right) = fig.subplots(1, 2)
     # points nudged apart in K (a factor <= 1.07): bars, and strategies with the same numbers, stay visible
     nudge = dict(zip(strategies, np.geomspace(0.93, 1.07, len(strategies)) if len(strategies) > 1 else [1.0]))
     finite = summary[["median_wall_to_target_s", "wtt_ci_high_s"]].to_numpy(dtype=float)
@@ -316,5 +331,4 @@ def parallel_speedup_figure(summary: pd.DataFrame, path: Path) -> Path:
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // 4), 1, 1))  # room for the legend's rows below
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

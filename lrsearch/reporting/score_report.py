@@ -6,13 +6,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure
 
 from lrsearch.reporting.figures import _save  # noqa: E402
 from lrsearch.reporting.parallel import suite_parallel  # noqa: E402
@@ -51,7 +48,8 @@ def profile_figure(profile: pd.DataFrame, score: pd.DataFrame, metric: str, path
     order = score.sort_values(column, ascending=False)["strategy"].tolist()
     styles = _styles(strategies)
     n_problems = int(score[f"problems_{metric}"].max())
-    fig, ax = plt.subplots(figsize=(9, 5.2))
+    fig = Figure(figsize=(9, 5.2))
+    ax = fig.subplots()
     for i, strategy in enumerate(order):
         g = data[data["strategy"] == strategy].sort_values("tau")
         nudge = (i - (len(order) - 1) / 2) * 0.004
@@ -76,7 +74,8 @@ def ranks_figure(ranks: pd.DataFrame, path: Path, strategies: list[str]) -> Path
     blocks = int(ranks["blocks"].max())
     budgets = sorted(ranks["budget"].unique())
     final = ranks[ranks["budget"] == budgets[-1]].set_index("strategy")["mean_rank"]
-    fig, ax = plt.subplots(figsize=(9, 5.2))
+    fig = Figure(figsize=(9, 5.2))
+    ax = fig.subplots()
     for strategy in final.sort_values().index:
         g = ranks[ranks["strategy"] == strategy].sort_values("budget")
         ax.plot(g["budget"], g["mean_rank"], marker="o", ms=3, lw=1.5, label=f"{strategy} ({final[strategy]:.2f})",
@@ -110,7 +109,6 @@ def critical_difference_figure(test: RankTest, path: Path) -> Path:
                else f"Friedman p = {test.pvalue:.2g} >= {test.alpha:g}: no difference (bars drawn for reference)")
     fig.suptitle(f"Critical difference, {test.n_blocks} {test.blocks} blocks: {verdict}", fontsize=10, y=1.1)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -119,7 +117,8 @@ def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n
     trial reached, 1 = no better than the median random trial)."""
     styles = _styles(strategies)
     data = regret_iqm.sort_values("iqm_regret")
-    fig, ax = plt.subplots(figsize=(8, 0.42 * len(data) + 1.6))
+    fig = Figure(figsize=(8, 0.42 * len(data) + 1.6))
+    ax = fig.subplots()
     y = np.arange(len(data))
     for yi, row in zip(y, data.itertuples(index=False)):
         colour = styles[row.strategy]["color"]
@@ -148,7 +147,8 @@ def parallel_figure(table: pd.DataFrame, path: Path, strategies: list[str], n_pr
     final = table[table["workers"] == workers[-1]].set_index("strategy")["score_B_wall"]
     order = final.sort_values(ascending=False).index
     nudge = dict(zip(order, np.geomspace(0.94, 1.06, len(order)) if len(order) > 1 else [1.0]))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4))
+    fig = Figure(figsize=(12, 5.4))
+    (left, right) = fig.subplots(1, 2)
     for strategy in order:
         g = table[table["strategy"] == strategy].sort_values("workers")
         sequential = bool(g["ran_sequentially"].all())
@@ -181,7 +181,6 @@ def parallel_figure(table: pd.DataFrame, path: Path, strategies: list[str], n_pr
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // 4), 1, 1))
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -390,18 +390,18 @@ def _steps_per_epoch(task: Task) -> int:
 # ---------------------------------------------------------------- figure
 
 
-def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr: float | None = None,
-                    title: str = "LR range test", rules: tuple[str, ...] = RULES) -> None:
+def plot_range_test(test: RangeTest, path=None, base_lr: float | None = None, max_lr: float | None = None,
+                    title: str = "LR range test", rules: tuple[str, ...] = RULES):
     """Loss and validation accuracy against the LR, the given base_lr and max_lr as lines (as Smith's Fig. 3);
     on the smoothed loss, marks where each single-LR suggestion (`rules`: fastai's, torch-lr-finder's) and
-    Smith's loss rule (`suggest_range(metric="loss")`: base_lr, max_lr) lie."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Smith's loss rule (`suggest_range(metric="loss")`: base_lr, max_lr) lie. Saved to `path` when given;
+    returns the matplotlib Figure (a notebook shows it inline), drawn without touching pyplot's backend."""
     import seaborn as sns
+    from matplotlib.figure import Figure
 
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     ax.plot(test.table["lr"], test.table["train_loss"], color="0.75", lw=0.8, label="training loss")
     ax.plot(test.table["lr"], test.table["smoothed_loss"], color="C0", label="smoothed loss (EMA)")
     ax.set_xlabel("learning rate" + (" (log scale)" if test.mode == "exp" else ""))
@@ -449,5 +449,6 @@ def plot_range_test(test: RangeTest, path, base_lr: float | None = None, max_lr:
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=7, frameon=False)
     ax.set_title(f"{title} ({test.stop_reason})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
