@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,8 +25,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     if isinstance(experiment, Suite):
         return _run_suite(experiment, args)
-    if args.target is not None:
-        experiment = experiment.model_copy(update={"target_acc": args.target})
+    if args.target is not None:  # the command line wins over the file's `target` or `target_acc`
+        experiment = experiment.model_copy(update={"target": args.target, "target_acc": None})
     if experiment.replay is not None:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
@@ -160,13 +161,15 @@ def _validate_one(experiment, args: argparse.Namespace, label: str, results: str
     return 2 if problems else 0
 
 
-def _accuracy(text: str) -> float:
+def _target(text: str) -> float:
+    """A target in the metric's own units: an accuracy as a fraction (0.93), a loss (0.15), any finite number."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give an accuracy as a fraction, e.g. 0.93")
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give the target as a number in the metric's units, e.g. 0.93 "
+                                         "for an accuracy or 0.15 for a loss")
     return value
 
 
@@ -254,8 +257,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
     p.add_argument("--reset", action="store_true", help="drop stored runs trained under another definition "
                    "(task, data, space, options) and train them again, instead of stopping")
-    p.add_argument("--target", type=_accuracy, help="target validation accuracy, overriding the config's "
-                   "(a fraction, e.g. 0.93); stored runs are read off their curves for it, not retrained")
+    p.add_argument("--target", type=_target, help="target value of the metric, overriding the config's `target` "
+                   "or `target_acc` (an accuracy as a fraction, e.g. 0.93; a loss, e.g. 0.15); stored runs are read off "
+                   "their curves for it, not retrained")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1 ...")
     p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "

@@ -271,8 +271,9 @@ class Experiment(BaseModel):
         if is_user_workload(self.task):
             raise ValueError(f"task {self.task!r} is a user workload, not a built-in Task")
         overrides = dict(self.task_overrides)
-        if self.target_acc is not None:
-            overrides["target_acc"] = self.target_acc
+        target = self.target if self.target is not None else self.target_acc
+        if target is not None:
+            overrides["target_acc"] = target
         return get_task(self.task, **overrides)
 
     def search_space(self):
