@@ -50,3 +50,26 @@ def test_outside_git_the_commit_is_unknown(tmp_path, monkeypatch):
     monkeypatch.delenv("LRSEARCH_GIT_COMMIT", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert git_commit(tmp_path) == "unknown" and changed_files(tmp_path) is None
+
+
+def test_every_pinned_library_is_in_the_recorded_versions():
+    """Read independently of the code: every `name==version` of pyproject.toml (extras included) and every
+    `--no-deps` install of the Makefile is recorded, at the version installed."""
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    import tomllib
+
+    from lrsearch.experiment.provenance import versions
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    pinned = {r.split("==")[0].strip() for r in requirements if "==" in r}
+    no_deps = re.findall(r"pip install -q --no-deps (.+)", (root / "Makefile").read_text())
+    pinned |= {spec.split("==")[0] for line in no_deps for spec in line.split()}
+    assert {"smac", "hebo", "dehb", "nevergrad", "scikit-optimize", "syne-tune", "optunity", "schedulefree"} <= pinned
+    recorded = versions()
+    for name in sorted(pinned):
+        assert recorded.get(name) == importlib.metadata.version(name), name

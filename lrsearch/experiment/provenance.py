@@ -6,6 +6,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -14,6 +15,20 @@ from pathlib import Path
 import torch
 
 LIBRARIES = ("lrsearch", "torch", "numpy", "pandas", "optuna", "hyperopt", "nni", "seaborn", "pyarrow", "ray")
+# Installed by the Makefile without their declared requirements (`pip install --no-deps`, see pyproject.toml's
+# hebo, dehb and synetune extras), so lrsearch's own metadata does not name them.
+NO_DEPS_LIBRARIES = ("hebo", "dehb", "syne-tune")
+
+
+def pinned_libraries() -> list[str]:
+    """Every library lrsearch pins to one release (`name==version` in its requirements, extras included: the
+    adapters and contenders follow that release's API and defaults), and the ones installed without deps."""
+    try:
+        requirements = importlib.metadata.requires("lrsearch") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        requirements = []
+    pinned = [re.split(r"[\s=<>!~;\[]", r, maxsplit=1)[0] for r in requirements if "==" in r.partition(";")[0]]
+    return list(dict.fromkeys([*pinned, *NO_DEPS_LIBRARIES]))
 
 
 # Paths whose changes say nothing about the code: the results a run writes (a committed
@@ -70,7 +85,7 @@ def device_description() -> str:
 
 def versions() -> dict[str, str]:
     found = {"python": sys.version.split()[0]}
-    for name in LIBRARIES:
+    for name in dict.fromkeys([*LIBRARIES, *pinned_libraries()]):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
