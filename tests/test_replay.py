@@ -344,3 +344,20 @@ def test_proposal_overhead_per_strategy_reads_the_largest_budget_and_skips_the_s
     assert table.loc["slow", "median_past_startup_s"] == pytest.approx(1.5)  # 1, 1, 2, 2
     assert table.loc["slow", "median_per_run_s"] == pytest.approx(3.0)  # runs of 2 s and 4 s
     assert table.loc["fast", "median_past_startup_s"] == 0.5  # no start-up given: every proposal
+
+
+def test_seed_chunks_follow_the_worker_count_and_a_seeds_replay_does_not_depend_on_its_chunk(table):
+    from lrsearch.experiment.replay import _init_worker, _replay_runs, seed_chunks
+
+    seeds = list(range(7))
+    for workers in (1, 2, 3, 16):
+        chunks = seed_chunks(seeds, workers)
+        assert len(chunks) == min(len(seeds), workers) and sorted(s for c in chunks for s in c) == seeds
+    _init_worker(table)
+    job = ("optuna-tpe", 4, None, SPACE, {"n_startup_trials": 2}, 0.5, "trial")
+
+    def rows(chunks):
+        out = [r for chunk in chunks for r in _replay_runs(job[:2] + (chunk,) + job[3:])]
+        return sorted((r["seed"], r["trial_index"], r["lr"], r["value"]) for r in out)
+
+    assert rows(seed_chunks(seeds, 1)) == rows(seed_chunks(seeds, 3))

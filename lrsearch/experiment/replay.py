@@ -241,6 +241,12 @@ def _replay_runs(job: tuple) -> list[dict]:
     return rows
 
 
+def seed_chunks(seeds: list[int], workers: int) -> list[list[int]]:
+    """A run's seeds in one chunk per worker process (fewer when there are fewer seeds): each (strategy, budget)
+    keeps every worker busy, and a seed's replay does not depend on the chunk it is in."""
+    return [chunk.tolist() for chunk in np.array_split(np.array(seeds), max(1, min(len(seeds), workers)))]
+
+
 def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, workers: int | None = None,
                       progress: bool = True) -> pd.DataFrame:
     """Every (strategy, seed) run of the experiment against its replay table; one row per trial
@@ -252,14 +258,14 @@ def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, 
     space = experiment.search_space().to_dict()
     target = experiment.target_value()
     top = max(experiment.budgets)
+    workers = workers or experiment.replay.workers or os.cpu_count() or 1
     jobs = []
     for name in experiment.strategies:
         budgets = experiment.budgets if REGISTRY[name].budget_aware else [top]
         options = experiment.options.get(name, {})
         for budget in budgets:
-            for chunk in np.array_split(np.array(experiment.seeds), max(1, min(len(experiment.seeds), 8))):
-                jobs.append((name, budget, chunk.tolist(), space, options, target, experiment.replay.seed_draw))
-    workers = workers or experiment.replay.workers or os.cpu_count() or 1
+            for chunk in seed_chunks(experiment.seeds, workers):
+                jobs.append((name, budget, chunk, space, options, target, experiment.replay.seed_draw))
     rows: list[dict] = []
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(table,)) as pool:
         bar = Bar(len(jobs), experiment.name) if progress and bar_wanted() else None

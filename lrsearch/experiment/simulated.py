@@ -50,7 +50,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from lrsearch.experiment import replay
@@ -211,11 +210,11 @@ def replay_parallel(experiment: Experiment, table: ReplayTable | None = None,
     space = experiment.search_space().to_dict()
     budget = budget or parallel_budget(experiment)
     seeds = list(experiment.seeds if seeds is None else seeds)
-    jobs = [(name, list(workers_list), budget, chunk.tolist(), space, experiment.options.get(name, {}),
+    processes = processes or experiment.replay.workers or os.cpu_count() or 1
+    jobs = [(name, list(workers_list), budget, chunk, space, experiment.options.get(name, {}),
              experiment.target_value(), experiment.replay.seed_draw, charge_decisions)
             for name in experiment.strategies
-            for chunk in np.array_split(np.array(seeds), max(1, min(len(seeds), 8)))]
-    processes = processes or experiment.replay.workers or os.cpu_count() or 1
+            for chunk in replay.seed_chunks(seeds, processes)]
     rows: list[dict] = []
     with ProcessPoolExecutor(processes, initializer=replay._init_worker, initargs=(table,)) as pool:
         bar = Bar(len(jobs), f"{experiment.name} (K workers)") if progress and bar_wanted() else None

@@ -356,14 +356,15 @@ def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps
     import torch.nn.functional as F
 
     from lrsearch.training.data import DeviceLoader
-    from lrsearch.training.trainer import (
-        trial_parts,  # the trainer pulls in torch; the rules above need only numpy
+    from lrsearch.training.trainer import (  # the trainer pulls in torch; the rules above need only numpy
+        steps_per_epoch,
+        trial_parts,
     )
 
     if steps is None:
         if epochs is None:
             raise ValueError("range test: give steps or epochs")
-        steps = max(2, round(epochs * _steps_per_epoch(task)))
+        steps = max(2, round(epochs * steps_per_epoch(task, device, data_source)))
     spec = range_schedule(min_lr, max_lr, steps, mode)
     run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, lookahead_every=0, tta_level=0)
     started = time.perf_counter()
@@ -380,11 +381,6 @@ def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps
         error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
         table = pd.DataFrame(columns=["step", "lr", "train_loss", "smoothed_loss", "val_acc"])
         return RangeTest(table, f"failed: {error.splitlines()[0]}", "failed", 0.0, time.perf_counter() - started, mode, 0)
-
-
-def _steps_per_epoch(task: Task) -> int:
-    n = (task.train_subset or 50_000) - task.val_size
-    return n // task.batch_size
 
 
 # ---------------------------------------------------------------- figure

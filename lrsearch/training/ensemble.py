@@ -84,7 +84,7 @@ class _Stack:
         models = []
         for seed in seeds:  # the same initialisation as `train` gives each seed
             torch.manual_seed(seed)
-            models.append(build_model(task.model, num_classes=len(task.classes or range(10)),
+            models.append(build_model(task.model, num_classes=data.n_classes,
                                       train_images=data.train_x.float()).to(data.train_x.device))
         self.base = copy.deepcopy(models[0]).to("meta")
         self.params, self.buffers = torch.func.stack_module_state(models)
@@ -180,7 +180,7 @@ def _loop(task: Task, stack: _Stack, data: TaskData, n_steps: int, schedule, opt
           autocast, progress: bool, results: list[TrialResult], started: float) -> None:
     dev, has_val = data.train_x.device, data.val_x is not None
     live = [True] * len(results)
-    best_loss = [chance_loss(data.test_y.max().item() + 1)] * len(results)
+    best_loss = [chance_loss(data.n_classes)] * len(results)
     loss_sum = torch.zeros(len(results), device=dev)
     interval_steps, train_s, eval_s = 0, 0.0, 0.0
     bar = ProgressBar(n_steps, f"{task.name} x{len(results)}") if progress else None

@@ -100,6 +100,7 @@ class TaskData:
     val_y: torch.Tensor | None
     test_x: torch.Tensor
     test_y: torch.Tensor
+    n_classes: int = 0  # from the labels (the data's, after any class selection): the model's head and chance loss
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -157,7 +158,9 @@ def _prepare_data(key: tuple, device: torch.device, source: str | None) -> TaskD
             return None, None
         return (to_device(images, device, mean, std, dtype, task.channels_last), torch.from_numpy(labels).to(device))
 
-    return TaskData(*put(train_images, train_labels), *put(val_images, val_labels), *put(test_images, test_labels))
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    return TaskData(*put(train_images, train_labels), *put(val_images, val_labels), *put(test_images, test_labels),
+                    n_classes=n_classes)
 
 
 @torch.no_grad()
@@ -222,6 +225,12 @@ class Lookahead:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def steps_per_epoch(task: Task, device: str | torch.device | None = None, data_source: str | None = None) -> int:
+    """Training steps in one epoch of `task`: its training split (as prepared, subsets and held-out images
+    taken out) in whole batches."""
+    return len(prepare_data(task, resolve_device(device), data_source).train_y) // task.batch_size
 
 
 def total_steps(task: Task, steps_per_epoch: int) -> int:
@@ -477,7 +486,7 @@ def _setup(task: Task, params: dict, seed: int, dev: torch.device, data: TaskDat
            data_source: str | None = None) -> _Setup:
     settings = trial_settings(task, params)
     torch.manual_seed(seed)
-    model = build_model(task.model, num_classes=len(task.classes or range(10)), train_images=data.train_x.float())
+    model = build_model(task.model, num_classes=data.n_classes, train_images=data.train_x.float())
     if task.pretrain is not None:  # the pretrained backbone; the head keeps its fresh, seeded weights
         weights = pretrain.load(_pretrained_weights(task, dev, data_source))
         head = head_parameter_names(model)
@@ -530,7 +539,7 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     setup.new_optimizer(task)
     use_lookahead = task.lookahead_every and not setup.averages  # an optimizer that averages brings its own
     lookahead = Lookahead(setup.model, task.lookahead_every, setup.n_steps) if use_lookahead else None
-    loop = _Loop(best_loss=chance_loss(data.test_y.max().item() + 1), loss_sum=torch.zeros((), device=dev))
+    loop = _Loop(best_loss=chance_loss(data.n_classes), loss_sum=torch.zeros((), device=dev))
     if checkpoint is not None and not _checkpointable(setup):
         LOG.warning("%s: optimizer %s keeps state outside its state_dict (an averager or a weight swap): "
                     "trained without checkpoints", task.name, setup.optimizer_name)
