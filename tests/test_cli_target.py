@@ -46,3 +46,37 @@ def test_a_target_that_is_not_a_number_is_refused(bad, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "examples/digits-objective.toml", "--target", bad])
     assert exit_.value.code == 2 and "--target" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ a user's error against a bug
+
+
+def test_a_users_error_is_one_line_and_exit_2(tmp_path, capsys):
+    config = REPO / "examples" / "digits-objective.toml"
+    assert main(["run", str(config), "--results", str(tmp_path / "out"), "--only", "no-such-strategy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--only no-such-strategy" in err
+
+
+BUG = """
+import sys
+import lrsearch.experiment.runner as runner
+
+def run_experiment(*args, **kwargs):
+    raise ValueError("an internal invariant broke")  # a bug inside a run, not a user's mistake
+
+runner.run_experiment = run_experiment
+from lrsearch.cli import main
+sys.exit(main(["run", sys.argv[1], "--results", sys.argv[2]]))
+"""
+
+
+def test_a_bug_inside_a_run_prints_its_traceback_and_exits_1(tmp_path):
+    import subprocess
+    import sys
+
+    config = REPO / "examples" / "digits-objective.toml"
+    done = subprocess.run([sys.executable, "-c", BUG, str(config), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr and "an internal invariant broke" in done.stderr

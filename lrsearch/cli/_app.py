@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from lrsearch.experiment.store import StoreError
     from lrsearch.training.data import DataError
+    from lrsearch.training.errors import InputError
     from lrsearch.training.progress import configure_logging
 
     configure_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     try:
         return args.func(args)
-    except (DataError, StoreError, UserError) as err:
+    except (DataError, StoreError, UserError, InputError) as err:  # what the user gave: one line, exit 2
         print(f"lrsearch: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

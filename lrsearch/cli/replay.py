@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from lrsearch.cli.errors import UserError
+from lrsearch.training.errors import InputError
 
 
 def _tabulate(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.config import load_experiment
     from lrsearch.experiment.replay import tabulation
     from lrsearch.experiment.runner import run_experiment
     from lrsearch.reporting.report import build_report
@@ -16,7 +17,7 @@ def _tabulate(args: argparse.Namespace) -> int:
     try:
         table = tabulation(load_experiment(args.experiment), args.lrs, args.seeds, args.results)
         out = run_experiment(table, device=args.device, data_source=args.data)
-    except (ConfigError, ValueError) as err:
+    except InputError as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     build_report(out)
     print(f"replay table in {out}/results.sqlite ({args.lrs} LRs x {len(table.seeds)} seeds); "
@@ -25,7 +26,6 @@ def _tabulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.config import ConfigError
     from lrsearch.experiment.suite import Suite, load_config, replay_experiments
     from lrsearch.reporting.budgets import run_replay
 
@@ -41,7 +41,7 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"replays in {report.parent}/ (one folder per problem); report: {report}")
             return 0
         out = run_replay(experiment, args.results, args.workers)
-    except (ConfigError, ValueError) as err:
+    except InputError as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     print(f"results in {out}/ (tables/, figures/); report: {out / 'REPORT.md'}")
     return 0

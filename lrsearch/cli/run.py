@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lrsearch.cli.errors import UserError
+from lrsearch.training.errors import InputError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
                              data_source=args.data, executor=executor, reset=args.reset)
-    except (ValueError, ImportError) as err:
+    except (InputError, ImportError) as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     except KeyboardInterrupt:
         print("interrupted: every finished trial is in the store; the same command again resumes",
@@ -72,7 +73,7 @@ def _run_suite(suite, args: argparse.Namespace) -> int:
             ensure_source(args.data)
         folders = run_suite(suite, args.results, only=args.only, make_executor=lambda e: _executor(e, args),
                             seeds=args.seeds, device=args.device, data_source=args.data, reset=args.reset)
-    except (ValueError, ImportError) as err:
+    except (InputError, ImportError) as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     except KeyboardInterrupt:
         print("interrupted: every finished trial is in the store; the same command again resumes", file=sys.stderr)
@@ -215,14 +216,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _nni_experiment(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.config import ConfigError, load_experiment
+    from lrsearch.experiment.config import load_experiment
     from lrsearch.experiment.nni_experiment import run_nni_experiment
     from lrsearch.reporting.report import build_report
 
     try:
         experiment = load_experiment(args.experiment)
         summary = run_nni_experiment(experiment, args.tuner, args.trials, args.seed, args.port, args.results)
-    except (ConfigError, ValueError) as err:
+    except InputError as err:
         raise UserError(str(err)) from None
     print(f"NNI experiment: {summary}")
     if "results" in summary:
@@ -243,7 +244,7 @@ def _clr_paper(args: argparse.Namespace) -> int:
                             only=args.only, stage=args.stage, workers=args.workers, stack_seeds=args.stack_seeds,
                             time_limit_s=args.time_limit, report_only=args.report_only, reset=args.reset,
                             checkpoint_every=args.checkpoint_every, channels_last=args.channels_last, seeds=args.seeds)
-    except (ConfigError, ValueError) as err:  # ValueError: DefinitionChanged, a bad --only
+    except InputError as err:  # a bad config or --only, a changed policy (DefinitionChanged)
         raise UserError(str(err)) from None
     print(f"results in {out}/; report: {out / 'REPORT.md'}")
     return 0

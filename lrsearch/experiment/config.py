@@ -52,11 +52,12 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrsearch.search.strategies import REGISTRY, SpaceError, parse_space, strategy_names
+from lrsearch.training.errors import InputError
 from lrsearch.training.tasks import TASKS, get_task
 from lrsearch.training.workloads import Workload, WorkloadError, is_user_workload, load_workload
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bad experiment config; the message names the file, the field and what is allowed."""
 
 

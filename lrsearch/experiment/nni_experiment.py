@@ -27,6 +27,7 @@ from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.runner import write_experiment_json
 from lrsearch.experiment.store import Store
 from lrsearch.search.strategies.nni_ import nni_space
+from lrsearch.training.errors import InputError
 
 LOOPBACK_JS = Path(__file__).with_name("loopback.js")
 # NNI's built-in tuner names for the strategies we also run in-process
@@ -68,7 +69,7 @@ def run_nni_experiment(experiment: Experiment, tuner: str = "tpe", n_trials: int
     from nni.experiment import Experiment as NNIExperiment
 
     if tuner not in TUNERS:
-        raise ValueError(f"tuner {tuner!r}: expected one of {', '.join(TUNERS)}")
+        raise InputError(f"tuner {tuner!r}: expected one of {', '.join(TUNERS)}")
     n_trials = n_trials or experiment.budgets[0]
     seed = experiment.seeds[0] if seed is None else seed
     out = experiment.results_dir(results_dir).resolve()

@@ -32,6 +32,7 @@ import pandas as pd
 from lrsearch.experiment.config import Experiment
 from lrsearch.experiment.store import Store
 from lrsearch.search.strategies import REGISTRY, USABLE, Evaluation, ReportHook, get_strategy
+from lrsearch.training.errors import InputError
 from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
 
 TABULATE_STRATEGY = "grid"
@@ -43,10 +44,10 @@ def tabulation(experiment: Experiment, n_lrs: int = 48, seeds: list[int] | None 
     stored as the grid strategy's runs in `<results>-table/results.sqlite`."""
     space = experiment.search_space()
     if space.names != ["lr"]:
-        raise ValueError(f"space: a replay table is tabulated over `lr` alone, this experiment searches "
+        raise InputError(f"space: a replay table is tabulated over `lr` alone, this experiment searches "
                          f"{', '.join(space.names)}; give an experiment whose [space] has only lr")
     if n_lrs < 2:
-        raise ValueError("--lrs: a table needs at least 2 learning rates to interpolate between")
+        raise InputError("--lrs: a table needs at least 2 learning rates to interpolate between")
     return experiment.model_copy(update={
         "name": f"{experiment.name}-table", "strategies": [TABULATE_STRATEGY], "budgets": [n_lrs],
         "seeds": seeds or [0, 1, 2], "options": {}, "time_budget_s": None, "replay": None,
@@ -99,7 +100,7 @@ class ReplayTable:
         self.curves = {seed: sorted(c, key=lambda r: r.lr) for seed, c in curves.items()}
         self.seeds = sorted(self.curves)
         if not self.seeds or any(len(c) < 2 for c in self.curves.values()):
-            raise ValueError(f"{source or 'replay table'}: needs at least 2 recorded LRs per seed; "
+            raise InputError(f"{source or 'replay table'}: needs at least 2 recorded LRs per seed; "
                              "record them with `lrsearch tabulate EXPERIMENT.toml`")
         self.lr_low = max(c[0].lr for c in self.curves.values())
         self.lr_high = min(c[-1].lr for c in self.curves.values())
@@ -108,7 +109,7 @@ class ReplayTable:
     def load(cls, results_dir: str | Path) -> ReplayTable:
         path = Path(results_dir) / "results.sqlite"
         if not path.is_file():
-            raise ValueError(f"replay.table: {path} does not exist; record a table with "
+            raise InputError(f"replay.table: {path} does not exist; record a table with "
                              "`lrsearch tabulate EXPERIMENT.toml` and give its folder")
         store = Store(path, create=False)
         try:
@@ -119,7 +120,7 @@ class ReplayTable:
             store.close()
         trials = trials[(trials["strategy"] == TABULATE_STRATEGY) & (trials["kind"] == "train")]
         if trials.empty:
-            raise ValueError(f"replay.table: {path} holds no tabulated trials; run `lrsearch tabulate` first")
+            raise InputError(f"replay.table: {path} holds no tabulated trials; run `lrsearch tabulate` first")
         curves = curves[curves["strategy"] == TABULATE_STRATEGY]
         by_trial = {tid: g.sort_values("step") for tid, g in curves.groupby("trial_id")}
         recorded: dict[int, list[RecordedCurve]] = {}
@@ -181,25 +182,25 @@ class ReplayObjective:
 def check_replayable(experiment: Experiment, table: ReplayTable) -> None:
     """Stop with one message when the experiment asks for something the table cannot answer."""
     if experiment.task != table.task:
-        raise ValueError(f"task: the replay table {table.source} records task {table.task!r}, "
+        raise InputError(f"task: the replay table {table.source} records task {table.task!r}, "
                          f"the experiment asks for {experiment.task!r}")
     space = experiment.search_space()
     if space.names != ["lr"]:
-        raise ValueError("space: a replay answers a search over `lr` alone")
+        raise InputError("space: a replay answers a search over `lr` alone")
     dim = next(iter(space))
     if dim.low < table.lr_low * (1 - 1e-9) or dim.high > table.lr_high * (1 + 1e-9):
-        raise ValueError(f"space.lr: [{dim.low:g}, {dim.high:g}] reaches outside the table's recorded LRs "
+        raise InputError(f"space.lr: [{dim.low:g}, {dim.high:g}] reaches outside the table's recorded LRs "
                          f"[{table.lr_low:g}, {table.lr_high:g}]")
     range_tests = [s for s in experiment.strategies if s.startswith("lr-range")]
     if range_tests:
-        raise ValueError(f"strategies: {', '.join(range_tests)} cannot be replayed (a range test and a cyclical "
+        raise InputError(f"strategies: {', '.join(range_tests)} cannot be replayed (a range test and a cyclical "
                          "run are not in a table of fixed-schedule trials); run them for real with `lrsearch run`")
     self_tuning = [s for s in experiment.strategies if getattr(REGISTRY.get(s), "self_tuning", False)]
     if self_tuning:
-        raise ValueError(f"strategies: {', '.join(self_tuning)} cannot be replayed (they train with another optimizer "
+        raise InputError(f"strategies: {', '.join(self_tuning)} cannot be replayed (they train with another optimizer "
                          "than the table's trials); run them for real with `lrsearch run`")
     if experiment.time_budget_s is not None:
-        raise ValueError("time_budget_s: replays compare trial budgets; leave it out")
+        raise InputError("time_budget_s: replays compare trial budgets; leave it out")
 
 
 # ---------------------------------------------------------------- running the replay
@@ -252,7 +253,7 @@ def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, 
     """Every (strategy, seed) run of the experiment against its replay table; one row per trial
     (`run_budget` is the budget the run was made with)."""
     if experiment.replay is None:
-        raise ValueError("replay: this experiment has no [replay] table; add one, or train it with `lrsearch run`")
+        raise InputError("replay: this experiment has no [replay] table; add one, or train it with `lrsearch run`")
     table = table or ReplayTable.load(experiment.replay.table)
     check_replayable(experiment, table)
     space = experiment.search_space().to_dict()

@@ -37,6 +37,7 @@ from lrsearch.experiment.provenance import environment
 from lrsearch.experiment.store import Store, StoredTrial
 from lrsearch.search.objective import WorkloadObjective
 from lrsearch.search.strategies import REGISTRY, USABLE, Evaluation, ReportHook, get_strategy
+from lrsearch.training.errors import InputError
 from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
 from lrsearch.training.trainer import resolve_device
 from lrsearch.training.workloads import Workload
@@ -55,12 +56,12 @@ def plan(experiment: Experiment, only: list[str] | None = None, seeds: list[int]
     if only:
         unknown = [s for s in only if s not in strategies]
         if unknown:
-            raise ValueError(f"--only {', '.join(unknown)}: not in the experiment's strategies ({', '.join(strategies)})")
+            raise InputError(f"--only {', '.join(unknown)}: not in the experiment's strategies ({', '.join(strategies)})")
         strategies = [s for s in strategies if s in only]
     missing = {s: REGISTRY[s].missing_packages() for s in strategies}
     missing = {s: m for s, m in missing.items() if m}
     if missing:
-        raise ValueError("strategies: " + "; ".join(f"{s} needs {', '.join(m)}" for s, m in missing.items())
+        raise InputError("strategies: " + "; ".join(f"{s} needs {', '.join(m)}" for s, m in missing.items())
                          + f", not installed here: `pip install {' '.join(sorted({p for m in missing.values() for p in m}))}`"
                          ", or leave them out with --only")
     return [RunSpec(s, b, seed) for s in strategies for b in experiment.budgets for seed in (seeds or experiment.seeds)]
@@ -214,7 +215,7 @@ def worker_alive(worker: str) -> bool:
     return True
 
 
-class DefinitionChanged(ValueError):
+class DefinitionChanged(InputError):
     """Stored runs were trained under another definition than the experiment asks for now."""
 
 

@@ -57,6 +57,7 @@ from lrsearch.experiment.config import Experiment
 from lrsearch.experiment.replay import ReplayObjective, ReplayTable, check_replayable
 from lrsearch.search.strategies import Evaluation, Objective, ReportHook, Strategy, get_strategy
 from lrsearch.search.strategies.base import AskTellStrategy
+from lrsearch.training.errors import InputError
 from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
 
 WORKERS = (1, 2, 4, 8)
@@ -202,9 +203,9 @@ def replay_parallel(experiment: Experiment, table: ReplayTable | None = None,
     `budget` defaults to `parallel_budget(experiment)`, `seeds` to its seeds; `processes` (the runs are spread
     over them) to the config's replay workers, else one per CPU core."""
     if experiment.replay is None:
-        raise ValueError("replay: this experiment has no [replay] table; add one, or train it with `lrsearch run`")
+        raise InputError("replay: this experiment has no [replay] table; add one, or train it with `lrsearch run`")
     if not workers_list or any(k < 1 for k in workers_list):
-        raise ValueError(f"workers_list: numbers of workers >= 1, got {list(workers_list)}")
+        raise InputError(f"workers_list: numbers of workers >= 1, got {list(workers_list)}")
     table = table or ReplayTable.load(experiment.replay.table)
     check_replayable(experiment, table)
     space = experiment.search_space().to_dict()

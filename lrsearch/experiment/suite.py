@@ -42,6 +42,7 @@ from lrsearch.experiment.config import (
     check_simulated_workers,
 )
 from lrsearch.search.strategies import is_self_tuning
+from lrsearch.training.errors import InputError
 
 
 class Problem(BaseModel):
@@ -63,7 +64,7 @@ class Problem(BaseModel):
     def _space_names(cls, v: dict) -> dict:
         bad = [k for k in v if not re.fullmatch(r"[A-Za-z0-9_-]+", k)]
         if bad:
-            raise ValueError(f"space name(s) {', '.join(map(repr, bad))}: letters, digits, - and _ only")
+            raise InputError(f"space name(s) {', '.join(map(repr, bad))}: letters, digits, - and _ only")
         return v
 
     @property

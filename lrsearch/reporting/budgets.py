@@ -29,6 +29,7 @@ from lrsearch.reporting.tables import (
     wilson_interval,
 )
 from lrsearch.search.strategies import REGISTRY, USABLE, get_strategy
+from lrsearch.training.errors import InputError
 
 
 def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
@@ -116,7 +117,7 @@ def real_trials(results_dir: str | Path) -> pd.DataFrame:
     """The training trials of real runs in a results folder, in the replay's trial columns."""
     path = Path(results_dir) / "results.sqlite"
     if not path.is_file():
-        raise ValueError(f"replay.check: {path} does not exist; run the real experiment first (`lrsearch run ...`)")
+        raise InputError(f"replay.check: {path} does not exist; run the real experiment first (`lrsearch run ...`)")
     store = Store(path, create=False)
     try:
         trials = store.trials_frame()

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from lrsearch.training.errors import InputError
+
 Schedule = Callable[[int], float]
 
 
@@ -122,13 +124,13 @@ def cyclic_lr(it: int, base_lr: float, max_lr: float, step_size: int, mode: str 
     elif mode == "exp_range":
         scale = gamma**it
     else:
-        raise ValueError(f"cyclic mode {mode!r}: expected triangular, triangular2 or exp_range")
+        raise InputError(f"cyclic mode {mode!r}: expected triangular, triangular2 or exp_range")
     if window not in _WINDOWS:
-        raise ValueError(f"cyclic window {window!r}: expected one of {', '.join(_WINDOWS)}")
+        raise InputError(f"cyclic window {window!r}: expected one of {', '.join(_WINDOWS)}")
     if decay == "bounds" and mode == "exp_range":
         return (base_lr + (max_lr - base_lr) * _WINDOWS[window](x)) * scale
     if decay not in ("amplitude", "bounds"):
-        raise ValueError(f"cyclic decay {decay!r}: expected amplitude or bounds")
+        raise InputError(f"cyclic decay {decay!r}: expected amplitude or bounds")
     return base_lr + (max_lr - base_lr) * _WINDOWS[window](x) * scale
 
 
@@ -149,7 +151,7 @@ def staged(stages: Sequence[tuple[int, Schedule]]) -> Schedule:
     its CLR range part-way.)"""
     ends = [end for end, _ in stages]
     if ends != sorted(ends) or len(set(ends)) != len(ends):
-        raise ValueError(f"stage ends {ends} must increase")
+        raise InputError(f"stage ends {ends} must increase")
 
     def run(it: int) -> float:
         start = 0
@@ -181,10 +183,10 @@ def make_schedule(spec: dict, total_steps: int) -> Schedule:
     warmup = spec.pop("warmup_iters", 0)
     if "warmup_frac" in spec:
         if warmup:
-            raise ValueError(f"schedule {name!r}: give warmup_iters or warmup_frac, not both")
+            raise InputError(f"schedule {name!r}: give warmup_iters or warmup_frac, not both")
         frac = float(spec.pop("warmup_frac"))
         if not 0.0 <= frac <= 1.0:
-            raise ValueError(f"schedule {name!r}: warmup_frac {frac}: expected a fraction from 0 to 1")
+            raise InputError(f"schedule {name!r}: warmup_frac {frac}: expected a fraction from 0 to 1")
         warmup = round(frac * total_steps)
     warmup_start = spec.pop("warmup_start_factor", 0.0)
     if name == "staged":
@@ -203,13 +205,13 @@ def make_schedule(spec: dict, total_steps: int) -> Schedule:
         missing = [p for p, v in inspect.signature(fn).parameters.items()
                    if p != "it" and v.default is inspect.Parameter.empty and p not in spec]
         if unknown or missing:
-            raise ValueError(f"schedule {name!r}: " + "; ".join(
+            raise InputError(f"schedule {name!r}: " + "; ".join(
                 ([f"unknown parameter(s) {', '.join(unknown)}"] if unknown else [])
                 + ([f"missing {', '.join(missing)}"] if missing else [])) + f" (takes {', '.join(allowed)})")
         params = dict(spec)
         schedule = lambda it: fn(it, **params)  # noqa: E731
     else:
-        raise ValueError(f"schedule name {name!r}: expected one of {', '.join([*SCHEDULES, 'staged'])}")
+        raise InputError(f"schedule name {name!r}: expected one of {', '.join([*SCHEDULES, 'staged'])}")
     return with_warmup(schedule, warmup, warmup_start) if warmup else schedule
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 
+from lrsearch.training.errors import InputError
+
 # What a trial's params may hold: name -> meaning. Anything else fails the trial with a ValueError naming it.
 TRIAL_PARAMETERS: dict[str, str] = {
     "lr": "peak learning rate: fills every \"$lr\" in the task's schedule template or a named family's spec",
@@ -152,12 +154,12 @@ class Task:
             pretrain_task(self)  # its own fields checked as any task's
 
     def _invalid(self, name: str, expected: str) -> None:
-        raise ValueError(f"task {self.name!r}: {name} {getattr(self, name)!r}: {expected}")
+        raise InputError(f"task {self.name!r}: {name} {getattr(self, name)!r}: {expected}")
 
     def with_overrides(self, **overrides) -> Task:
         unknown = set(overrides) - set(self.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"task {self.name!r}: unknown field(s) {', '.join(sorted(unknown))}")
+            raise InputError(f"task {self.name!r}: unknown field(s) {', '.join(sorted(unknown))}")
         return replace(self, **overrides)
 
 
@@ -262,7 +264,7 @@ TASKS: dict[str, Task] = {
 
 def get_task(name: str, **overrides) -> Task:
     if name not in TASKS:
-        raise ValueError(f"task {name!r}: expected one of {', '.join(TASKS)}")
+        raise InputError(f"task {name!r}: expected one of {', '.join(TASKS)}")
     return TASKS[name].with_overrides(**overrides) if overrides else TASKS[name]
 
 
@@ -284,13 +286,13 @@ def trial_settings(task: Task, params: dict) -> TrialSettings:
     recommended params (SELF_TUNING_OPTIMIZERS) fill what the trial leaves out."""
     unknown = sorted(set(params) - set(TRIAL_PARAMETERS))
     if unknown:
-        raise ValueError(f"trial params: unknown {', '.join(map(repr, unknown))}; the trainer understands "
+        raise InputError(f"trial params: unknown {', '.join(map(repr, unknown))}; the trainer understands "
                          f"{', '.join(TRIAL_PARAMETERS)}")
     if "momentum" in params and "one_minus_momentum" in params:
-        raise ValueError("trial params: give momentum or one_minus_momentum, not both")
+        raise InputError("trial params: give momentum or one_minus_momentum, not both")
     optimizer = params.get("optimizer", task.optimizer)
     if optimizer not in OPTIMIZER_NAMES and optimizer not in SELF_TUNING_OPTIMIZERS:
-        raise ValueError(f"trial params: optimizer {optimizer!r}: expected one of "
+        raise InputError(f"trial params: optimizer {optimizer!r}: expected one of "
                          f"{', '.join([*OPTIMIZER_NAMES, *SELF_TUNING_OPTIMIZERS])}")
     recommended = dict(SELF_TUNING_OPTIMIZERS.get(optimizer, {}))
     if "one_minus_momentum" in params:
@@ -330,7 +332,7 @@ def schedule_spec(task: Task, params: dict) -> dict:
         elif chosen in SCHEDULE_FAMILIES:
             chosen = SCHEDULE_FAMILIES[chosen]
         else:
-            raise ValueError(f"trial params: schedule {chosen!r}: expected a spec dict or one of "
+            raise InputError(f"trial params: schedule {chosen!r}: expected a spec dict or one of "
                              f"{', '.join(dict.fromkeys([*SCHEDULE_FAMILIES, task.schedule['name']]))}")
     lr = float(params.get("lr", task.lr))
     spec = {k: (lr if v == "$lr" else v) for k, v in dict(chosen).items()}

@@ -8,6 +8,7 @@ and nothing above the experiment layer.
 from __future__ import annotations
 
 from lrsearch.experiment.executors.base import Cancelled, Executor, LocalExecutor, SlotExecutor
+from lrsearch.training.errors import InputError
 
 __all__ = ["Cancelled", "Executor", "LocalExecutor", "SlotExecutor", "make_executor"]
 
@@ -20,4 +21,4 @@ def make_executor(kind: str = "local", address: str | None = None, workers: int 
     if kind == "ray":
         from lrsearch.experiment.executors.ray_executor import RayExecutor  # Ray is an optional extra
         return RayExecutor(address, workers, num_gpus, num_cpus)
-    raise ValueError(f"executor {kind!r}: allowed: local, ray")
+    raise InputError(f"executor {kind!r}: allowed: local, ray")

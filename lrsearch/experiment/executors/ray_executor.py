@@ -32,6 +32,7 @@ from concurrent.futures import Future
 
 from lrsearch.experiment.executors.base import Cancelled, SlotExecutor
 from lrsearch.search.strategies import Evaluation, ReportHook
+from lrsearch.training.errors import InputError
 
 try:
     import ray
@@ -59,7 +60,7 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as err:
-        raise ValueError(f"--address {address}: no Ray cluster answers there ({err.strerror or err}); start one with "
+        raise InputError(f"--address {address}: no Ray cluster answers there ({err.strerror or err}); start one with "
                          "`ray start --head --port PORT`, or leave --address out for a private Ray on this machine") from None
 
 
@@ -115,14 +116,14 @@ class RayExecutor(SlotExecutor):
             try:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             except ConnectionError as err:
-                raise ValueError(f"--address {address}: {err} (start one with `ray start --head`, or leave --address "
+                raise InputError(f"--address {address}: {err} (start one with `ray start --head`, or leave --address "
                                  "out for a private Ray on this machine)") from None
         resources = ray.cluster_resources()
         gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
         self.num_gpus = (1.0 if gpus else 0.0) if num_gpus is None else float(num_gpus)
         if self.num_gpus > gpus:
             self.close()
-            raise ValueError(f"--gpus-per-trial (num_gpus) {self.num_gpus:g}: the Ray cluster has {gpus:g} GPUs; "
+            raise InputError(f"--gpus-per-trial (num_gpus) {self.num_gpus:g}: the Ray cluster has {gpus:g} GPUs; "
                              "give 0 to train on CPUs, or a fraction to share a GPU")
         if workers is None:
             workers = int(gpus // self.num_gpus) if self.num_gpus else int(cpus // (num_cpus or 1))

@@ -37,6 +37,7 @@ from lrsearch.search.strategies.base import (
     Strategy,
 )
 from lrsearch.search.strategies.space import DEFAULT_SPACE, Dimension, SearchSpace, SpaceError, parse_space
+from lrsearch.training.errors import InputError
 
 __all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension", "Evaluation", "Objective", "ReportHook",
            "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "is_self_tuning", "search", "strategy_names"]
@@ -56,7 +57,7 @@ def strategy_names() -> list[str]:
 def get_strategy(name: str, space: dict | SearchSpace | None = None, seed: int = 0, **options) -> Strategy:
     _load_optional()
     if name not in REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; `lrsearch strategies` lists them: {', '.join(strategy_names())}")
+        raise InputError(f"unknown strategy {name!r}; `lrsearch strategies` lists them: {', '.join(strategy_names())}")
     return REGISTRY[name](parse_space(space), seed=seed, **options)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lrsearch.search.strategies.space import SearchSpace
+from lrsearch.training.errors import InputError
 
 ReportHook = Callable[[int, float], bool]
 
@@ -109,7 +110,7 @@ class Option:
         return None
 
 
-class OptionError(ValueError):
+class OptionError(InputError):
     """Options a strategy does not take, or of the wrong type; the message names each."""
 
 

@@ -29,10 +29,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from lrsearch.training.errors import InputError
+
 DEFAULT_SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}}
 
 
-class SpaceError(ValueError):
+class SpaceError(InputError):
     """A malformed search space; the message names the parameter and the fix."""
 
 

@@ -10,6 +10,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from lrsearch.training.errors import InputError
 from lrsearch.training.tasks import TASKS, Task
 from lrsearch.training.workloads._base import Workload
 from lrsearch.training.workloads._function import FunctionWorkload
@@ -17,7 +18,7 @@ from lrsearch.training.workloads._model import ModelWorkload
 from lrsearch.training.workloads._task import TaskWorkload
 
 
-class WorkloadError(ValueError):
+class WorkloadError(InputError):
     """A workload that cannot be loaded; the message names it and the fix."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lrsearch.training.errors import InputError
 from lrsearch.training.schedules import FunctionLR, make_schedule
 from lrsearch.training.trainer import ReportHook, TrialResult, diverged
 from lrsearch.training.workloads._base import Direction, RangeTestParts, Workload
@@ -98,7 +99,7 @@ class ModelWorkload(Workload):
         if (self.epochs is None) == (self.steps is None):
             problems.append("give exactly one of epochs or steps")
         if problems:
-            raise ValueError(f"workload {self.name!r}: " + "; ".join(problems))
+            raise InputError(f"workload {self.name!r}: " + "; ".join(problems))
 
     @property
     def parameters(self) -> dict[str, str] | None:
