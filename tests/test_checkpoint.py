@@ -62,7 +62,6 @@ def _curve(record):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in record["curve"]]
 
 
-@pytest.mark.xdist_group("checkpoint")
 def test_a_sigkilled_trial_resumes_to_the_same_curve_and_weights_bit_for_bit(tmp_path):
     checkpoint = tmp_path / "run" / "trial.pt"
     killed = _trial(tmp_path, tmp_path / "never.pt", checkpoint, kill_at=16)
