@@ -145,7 +145,27 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
 
 
 def test_public_names_resolve():
+    """Each public name is the very object its module defines, read from the module the docs name for it (so a
+    typo in the lazy map, or a stand-in, fails); `lrsearch.search` is the search package itself."""
+    import importlib
+    import importlib.metadata
+
     import lrsearch
 
+    where = {"range_test": "lrsearch.search.lr_finder", "suggest_range": "lrsearch.search.lr_finder",
+             "suggest_lr": "lrsearch.search.lr_finder", "get_strategy": "lrsearch.search.strategies",
+             "strategy_names": "lrsearch.search.strategies", "train": "lrsearch.training.trainer",
+             "TrialResult": "lrsearch.training.trainer", "get_task": "lrsearch.training.tasks",
+             "Task": "lrsearch.training.tasks", "TASKS": "lrsearch.training.tasks",
+             "Experiment": "lrsearch.experiment.config", "run_experiment": "lrsearch.experiment.runner",
+             "Store": "lrsearch.experiment.store", "build_report": "lrsearch.reporting.report"}
     for name in lrsearch.__all__:
-        assert getattr(lrsearch, name) is not None, name
+        value = getattr(lrsearch, name)
+        if name == "__version__":
+            assert value == importlib.metadata.version("lrsearch")
+        elif name == "search":
+            assert value is importlib.import_module("lrsearch.search")
+        else:
+            module = importlib.import_module(where.get(name, lrsearch._EXPORTS[name]))
+            assert value is getattr(module, name), name
+            assert getattr(value, "__module__", module.__name__).startswith("lrsearch."), name

@@ -20,7 +20,8 @@ INF = math.inf
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
-    """Budget-frame rows (problem, strategy, seed, seconds or inf); trials-to-target = seconds / 10."""
+    """Budget-frame rows (problem, strategy, seed, seconds or inf); trials-to-target = seconds / 10 (a test of the
+    trials column itself gives them apart: test_scores_by_trials_use_trials_to_target)."""
     out = []
     for problem, strategy, seed, t in rows:
         reached = math.isfinite(t)
@@ -83,9 +84,17 @@ def test_a_problems_time_is_the_median_with_misses_as_inf():
 
 
 def test_scores_by_trials_use_trials_to_target():
-    scores = S.compute_scores(_hand_frame(), pd.DataFrame(columns=["problem", "best_any", "anchor"]))
+    # A reaches the target sooner in seconds (10 s against 20 s) but after more trials (5 against 1): by time A's
+    # ratio is 1 and B's 2; by trials B's is 1 and A's 5 (> r_max 4: missed). B = integral of rho over [1, 4] / 3:
+    # by time A 1, B 2/3; by trials A 0, B 1. A code that read one column for both scores gets one of them wrong.
+    frame = pd.DataFrame([{"problem": "p", "strategy": s, "seed": seed, "budget": 6, "best_value": 0.5,
+                           "search_time_to_target_s": t, "trials_to_target": n, "reached_target": True}
+                          for s, t, n in (("A", 10.0, 5), ("B", 20.0, 1)) for seed in range(3)],
+                         columns=S.FRAME_COLUMNS)
+    scores = S.compute_scores(frame, pd.DataFrame(columns=["problem", "best_any", "anchor"]))
     by = scores["score"].set_index("strategy")
-    assert by["score_B_trials"].to_dict() == pytest.approx(by["score_B_time"].to_dict())  # trials = seconds / 10
+    assert by.loc["A", "score_B_time"] == pytest.approx(1.0) and by.loc["B", "score_B_time"] == pytest.approx(2 / 3)
+    assert by.loc["A", "score_B_trials"] == pytest.approx(0.0) and by.loc["B", "score_B_trials"] == pytest.approx(1.0)
 
 
 def test_ranks_average_ties_and_a_range_test_keeps_its_best(tmp_path):
