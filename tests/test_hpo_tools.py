@@ -3,8 +3,8 @@ objectives: the shared contract (exact budget, within bounds, repeatable with th
 known bump), start-up proposals that ignore results, Hyperband's decisions on hand-made learning curves, and
 the adapters' promises to the process (global generators and torch threads left as they were).
 
-A strategy whose library is missing is skipped (`pytest.importorskip`); `pip install -e '.[hpo]'` installs them
-all (HEBO and DEHB then with `--no-deps`, see pyproject.toml)."""
+`make install` installs every one of these libraries (the hpo extra; HEBO, DEHB and Syne Tune with `--no-deps`,
+see pyproject.toml), so a missing one fails its tests, naming it: the one policy for a missing library here."""
 
 import math
 import subprocess
@@ -28,8 +28,11 @@ MODEL_BASED = [n for n in NEW if REGISTRY[n].default_startup_trials is not None]
 
 
 def needs(name: str) -> dict:
-    """Skip where `name`'s library is not installed; the options that keep its test fast."""
-    pytest.importorskip(LIBRARY[name])
+    """Fail, naming it, where `name`'s library is not installed (`make install` installs it); else the options that
+    keep its test fast."""
+    missing = REGISTRY[name].missing_packages()
+    if missing:
+        pytest.fail(f"{name}: {', '.join(missing)} not installed, though `make install` installs it", pytrace=False)
     return FAST.get(name, {})
 
 
@@ -53,10 +56,24 @@ def test_budget_bounds_and_optimum(name):
     trials = search(name, bump, SPACE, n_trials=16, seed=0, **options)
     assert len(trials) == 16 and all(set(p) == {"lr"} and isinstance(p["lr"], float) and 1e-4 <= p["lr"] <= 1.0
                                      for p, _ in trials)
-    best_lr = max(trials, key=lambda t: t[1])[0]["lr"]
-    assert abs(math.log10(best_lr / 0.05)) < 0.5, best_lr  # within ~3x of the optimum
     if name != "nevergrad-ngopt":  # NGOpt picks Cobyla here: it starts at the centre and draws nothing
         assert search(name, bump, SPACE, n_trials=4, seed=1, **options) != trials[:4]  # another seed, others
+
+
+@pytest.mark.parametrize("name", [n for n in NEW if n != "nevergrad-de"])  # DE: its first population of
+def test_proposals_after_the_start_up_close_in_on_the_optimum(name):  # 16+ ignores results (test below)
+    """The library sees the values, with the right sign, and uses them: over trials 9 to 16 the median distance to
+    the bump's optimum (0.05) is under 0.6 decades, and over 0.9 decades when the values reach it negated (a sign
+    error: it then seeks the edges). Random search has a median of about 0.9 either way (seed 0: 0.89), so it fails
+    the first; each adapter here gave 0.03 to 0.58 against 1.05 to 2.03 negated (seed 0, 2026-12-03)."""
+    options = needs(name)
+
+    def late_error(objective):
+        trials = search(name, objective, SPACE, n_trials=16, seed=0, **options)
+        return float(np.median([abs(math.log10(p["lr"] / 0.05)) for p, _ in trials[8:]]))
+
+    assert late_error(bump) < 0.6
+    assert late_error(lambda params: -bump(params)) > 0.9
 
 
 @pytest.mark.parametrize("name", NEW)
