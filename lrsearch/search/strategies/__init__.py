@@ -12,6 +12,7 @@ branch's sub-parameters (see `space`). `Strategy.space_notes()` says what a stra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from lrsearch.search.strategies import (  # noqa: F401  (registers them)
@@ -61,14 +62,19 @@ def get_strategy(name: str, space: dict | SearchSpace | None = None, seed: int =
     return REGISTRY[name](parse_space(space), seed=seed, **options)
 
 
-def search(name: str, objective: Callable[[dict], float], space: dict | None = None, n_trials: int = 16,
-           seed: int = 0, **options) -> list[tuple[dict, float]]:
-    """Run strategy `name` on `objective(params) -> value to maximise`; return (params, value) in order."""
+def search(name: str, objective: Callable[[dict], float | None], space: dict | None = None, n_trials: int = 16,
+           seed: int = 0, **options) -> list[tuple[dict, float | None]]:
+    """Run strategy `name` on `objective(params) -> value to maximise`; return (params, value) in order. An
+    objective that returns None (or a value that is not finite) had the trial fail: the strategy tells its library
+    so in the library's own way, and its value here is None."""
     def wrapped(params: dict, report: ReportHook | None) -> Evaluation:
-        return Evaluation(params, float(objective(params)))
+        value = objective(params)
+        if value is None or not math.isfinite(value):
+            return Evaluation(params, -math.inf, status="failed")
+        return Evaluation(params, float(value))
 
     evaluations = get_strategy(name, space, seed, **options).run(wrapped, n_trials)
-    return [(e.params, e.value) for e in evaluations]
+    return [(e.params, e.value if e.has_value else None) for e in evaluations]
 
 
 def _load_optional() -> None:

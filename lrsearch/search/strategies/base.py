@@ -35,13 +35,23 @@ USABLE = ("ok", "pruned")  # statuses whose model counts as a candidate configur
 
 @dataclass
 class Evaluation:
+    """One trial's outcome as a strategy sees it: a status, and a value that means something only when the status
+    is usable (`has_value`). A diverged or failed trial has no value: each adapter tells its library so in the
+    library's own way (Optuna's TrialState.FAIL, Hyperopt's STATUS_FAIL, SMAC's CRASHED, ...) or leaves the point
+    out, never as a number; `value` then holds a placeholder for the store (the workload's floor), which no
+    library sees."""
     params: dict
-    value: float  # to maximise (validation accuracy); 0.0 for diverged or failed trials
+    value: float  # to maximise (validation accuracy); a placeholder when not has_value
     status: str = "ok"  # ok, diverged, pruned, failed
     train_s: float = 0.0  # training seconds this trial cost (counts against a time budget)
     overhead_s: float = 0.0  # seconds the strategy spent before this trial (filled in by the base class)
     record: Any = None  # whatever the objective wants to keep (the trainer's TrialResult); opaque here
     extra: dict = field(default_factory=dict)  # strategy-specific notes (e.g. a range test's suggestion)
+
+    @property
+    def has_value(self) -> bool:
+        """Whether `value` is a measurement (the trial ended ok or was pruned), not a failed trial's placeholder."""
+        return self.status in USABLE
 
 
 Objective = Callable[[dict, ReportHook | None], Evaluation]

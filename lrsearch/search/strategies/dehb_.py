@@ -16,6 +16,8 @@ saved only at the end of its own `run()` (never called). Its logger (loguru) pri
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 import warnings
 
 from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
@@ -47,7 +49,15 @@ class DEHBStrategy(MultiFidelity, AskTellStrategy):
 
     def _tell(self, proposal, evaluation):
         with _quiet():
-            self._dehb.tell(proposal.handle, {"fitness": -evaluation.value, "cost": evaluation.train_s})
+            # DEHB has no failure state and needs every asked job told to fill its brackets. Its own "no result"
+            # fitness, inf, breaks its promotions when a whole bracket failed (IndexError in dehb.py), so a failed
+            # job gets the worst fitness seen so far, else the largest finite one: never better than a result.
+            if evaluation.has_value:
+                fitness = -evaluation.value
+                self._worst = max(getattr(self, "_worst", -math.inf), fitness)
+            else:
+                fitness = self._worst if math.isfinite(getattr(self, "_worst", math.inf)) else sys.float_info.max
+            self._dehb.tell(proposal.handle, {"fitness": fitness, "cost": evaluation.train_s})
 
 
 @contextlib.contextmanager

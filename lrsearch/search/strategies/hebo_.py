@@ -114,5 +114,7 @@ class HEBOStrategy(AskTellStrategy):
 
     def _tell(self, proposal, evaluation):
         import numpy as np
+        if not evaluation.has_value:  # HEBO has no failure state: a failed point is left out of its observations
+            return
         with self._running():
             self._hebo.observe(proposal.handle, np.array([[-evaluation.value]]))

@@ -9,7 +9,8 @@ import math
 import random
 
 import numpy as np
-from hyperopt import STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
+from hyperopt import STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
+from hyperopt.exceptions import AllTrialsFailed
 
 from lrsearch.search.strategies.base import Strategy, register
 from lrsearch.search.strategies.space import Dimension, SearchSpace
@@ -50,11 +51,22 @@ class _Hyperopt(Strategy):
         return self.algorithm
 
     def _search(self, objective, n_trials):
-        def fn(params: dict) -> dict:
-            return {"loss": -objective(self.space.active(from_hyperopt(params)), None).value, "status": STATUS_OK}
+        losses = []  # of the trials that succeeded
 
-        fmin(fn, hyperopt_space(self.space), algo=self.suggest(), max_evals=n_trials, trials=Trials(),
-             rstate=np.random.default_rng(self.seed), show_progressbar=False)
+        def fn(params: dict) -> dict:
+            evaluation = objective(self.space.active(from_hyperopt(params)), None)
+            if not evaluation.has_value:
+                # Hyperopt's own failure state: TPE and annealing learn from STATUS_OK trials only. Adaptive TPE
+                # reads every trial's loss (hyperopt/atpe.py), so a failed one carries the worst loss seen so far.
+                return {"status": STATUS_FAIL, "loss": max(losses, default=0.0)}
+            losses.append(-evaluation.value)
+            return {"loss": -evaluation.value, "status": STATUS_OK}
+
+        try:
+            fmin(fn, hyperopt_space(self.space), algo=self.suggest(), max_evals=n_trials, trials=Trials(),
+                 rstate=np.random.default_rng(self.seed), show_progressbar=False)
+        except AllTrialsFailed:  # raised after the budget was spent, when not one trial succeeded
+            pass
 
 
 @register

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import math
 
 import numpy as np
 
@@ -89,7 +90,14 @@ class _Nevergrad(AskTellStrategy):
         return Proposal(from_nevergrad(self.space, candidate.value), None, candidate)
 
     def _tell(self, proposal, evaluation):
-        self._optimizer.tell(proposal.handle, -evaluation.value)
+        # Nevergrad has no failure state. Its ask and tell need not pair up for some optimizers (its maintainers,
+        # nevergrad issue #1498), but not for the recast ones: NGOpt's Cobyla waits for the tell of its last
+        # point, and its next ask blocked for good. So a failed candidate gets the worst loss seen so far, and
+        # before any trial succeeded, inf (Nevergrad's own loss of an infeasible point: worse than any other).
+        if evaluation.has_value:
+            self._worst = max(getattr(self, "_worst", -math.inf), -evaluation.value)
+        loss = -evaluation.value if evaluation.has_value else getattr(self, "_worst", math.inf)
+        self._optimizer.tell(proposal.handle, loss if math.isfinite(loss) else math.inf)
 
 
 @register

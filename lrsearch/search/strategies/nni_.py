@@ -16,6 +16,7 @@ import abc
 import contextlib
 import itertools
 import logging
+import math
 import random
 
 import numpy as np
@@ -56,6 +57,10 @@ def from_nni(params: dict) -> dict:
 
 
 class _NNI(AskTellStrategy):
+    # NNI tells a tuner of a failed trial by trial_end(success=False) alone. The evolution tuner acts on it (it
+    # replaces the individual by a random one); TPE, annealing and GP do nothing with it, so they get the worst
+    # value seen so far instead (see _tell).
+    impute_failures = True
     @abc.abstractmethod
     def tuner(self): ...
 
@@ -85,7 +90,14 @@ class _NNI(AskTellStrategy):
 
     def _tell(self, proposal, evaluation):
         parameter_id, params = proposal.handle
-        self._tuner.receive_trial_result(parameter_id, params, evaluation.value)
+        if evaluation.has_value:
+            self._worst = min(getattr(self, "_worst", math.inf), evaluation.value)
+            self._tuner.receive_trial_result(parameter_id, params, evaluation.value)
+        elif self.impute_failures and math.isfinite(getattr(self, "_worst", math.inf)):
+            # left out, NNI's TPE goes back to the failing region as unexplored (24 of 25 proposals after the
+            # start-up on tests/test_value_contract.py's objective): it gets the worst value seen so far instead
+            self._tuner.receive_trial_result(parameter_id, params, self._worst)
+        self._tuner.trial_end(parameter_id, evaluation.has_value)
 
 
 @register
@@ -103,6 +115,7 @@ class NNITPE(_NNI):
 @register
 class NNIEvolution(_NNI):
     name, summary = "nni-evolution", "NNI's EvolutionTuner (population of random points, then mutation)"
+    impute_failures = False  # its trial_end(success=False) replaces the failed individual
     options_spec = (Option("population_size", int, 8, "individuals; the first population is drawn at random"),)
 
     def tuner(self):

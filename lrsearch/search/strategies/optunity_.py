@@ -20,6 +20,7 @@ sub-parameter of any branch, the inactive ones dropped. Optunity's own condition
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 
@@ -45,13 +46,19 @@ class _Optunity(Strategy):
         dims = list(self.space.flattened())
         box = {f"u{i}": [0.0, 1.0] for i in range(len(dims))}
         restart = 0
+        seen = []  # the values of the trials that succeeded
 
         def f(**units) -> float:
             # a simplex may step outside the box: such a point is evaluated at the box's edge
             params = {d.name: d.from_unit(min(max(units[f"u{i}"], 0.0), 1.0 - 1e-12)) for i, d in enumerate(dims)}
             evaluation = objective(self.space.from_flat(params), None)
             evaluation.extra["restart"] = restart
-            return evaluation.value
+            if evaluation.has_value:
+                seen.append(evaluation.value)
+                return evaluation.value
+            # Optunity has no failure state and must get a number back: the worst value seen so far (never better
+            # than a result; a failed trial's placeholder, 0.0, would beat every negative one), else -inf
+            return min(seen, default=-math.inf)
 
         while len(objective.evaluations) < n_trials:
             before = len(objective.evaluations)

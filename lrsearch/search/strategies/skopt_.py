@@ -45,4 +45,5 @@ class SkoptGP(AskTellStrategy):
         return Proposal(self.space.from_flat(flat), None, point)
 
     def _tell(self, proposal, evaluation):
-        self._optimizer.tell(proposal.handle, -evaluation.value)
+        if evaluation.has_value:  # scikit-optimize has no failure state: a failed point is left out
+            self._optimizer.tell(proposal.handle, -evaluation.value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 
 from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
 from lrsearch.search.strategies.common import MultiFidelity, scratch_folder, stop_after
@@ -71,7 +72,16 @@ class _SMAC(AskTellStrategy):
 
     def _tell(self, proposal, evaluation):
         from smac.runhistory.dataclasses import TrialValue
-        self._smac.tell(proposal.handle, TrialValue(cost=-evaluation.value), save=False)
+        from smac.runhistory.enumerations import StatusType
+        if evaluation.has_value:
+            self._worst_cost = max(getattr(self, "_worst_cost", -math.inf), -evaluation.value)
+            self._smac.tell(proposal.handle, TrialValue(cost=-evaluation.value), save=False)
+        elif math.isfinite(getattr(self, "_worst_cost", -math.inf)):
+            # SMAC's own failure state, CRASHED, at a crash cost. Its default crash_cost (inf) turns the random
+            # forest's targets into NaN ("Input y contains NaN"), so the cost is the worst one seen so far.
+            value = TrialValue(cost=self._worst_cost, status=StatusType.CRASHED)
+            self._smac.tell(proposal.handle, value, save=False)
+        # before any trial succeeded there is no cost to give: the crashed trial is left out
 
 
 @register

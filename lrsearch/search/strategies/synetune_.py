@@ -70,4 +70,7 @@ class SyneTuneBORE(AskTellStrategy):
     def _tell(self, proposal, evaluation):
         trial_id, config = proposal.handle
         with self._numpy:
-            self._searcher.on_trial_complete(trial_id, config, -evaluation.value)
+            if evaluation.has_value:
+                self._searcher.on_trial_complete(trial_id, config, -evaluation.value)
+            else:  # Syne Tune's searcher API for a trial whose evaluation failed
+                self._searcher.on_trial_error(trial_id)
