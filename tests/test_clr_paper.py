@@ -98,6 +98,10 @@ def test_tables_and_headline_on_hand_made_curves():
     assert own["speedup_mean"] == pytest.approx((7000 / 3000 + 7000 / 4000) / 2) and own["seeds_reached"] == 2
     assert own["speedup_ci_low"] <= own["speedup_mean"] <= own["speedup_ci_high"] and own["paper_speedup"] == 2.8
     assert head.loc[("triangular2", "the fixed policy's own final accuracy"), "seeds_reached"] == 0
+    # read the other way: clr-table2 ends at 0.80 (seed 0, first reached at 3,000) and 0.815 (seed 1, at 4,000);
+    # fixed first reaches 0.80 at 7,000 and never 0.815
+    back = head.loc[("clr-table2", "the CLR run's own final accuracy")]
+    assert back["seeds_reached"] == 1 and back["speedup_mean"] == pytest.approx(7000 / 3000)
     # scaled (quick) curves are reported in the paper's iterations
     assert per_seed(_curves(runs), config, scale=10)["iterations"].max() == 80000
 

@@ -463,8 +463,9 @@ def per_seed(curves: pd.DataFrame, config: ClrPaper, scale: int = 1, statuses: d
     the paper's iterations when quick). A run that diverged before its first evaluation has no row."""
     statuses = statuses or {}
     train = _train_curves(curves, scale)
-    fixed_final = {seed: float(c.sort_values("iteration")["test_acc"].iloc[-1])
-                   for seed, c in train[train["strategy"] == "fixed"].groupby("seed")}
+    fixed_curves = {seed: c.sort_values("iteration").assign(step=lambda d: d["iteration"])
+                    for seed, c in train[train["strategy"] == "fixed"].groupby("seed")}
+    fixed_final = {seed: float(c["test_acc"].iloc[-1]) for seed, c in fixed_curves.items()}
     rows = []
     for (policy, seed), c in train.groupby(["strategy", "seed"], sort=False):
         c = c.sort_values("iteration").assign(step=lambda d: d["iteration"])
@@ -473,6 +474,11 @@ def per_seed(curves: pd.DataFrame, config: ClrPaper, scale: int = 1, statuses: d
                      "test_acc": float(c["test_acc"].iloc[-1]), "best_test_acc": float(c["test_acc"].max()),
                      "iterations_to_reference": iterations_to(c, config.reference_acc),
                      "iterations_to_fixed_final": iterations_to(c, fixed_final[seed]) if seed in fixed_final else math.nan,
+                     # the reverse reading: where each run first reaches its own final accuracy, and where the same
+                     # seed's fixed policy first does
+                     "iterations_to_own_final": iterations_to(c, float(c["test_acc"].iloc[-1])),
+                     "fixed_iterations_to_own_final": (iterations_to(fixed_curves[seed], float(c["test_acc"].iloc[-1]))
+                                                       if seed in fixed_curves else math.nan),
                      "train_s": float(c["train_s"].max())})
     return pd.DataFrame(rows)
 
@@ -499,6 +505,17 @@ def table1(seeds: pd.DataFrame, config: ClrPaper, group: str = "table1") -> pd.D
                      "iterations_to_fixed_final": s["iterations_to_fixed_final"].mean(),
                      "train_s_mean": s["train_s"].mean()})
     return _integers(pd.DataFrame(rows))
+
+
+def fixed_at_same_iterations(table: pd.DataFrame, curves: pd.DataFrame, scale: int = 1) -> pd.DataFrame:
+    """Table 1 with the fixed policy's test accuracy at each policy's iteration count (mean over its seeds): the
+    two policies compared at equal cost."""
+    if not len(table):
+        return table
+    train = _train_curves(curves, scale)
+    fixed = [c.assign(step=c["iteration"]) for _, c in train[train["strategy"] == "fixed"].groupby("seed")]
+    at = [np.mean([accuracy_at(c, int(n)) for c in fixed]) if fixed else math.nan for n in table["iterations"]]
+    return table.assign(fixed_acc_at_same_iterations=at)
 
 
 def _integers(table: pd.DataFrame) -> pd.DataFrame:
@@ -536,7 +553,9 @@ def at_iterations(curves: pd.DataFrame, config: ClrPaper, group: str, scale: int
 def headline(seeds: pd.DataFrame, config: ClrPaper, policies: tuple[str, ...] = ("clr-table2", "triangular2"),
              n_boot: int = 2000) -> pd.DataFrame:
     """The paper's headline as a number: iterations the fixed policy needs to reach a threshold divided by
-    the iterations a CLR policy needs (same seed), for the fixed policy's own final accuracy and for 81.4%;
+    the iterations a CLR policy needs (same seed), for the fixed policy's own final accuracy, for 81.4%, and for
+    the CLR run's own final accuracy (the claim read the other way: how long the fixed policy takes to get where
+    CLR ends);
     mean and a percentile-bootstrap 95% interval of the mean over seeds, beside the paper's 70,000 / 25,000.
     A seed whose CLR run never reaches the threshold has no ratio; `seeds_reached` counts those that do."""
     rows = []
@@ -548,8 +567,10 @@ def headline(seeds: pd.DataFrame, config: ClrPaper, policies: tuple[str, ...] = 
             continue
         for threshold, column, fixed_column in (
                 ("the fixed policy's own final accuracy", "iterations_to_fixed_final", "iterations_to_fixed_final"),
-                (f"{config.reference_acc:.1%}", "iterations_to_reference", "iterations_to_reference")):
-            pairs = pd.DataFrame({"fixed": fixed.loc[common, fixed_column], "clr": clr.loc[common, column]}).dropna()
+                (f"{config.reference_acc:.1%}", "iterations_to_reference", "iterations_to_reference"),
+                ("the CLR run's own final accuracy", "iterations_to_own_final", None)):
+            fixed_its = fixed.loc[common, fixed_column] if fixed_column else clr.loc[common, "fixed_iterations_to_own_final"]
+            pairs = pd.DataFrame({"fixed": fixed_its, "clr": clr.loc[common, column]}).dropna()
             ratios = (pairs["fixed"] / pairs["clr"]).to_numpy()
             low, high = bootstrap_ci(ratios, statistic=np.mean, n_boot=n_boot) if len(ratios) else (math.nan, math.nan)
             rows.append({"policy": name, "threshold": threshold, "seeds": len(common), "seeds_reached": len(ratios),
@@ -622,7 +643,8 @@ def build_clr_report(out: Path, config: ClrPaper, quick: bool) -> Path:
     (out / "figures").mkdir(exist_ok=True)
     curves.to_csv(out / "tables" / "curves.csv", index=False)
     seeds = per_seed(curves, config, scale, statuses)
-    tables = {"per_seed": seeds, "table1": table1(seeds, config), "headline": headline(seeds, config),
+    tables = {"per_seed": seeds, "table1": fixed_at_same_iterations(table1(seeds, config), curves, scale),
+              "headline": headline(seeds, config),
               "table3": at_iterations(curves, config, "table3", scale, statuses),
               "sigmoid_bn": at_iterations(curves, config, "sigmoid-bn", scale, statuses),
               "unfinished": unfinished_runs(out, config, quick)}
@@ -708,6 +730,33 @@ def _clock_note(runs: pd.DataFrame) -> str:
             "shared, so the seconds are indicative only.")
 
 
+def _findings(tables: dict, config: ClrPaper) -> list[str]:
+    """The headline in words, from the tables (means over the seeds that ran)."""
+    t1, head = tables["table1"], tables["headline"]
+    if not len(t1) or "fixed" not in set(t1["policy"]) or not len(head):
+        return ["Not yet: the fixed policy and a CLR run must both have finished."]
+    fixed = t1.set_index("policy").loc["fixed"]
+    out = [f"- The fixed policy ends at {fixed['test_acc_mean']:.2%} after {int(fixed['iterations']):,} iterations "
+           f"(the paper: {fixed['paper_acc']:.1%}), over {int(fixed['seeds'])} seed(s)."]
+    by = head.set_index(["policy", "threshold"])
+    for name in dict.fromkeys(head["policy"]):
+        row = t1.set_index("policy").loc[name]
+        own = by.loc[(name, "the fixed policy's own final accuracy")]
+        back = by.loc[(name, "the CLR run's own final accuracy")]
+        reached = (f"reaches the fixed policy's final accuracy at {int(own['policy_iterations_mean']):,} iterations, "
+                   f"{own['speedup_mean']:.2f}x sooner" if own["seeds_reached"] else
+                   "never reaches the fixed policy's final accuracy")
+        reverse = (f"the fixed policy first gets to `{name}`'s final accuracy at "
+                   f"{int(back['fixed_iterations_mean']):,} iterations, {back['speedup_mean']:.2f}x the "
+                   f"{int(back['policy_iterations_mean']):,} `{name}` needed" if back["seeds_reached"] else
+                   f"the fixed policy never gets to `{name}`'s final accuracy")
+        out.append(f"- `{name}` ends at {row['test_acc_mean']:.2%} after {int(row['iterations']):,} iterations (the "
+                   f"paper: {row['paper_acc']:.1%}; the fixed policy at {int(row['iterations']):,}: "
+                   f"{row['fixed_acc_at_same_iterations']:.2%}). It {reached}; {reverse}. The paper's claim: "
+                   f"{PAPER_SPEEDUP:.1f}x, both policies at {config.reference_acc:.1%}.")
+    return out
+
+
 def _overlapping(runs: pd.DataFrame) -> bool:
     """Whether two finished runs of different processes trained at the same time."""
     if not len(runs) or "worker" not in runs:
@@ -726,6 +775,7 @@ def _report_lines(config: ClrPaper, quick: bool, scale: int, runs: pd.DataFrame,
              *(["- the net's training speed on the machine that ran them, and the options chosen: "
                 "[speed/README.md](speed/README.md)"] if speed_table else []),
              _clock_note(runs), ""]
+    lines += ["## Findings", "", *_findings(tables, config), ""]
     lines += ["## The headline", "",
               "Iterations the fixed policy needs to reach a threshold, divided by the iterations the CLR run needs "
               f"(same seed; mean over seeds and a bootstrap 95% interval). The paper: 70,000 / 25,000 = {PAPER_SPEEDUP:.1f}.",
