@@ -151,7 +151,7 @@ def test_tiny_quick_reproduction_end_to_end(tmp_path, monkeypatch, capsys):
     table = pd.read_csv(out / "tables" / "table1.csv")
     assert list(table["policy"]) == ["fixed", "clr-table2"] and table["test_acc_mean"].between(0, 1).all()
     assert list(table["seeds"]) == [2, 2]
-    assert len(pd.read_csv(out / "tables" / "headline.csv")) == 2
+    assert len(pd.read_csv(out / "tables" / "headline.csv")) == 3  # three thresholds, one CLR policy
     for figure in ("figure1", "table1_policies", "figure3"):
         assert (out / "figures" / f"{figure}.png").exists()
     report = (out / "REPORT.md").read_text()

@@ -170,7 +170,7 @@ def published_lr(name: str) -> float:
     import re
 
     if name == "mechanic":
-        readme = importlib.metadata.metadata("mechanic-pytorch").get_payload()
+        readme = importlib.metadata.distribution("mechanic-pytorch").read_text("METADATA")  # README as its body
         return float(re.search(r"mechanize\(torch\.optim\.SGD\)\(model\.parameters\(\), lr=([0-9.]+)\)", readme).group(1))
     import dadaptation
     import dog
