@@ -263,3 +263,70 @@ def test_a_replays_committed_anchors_row_equals_the_one_from_its_trials(tmp_path
     write_anchors(folder)
     (folder / "tables" / "trials.csv").unlink()
     pd.testing.assert_frame_equal(problem_anchors([folder]), computed)
+
+
+def _three_strategy_problem(folder: Path) -> Path:
+    """One problem, seed 0, budget 3: random's trials 0.1, 0.2, 0.3 (median 0.2), grid's 0.3, 0.4 (median 0.35),
+    optuna-tpe's 0.5 (the best any trial reached)."""
+    (folder / "tables").mkdir(parents=True)
+    values = {"random": [0.1, 0.2, 0.3], "grid": [0.3, 0.4], "optuna-tpe": [0.5]}
+    pd.DataFrame([{"strategy": s, "trial_index": i, "kind": "train", "status": "ok", "value": v, "budget": 3, "seed": 0}
+                  for s, vs in values.items() for i, v in enumerate(vs)]).to_csv(folder / "tables" / "trials.csv",
+                                                                                 index=False)
+    pd.DataFrame([{"strategy": s, "budget": 3, "seed": 0, "run_status": "complete", "reached_target": False,
+                   "search_time_to_target_s": math.nan, "trials_to_target": math.nan} for s in values]
+                 ).to_csv(folder / "tables" / "runs.csv", index=False)
+    return folder
+
+
+def test_the_regret_anchor_is_the_named_strategys_median_trial(tmp_path):
+    folder = _three_strategy_problem(tmp_path / "prob")
+    runs = pd.DataFrame({"problem": "prob", "strategy": ["random", "grid", "optuna-tpe"], "seed": 0, "budget": 3,
+                         "best_value": [0.3, 0.4, 0.5]})
+    default = S.problem_anchors([folder])
+    assert default.loc[0, "anchor"] == pytest.approx(0.2) and default.loc[0, "anchor_source"] == "random-search trials"
+    on_grid = S.problem_anchors([folder], anchor="grid")
+    assert on_grid.loc[0, "anchor"] == pytest.approx(0.35) and on_grid.loc[0, "anchor_source"] == "grid trials"
+    # on random's median 0.2: random (0.5 - 0.3) / 0.3 = 2/3, grid 0.1 / 0.3 = 1/3; on grid's 0.35: random
+    # 0.2 / 0.15 = 4/3 (clipped to 1), grid 0.1 / 0.15 = 2/3
+    by_random = S.normalised_regret(runs, default).set_index("strategy")
+    by_grid = S.normalised_regret(runs, on_grid).set_index("strategy")
+    assert by_random.loc["random", "regret"] == pytest.approx(2 / 3) and by_random.loc["grid", "regret"] == pytest.approx(1 / 3)
+    assert by_grid.loc["random", "regret_raw"] == pytest.approx(4 / 3) and by_grid.loc["random", "regret"] == 1
+    assert by_grid.loc["grid", "regret"] == pytest.approx(2 / 3)
+
+
+def test_a_suites_scores_take_the_anchor_from_the_caller(tmp_path):
+    from lrsearch.reporting.score_report import suite_scores_section
+
+    folder = _three_strategy_problem(tmp_path / "prob")
+    lines = "\n".join(suite_scores_section([folder], tmp_path, anchor="grid"))
+    regret = pd.read_csv(tmp_path / "scores" / "regret.csv").set_index("strategy")["regret"]
+    assert regret["grid"] == pytest.approx(2 / 3) and regret["random"] == 1  # as in the test above, on grid's median
+    assert "median value of one grid trial" in lines and "Anchors (median grid trial)" in lines
+
+
+def test_an_anchor_that_is_not_among_the_strategies_is_refused_by_name(tmp_path):
+    from lrsearch.training.errors import InputError
+
+    folder = _three_strategy_problem(tmp_path / "prob")
+    with pytest.raises(InputError, match=r"anchor 'hyperopt-tpe': not among the strategies of problem prob "
+                                         r"\(random, grid, optuna-tpe\)"):
+        S.problem_anchors([folder], anchor="hyperopt-tpe")
+
+
+def test_both_figure_modules_give_a_strategy_familys_one_line_style():
+    from lrsearch.reporting.figures import _family_styles
+    from lrsearch.reporting.score_report import _styles
+    from lrsearch.search.strategies import strategy_family, strategy_names
+
+    names = strategy_names()
+    assert all(strategy_family(s) for s in names)  # every registered strategy is in a family
+    budgets, scores = _family_styles(names), _styles(names)
+    assert all(budgets[s]["ls"] == scores[s]["ls"] for s in names)
+    styles: dict[str, set] = {}
+    for s in names:
+        styles.setdefault(strategy_family(s), set()).add(str(budgets[s]["ls"]))
+    assert all(len(ls) == 1 for ls in styles.values()), styles  # one style per family
+    assert budgets["lr-range-clr"]["ls"] == budgets["lr-range-1cycle"]["ls"] != budgets["random"]["ls"]
+    assert budgets["grid"]["ls"] != budgets["random"]["ls"] != budgets["optuna-tpe"]["ls"]

@@ -79,3 +79,15 @@ def test_every_other_adapter_goes_on_past_failures_and_spends_its_budget(name):
 def test_a_run_where_every_trial_fails_still_spends_its_budget():
     for name in ("optuna-tpe", "hyperopt-tpe", "nni-tpe", "smac-bo", "dehb", "optunity-pso"):
         assert [v for _, v in search(name, lambda params: None, SPACE, n_trials=6, seed=0)] == [None] * 6, name
+
+
+def test_worst_so_far_is_the_lowest_finite_result_and_nothing_before_any():
+    from lrsearch.search.strategies.common import WorstSoFar
+
+    worst = WorstSoFar()
+    assert worst.value is None and worst.fill(-7.0) == -7.0  # nothing seen yet: the adapter's own default
+    for value in (0.4, -0.25, 0.9, -math.inf, math.nan):  # a non-finite value is no number to tell a library
+        worst.see(value)
+    assert worst.value == -0.25 and worst.fill(-7.0) == -0.25
+    # in a minimising library's sign (SMAC's cost, DEHB's fitness, Nevergrad's loss) the worst is the largest
+    assert -worst.fill(-math.inf) == max(-v for v in (0.4, -0.25, 0.9))

@@ -204,13 +204,20 @@ def _report(args: argparse.Namespace) -> int:
         import json
 
         from lrsearch.experiment.suite import Suite
+        from lrsearch.reporting.scores import DEFAULT_ANCHOR
         from lrsearch.reporting.suite import build_suite_report
 
         suite = Suite(**json.loads((args.results / "suite.json").read_text()))
-        print(build_suite_report(suite, args.results))
+        try:
+            print(build_suite_report(suite, args.results, anchor=args.anchor or DEFAULT_ANCHOR))
+        except InputError as err:  # an anchor that is not among the suite's strategies
+            raise UserError(str(err)) from None
         return 0
     if not (args.results / "results.sqlite").exists():
         raise UserError(f"{args.results}: no results.sqlite here; give the folder an `lrsearch run` wrote")
+    if args.anchor is not None:
+        raise UserError(f"--anchor {args.anchor}: the regret anchor is for a suite's cross-problem scores; "
+                        f"{args.results} is one experiment's folder (give the suite's folder, holding suite.json)")
     print(build_report(args.results))
     return 0
 
@@ -315,4 +322,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_clr_paper)
     r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
     r.add_argument("results", type=Path, help="a results folder (holding results.sqlite)")
+    r.add_argument("--anchor", metavar="STRATEGY", help="a suite's scores: the strategy whose median trial is the "
+                   "normalised regret's 1 (default: random, i.e. random search at budget 1)")
     r.set_defaults(func=_report)

@@ -10,6 +10,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from lrsearch.search.strategies import FAMILIES, strategy_family
+
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
@@ -220,14 +222,20 @@ def _palette(strategies: pd.Series) -> dict[str, tuple]:
     return dict(zip(names, colours))
 
 
+# Line styles told apart at a glance; the families (search.strategies.FAMILIES) take them in turn.
+DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def line_style(strategy: str):
+    """The line style of a strategy's family, the same in every figure (solid for a name of no family)."""
+    family = strategy_family(strategy)
+    return DASHES[FAMILIES.index(family) % len(DASHES)] if family else DASHES[0]
+
+
 def _family_styles(strategies: list[str]) -> dict[str, dict]:
     """One colour per strategy, one line style per library family, so 13 lines stay readable."""
-    families = ["grid", "random", "optuna", "hyperopt", "nni"]
-    dashes = ["-", "--", "-.", ":", (0, (5, 1, 1, 1))]
     palette = sns.color_palette("tab20", len(strategies))
-    return {s: {"color": palette[i],
-                "ls": dashes[next((k for k, f in enumerate(families) if s.startswith(f)), 0)]}
-            for i, s in enumerate(strategies)}
+    return {s: {"color": palette[i], "ls": line_style(s)} for i, s in enumerate(strategies)}
 
 
 def budget_figures(summary: pd.DataFrame, out: Path, target: float | None = None) -> list[Path]:

@@ -11,14 +11,16 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure
 
-from lrsearch.reporting.figures import _save  # noqa: E402
+from lrsearch.reporting.figures import _save, line_style  # noqa: E402
 from lrsearch.reporting.parallel import suite_parallel  # noqa: E402
 from lrsearch.reporting.report import _fmt  # noqa: E402
 from lrsearch.reporting.scores import (  # noqa: E402
     ALPHA,
+    DEFAULT_ANCHOR,
     N_BOOT,
     R_MAX,
     RankTest,
+    anchor_name,
     compare_scores,
     compute_scores,
     problem_anchors,
@@ -31,12 +33,9 @@ from lrsearch.reporting.scores import (  # noqa: E402
 
 def _styles(strategies: list[str]) -> dict[str, dict]:
     """One colour per strategy (tab10's strong colours up to 10 strategies, tab20 beyond), one line style per
-    library family, the same in every score figure."""
-    families = ["grid", "random", "optuna", "hyperopt", "nni", "lr-range"]
-    dashes = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1))]
+    library family, the same in every figure (`figures.line_style`)."""
     palette = sns.color_palette("tab10" if len(strategies) <= 10 else "tab20", len(strategies))
-    return {s: {"color": palette[i], "ls": dashes[next((k for k, f in enumerate(families) if s.startswith(f)), 0)]}
-            for i, s in enumerate(strategies)}
+    return {s: {"color": palette[i], "ls": line_style(s)} for i, s in enumerate(strategies)}
 
 
 def profile_figure(profile: pd.DataFrame, score: pd.DataFrame, metric: str, path: Path, strategies: list[str],
@@ -112,9 +111,10 @@ def critical_difference_figure(test: RankTest, path: Path) -> Path:
     return path
 
 
-def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n_boot: int = N_BOOT) -> Path:
+def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n_boot: int = N_BOOT,
+                  anchor: str = DEFAULT_ANCHOR) -> Path:
     """IQM of the normalised regret per strategy with its stratified bootstrap 95% interval (0 = the best any
-    trial reached, 1 = no better than the median random trial)."""
+    trial reached, 1 = no better than the median trial of the `anchor` strategy)."""
     styles = _styles(strategies)
     data = regret_iqm.sort_values("iqm_regret")
     fig = Figure(figsize=(8, 0.42 * len(data) + 1.6))
@@ -128,7 +128,8 @@ def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n
     ax.invert_yaxis()
     ax.set_xlim(0, max(1.0, float(data["ci_high"].max()) + 0.02) if len(data) else 1)
     n_runs, n_problems = int(data["runs"].max()), int(data["problems"].max())
-    ax.set(xlabel="normalised regret (0: the best any trial reached; 1: the median random trial or worse)",
+    ax.set(xlabel=f"normalised regret (0: the best any trial reached; 1: the median {anchor_name(anchor)} trial "
+                  "or worse)",
            title=f"IQM of normalised regret over {n_problems} problems x seeds ({n_runs} runs per strategy)\n"
                  f"bar: stratified bootstrap 95% interval ({n_boot:,} repetitions); lower is better")
     ax.title.set_fontsize(10)
@@ -187,8 +188,10 @@ def parallel_figure(table: pd.DataFrame, path: Path, strategies: list[str], n_pr
 # ---------------------------------------------------------------- the section
 
 
-def write_scores(scores: dict, out: Path, strategies: list[str], prefix: str = "") -> list[Path]:
-    """Every table of `compute_scores` as CSV, and the figures, under `out`; returns the figures."""
+def write_scores(scores: dict, out: Path, strategies: list[str], prefix: str = "",
+                 anchor: str = DEFAULT_ANCHOR) -> list[Path]:
+    """Every table of `compute_scores` as CSV, and the figures, under `out`; returns the figures. `anchor`: the
+    strategy whose median trial anchored the regret (`scores.problem_anchors`)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("score", "times", "profile", "regret", "regret_iqm", "ranks", "friedman"):
         scores[name].to_csv(out / f"{prefix}{name}.csv", index=False)
@@ -198,7 +201,7 @@ def write_scores(scores: dict, out: Path, strategies: list[str], prefix: str = "
     test = scores["rank_test"]
     if test is not None and test.result is not None and test.posthoc == "nemenyi":
         figures.append(critical_difference_figure(scores["rank_test"], out / f"{prefix}critical_difference.png"))
-    figures.append(regret_figure(scores["regret_iqm"], out / f"{prefix}regret_iqm.png", strategies))
+    figures.append(regret_figure(scores["regret_iqm"], out / f"{prefix}regret_iqm.png", strategies, anchor=anchor))
     return figures
 
 
@@ -207,8 +210,9 @@ def _ci(row) -> str:
 
 
 def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.DataFrame, n_seeds: int,
-                    heading: str = "## Scores") -> list[str]:
-    """The section's Markdown: what each score is, with its anchor, the tables and the figures."""
+                    heading: str = "## Scores", anchor: str = DEFAULT_ANCHOR) -> list[str]:
+    """The section's Markdown: what each score is, with its anchor (the median trial of strategy `anchor`),
+    the tables and the figures."""
     score = scores["score"].copy()
     score["iqm_regret_95ci"] = [_ci(r) for r in score.itertuples(index=False)]
     budget = scores["budget"]
@@ -226,7 +230,7 @@ def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.D
              "fastest everywhere; 0: never within 4x of the fastest. `score_B_trials`: the same on trials-to-target.",
              f"- **IQM of normalised regret** (CARP-S normalises each run per task): per run, (best_any - best) / "
              "(best_any - anchor) with best_any the best value any trial reached on the problem and the anchor the "
-             "median value of one random-search trial there (random search at budget 1), clipped to [0, 1] "
+             f"median value of one {anchor_name(anchor)} trial there (`{anchor}` at budget 1), clipped to [0, 1] "
              "(`clipped_runs`: runs no better than the anchor); the interquartile mean over every (problem, seed) "
              f"run with a percentile 95% interval from {N_BOOT:,} stratified bootstrap repetitions (seeds "
              "resampled within each problem; rliable's method, own code: rliable 1.2.0 does not import beside "
@@ -255,8 +259,8 @@ def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.D
     elif test is None:
         lines += ["No Friedman test: fewer than 5 complete (problem, seed) blocks.", ""]
     anchor_note = "; ".join(f"{r.problem} {r.anchor:.3g} (best {r.best_any:.3g})" for r in anchors.itertuples())
-    lines += [f"Anchors (median random trial) and best values per problem, in the search's maximised sign (a "
-              f"minimised metric negated): {anchor_note}.", ""]
+    lines += [f"Anchors (median {anchor_name(anchor)} trial) and best values per problem, in the search's maximised "
+              f"sign (a minimised metric negated): {anchor_note}.", ""]
     for fig in figures:
         lines += [f"![{fig.stem}]({Path(fig).relative_to(root).as_posix()})", ""]
     return lines
@@ -279,9 +283,10 @@ def comparison_markdown(real: dict, replay: dict, problems: list[str], strategie
             _fmt(table, list(table.columns)), ""]
 
 
-def real_and_replay(real_folders: list[Path], replay_folders: list[Path], budget: int) -> tuple[dict, dict, list, list] | None:
-    """Both suites' scores on their common problems and strategies at `budget` (None when they share fewer than
-    2 problems or strategies, or the replay lacks that budget)."""
+def real_and_replay(real_folders: list[Path], replay_folders: list[Path], budget: int,
+                    anchor: str = DEFAULT_ANCHOR) -> tuple[dict, dict, list, list] | None:
+    """Both suites' scores on their common problems and strategies at `budget`, the regret anchored on strategy
+    `anchor` (None when they share fewer than 2 problems or strategies, or the replay lacks that budget)."""
     common = sorted({f.name for f in real_folders} & {f.name for f in replay_folders})
     real_folders = [f for f in real_folders if f.name in common]
     replay_folders = [f for f in replay_folders if f.name in common]
@@ -292,48 +297,51 @@ def real_and_replay(real_folders: list[Path], replay_folders: list[Path], budget
     if len(strategies) < 2 or budget not in set(replay["budget"]):
         return None
     real, replay = real[real["strategy"].isin(strategies)], replay[replay["strategy"].isin(strategies)]
-    return (compute_scores(real, problem_anchors(real_folders), budget),
-            compute_scores(replay, problem_anchors(replay_folders), budget), common, strategies)
+    return (compute_scores(real, problem_anchors(real_folders, anchor), budget),
+            compute_scores(replay, problem_anchors(replay_folders, anchor), budget), common, strategies)
 
 
 def suite_scores_section(folders: list[Path], root: Path, replay_folders: list[Path] | None = None,
-                         strategies: list[str] | None = None, heading: str = "## Scores") -> list[str]:
+                         strategies: list[str] | None = None, heading: str = "## Scores",
+                         anchor: str = DEFAULT_ANCHOR) -> list[str]:
     """A real suite's section: scores at its full budget into `root/scores/`, and beside a replay of it
-    (`replay_folders`), the two compared; `strategies` (the suite's) fixes each one's colour."""
+    (`replay_folders`), the two compared; `strategies` (the suite's) fixes each one's colour; `anchor`: the
+    strategy whose median trial anchors the regret (`scores.problem_anchors`)."""
     frame = suite_frame(folders)
     if not len(frame):
         return []
-    anchors = problem_anchors(folders)
+    anchors = problem_anchors(folders, anchor)
     scores = compute_scores(frame, anchors)
     strategies = list(dict.fromkeys([*(strategies or []), *frame["strategy"]]))
     out = root / "scores"
-    figures = write_scores(scores, out, strategies)
-    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading)
+    figures = write_scores(scores, out, strategies, anchor=anchor)
+    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading, anchor)
     if replay_folders:
-        both = real_and_replay(folders, replay_folders, scores["budget"])
+        both = real_and_replay(folders, replay_folders, scores["budget"], anchor)
         if both:
             lines += comparison_markdown(*both, out, f"the replay: `{replay_folders[0].parent}`")
     return lines
 
 
 def replay_scores_section(folders: list[Path], root: Path, budget: int, real_folders: list[Path] | None = None,
-                          strategies: list[str] | None = None, heading: str = "## Scores") -> list[str]:
+                          strategies: list[str] | None = None, heading: str = "## Scores",
+                          anchor: str = DEFAULT_ANCHOR) -> list[str]:
     """A replayed suite's section: scores at `budget` (the ranks at every replayed budget) into `root/scores/`,
     and beside the real suite (`real_folders`), the two compared; `strategies` (the suite's) fixes each one's
-    colour, the same as in the real suite's figures."""
+    colour, the same as in the real suite's figures; `anchor` as in `suite_scores_section`."""
     frame = replay_frame(folders)
     if not len(frame):
         return []
-    anchors = problem_anchors(folders)
+    anchors = problem_anchors(folders, anchor)
     if budget not in set(frame["budget"]):
         budget = int(frame["budget"].max())
     scores = compute_scores(frame, anchors, budget)
     strategies = list(dict.fromkeys([*(strategies or []), *frame["strategy"]]))
     out = root / "scores"
-    figures = write_scores(scores, out, strategies)
-    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading)
+    figures = write_scores(scores, out, strategies, anchor=anchor)
+    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading, anchor)
     if real_folders:
-        both = real_and_replay(real_folders, folders, budget)
+        both = real_and_replay(real_folders, folders, budget, anchor)
         if both:
             lines += comparison_markdown(*both, out, f"the real suite: `{real_folders[0].parent}`")
     return lines

@@ -28,12 +28,13 @@ problem's best value and the anchor of its normalised regret.
 2. Normalised regret (CARP-S normalises each run per task between the best and the worst over all runs): per
    (problem, strategy, seed) at the full budget, (best_any - value) / (best_any - anchor), where best_any is
    the best value any trial reached on the problem (any strategy, seed, budget), and the anchor is the median
-   value of one random-search trial on that problem (the median over every trial random search trained
-   there, a diverged one at 0 as a search sees it, at -inf for a minimised metric: random search at
-   budget 1). The issue's anchor, the task's default-LR accuracy, is not in the stores (a suite trains only
-   what its strategies propose; the sweep tables hold the default LR only when it falls on their grid) and a
-   user's workload has no default LR.
-   Without random search among the strategies, the anchor is the median of all trained trials there. The
+   value of one trial of the anchor strategy on that problem (the median over every trial it trained there, a
+   diverged one at 0 as a search sees it, at -inf for a minimised metric: that strategy at budget 1). The
+   anchor strategy is `DEFAULT_ANCHOR`, random search, unless the caller names another (`lrsearch report
+   --anchor`); a named one that trained nothing on a problem is refused. The issue's anchor, the task's
+   default-LR accuracy, is not in the stores (a suite trains only what its strategies propose; the sweep
+   tables hold the default LR only when it falls on their grid) and a user's workload has no default LR.
+   Without random search among the strategies, the default anchor is the median of all trained trials there. The
    regret is clipped to [0, 1]: 0 never binds (no run beats best_any), 1 does for a run no better than the
    median random trial (`regret_raw` keeps the unclipped value, `clipped` flags it); a problem whose anchor
    is its best value has no scale and is left out.
@@ -68,11 +69,14 @@ import pandas as pd
 from scipy.stats import trim_mean
 
 from lrsearch.search.strategies import USABLE
+from lrsearch.training.errors import InputError
 
 R_MAX = 4.0  # AlgoPerf's max_tau: slower than 4x the fastest counts as not solved
 N_BOOT = 5000  # stratified bootstrap repetitions of the IQM
 ALPHA = 0.05  # Friedman and Nemenyi
 LEVEL = 0.95  # bootstrap interval
+# Whose median trial is a problem's regret anchor: random search at budget 1, the search any other should beat.
+DEFAULT_ANCHOR = "random"
 
 FRAME_COLUMNS = ["problem", "strategy", "seed", "budget", "best_value", "search_time_to_target_s",
                  "trials_to_target", "reached_target"]
@@ -169,15 +173,21 @@ def replay_frame(folders: list[Path]) -> pd.DataFrame:
 ANCHOR_COLUMNS = ["problem", "best_any", "anchor", "anchor_trials", "anchor_source"]
 
 
-def problem_anchors(folders: list[Path]) -> pd.DataFrame:
+def problem_anchors(folders: list[Path], anchor: str = DEFAULT_ANCHOR) -> pd.DataFrame:
     """Per problem: `best_any` (the best value any trained trial reached there) and `anchor` (the median value
-    of a random-search trial, a diverged or failed one at the floor, `_values`; without random search, of every
-    trained trial), both in the search's maximised sign, from the problem's `trials` table (real or replayed).
-    A replay's per-trial table is not committed (large), so without it the folder's `tables/anchors.csv`, which
-    the replay wrote from it (`write_anchors`), gives the same row."""
+    of a trial of strategy `anchor`, a diverged or failed one at the floor, `_values`), both in the search's
+    maximised sign, from the problem's `trials` table (real or replayed). Without random search, the default
+    anchor is every trained trial's median; an `anchor` named otherwise that trained nothing on a problem
+    stops with an InputError naming it and the strategies there. A replay's per-trial table is not committed
+    (large), so without it the folder's `tables/anchors.csv`, which the replay wrote from it (`write_anchors`,
+    the default anchor), gives the same row."""
     rows = []
     for folder in map(Path, folders):
         if not has_trials(folder) and (folder / "tables" / "anchors.csv").exists():
+            if anchor != DEFAULT_ANCHOR:
+                raise InputError(f"anchor {anchor!r}: {folder / 'tables' / 'anchors.csv'} holds the "
+                                 f"{DEFAULT_ANCHOR!r} anchor only, and the folder's trials table is not here; "
+                                 f"anchor on {DEFAULT_ANCHOR!r}, or replay the problem again to rebuild its trials")
             saved = pd.read_csv(folder / "tables" / "anchors.csv")
             rows.append(saved.iloc[0][ANCHOR_COLUMNS].to_dict() | {"problem": folder.name})
             continue
@@ -185,13 +195,23 @@ def problem_anchors(folders: list[Path]) -> pd.DataFrame:
         if "kind" in trials:
             trials = trials[trials["kind"] == "train"]
         value = _values(trials, _direction(folder))
-        random = (trials["strategy"] == "random").to_numpy()
-        pool = value[random] if random.any() else value
+        mine = (trials["strategy"] == anchor).to_numpy()
+        if not mine.any() and anchor != DEFAULT_ANCHOR:
+            present = ", ".join(dict.fromkeys(trials["strategy"])) or "none"
+            raise InputError(f"anchor {anchor!r}: not among the strategies of problem {folder.name} ({present}); "
+                             f"name one of them, or leave the default, {DEFAULT_ANCHOR!r}")
+        pool = value[mine] if mine.any() else value
         rows.append({"problem": folder.name, "best_any": float(value.max()) if len(value) else math.nan,
                      "anchor": float(np.median(pool)) if len(pool) else math.nan,
                      "anchor_trials": int(len(pool)),
-                     "anchor_source": "random-search trials" if random.any() else "all trained trials"})
+                     "anchor_source": f"{anchor_name(anchor)} trials" if mine.any() else "all trained trials"})
     return pd.DataFrame(rows, columns=ANCHOR_COLUMNS)
+
+
+def anchor_name(anchor: str) -> str:
+    """How tables and reports name the anchor strategy's trials: random search's "random-search", another's
+    its own name ("one grid trial")."""
+    return "random-search" if anchor == DEFAULT_ANCHOR else anchor
 
 
 def has_trials(folder: Path) -> bool:

@@ -33,6 +33,7 @@ from lrsearch.reporting.score_report import (
     sibling,
     suite_scores_section,
 )
+from lrsearch.reporting.scores import DEFAULT_ANCHOR
 
 
 def separated_pairs(summary: pd.DataFrame, low: str, high: str) -> list[tuple[str, str]]:
@@ -96,9 +97,11 @@ def _wall_span(folders: list[Path]) -> tuple[datetime.datetime, datetime.datetim
     return datetime.datetime.fromtimestamp(min(starts), utc), datetime.datetime.fromtimestamp(max(ends), utc)
 
 
-def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | None = None) -> Path:
+def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | None = None,
+                       anchor: str = DEFAULT_ANCHOR) -> Path:
     """REPORT.md in the suite's folder (and each problem's own, rebuilt from its store when `rebuild`), with the
-    Scores section; `replay`: the suite's replay folder to compare with (default `<root>-replay`, if there)."""
+    Scores section; `replay`: the suite's replay folder to compare with (default `<root>-replay`, if there);
+    `anchor`: the strategy whose median trial anchors the normalised regret (`scores.problem_anchors`)."""
     root = Path(root)
     folders = [Path(e.results) for e in suite.experiments(root) if (Path(e.results) / "results.sqlite").exists()]
     if rebuild:
@@ -115,7 +118,7 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
     scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
     replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
     replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
-    lines += suite_scores_section(scored, root, replays, suite.strategies)  # the answer first, then the problems
+    lines += suite_scores_section(scored, root, replays, suite.strategies, anchor=anchor)  # the answer first
     lines += ["## Problems", "",
              "Per problem: the runs' summed training seconds and trial wall-clock, the share of runs that reached the "
              "target, and how many of the strategy pairs are told apart: their bootstrap 95% intervals of the "
@@ -171,10 +174,12 @@ def replay_problem_row(folder: Path, budget: int) -> dict:
             if n else ""}
 
 
-def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 16), real: Path | None = None) -> Path:
+def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 16), real: Path | None = None,
+                              anchor: str = DEFAULT_ANCHOR) -> Path:
     """REPORT.md over a suite's replays: per problem and budget, how many strategy pairs separate, and the Scores
     section at the suite's own (largest) budget; `real`: the real suite's folder to compare with (default: the
-    replay folder's name less `-replay` beside it, else the suite's results folder)."""
+    replay folder's name less `-replay` beside it, else the suite's results folder); `anchor` as in
+    `build_suite_report`."""
     folders = [Path(e.results) for e in replays]
     root = folders[0].parent
     budgets = [b for b in budgets if b in replays[0].budgets] or replays[0].budgets
@@ -189,7 +194,8 @@ def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 
         real = sibling(root, replay=False)
         real = real if real != root and real.is_dir() else suite.results_dir()
     reals = [Path(real) / f.name for f in folders if has_tables(Path(real) / f.name, ("runs", "trials"))]
-    lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies)  # the answer first
+    lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies,  # the answer first
+                                   anchor=anchor)
     lines += parallel_scores_section(folders, root, parallel_budget(replays[0]), suite.strategies)
     lines += ["## Problems", "",
              "Pairs of strategies told apart at a budget: their bootstrap 95% intervals of the median best "

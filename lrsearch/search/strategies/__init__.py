@@ -40,19 +40,30 @@ from lrsearch.search.strategies.base import (
 from lrsearch.search.strategies.space import DEFAULT_SPACE, Dimension, SearchSpace, SpaceError, parse_space
 from lrsearch.training.errors import InputError
 
-__all__ = ["REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension", "Evaluation", "Objective", "ReportHook",
-           "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space", "is_self_tuning", "search", "strategy_names"]
+__all__ = ["FAMILIES", "REGISTRY", "USABLE", "BudgetExhausted", "DEFAULT_SPACE", "Dimension", "Evaluation",
+           "Objective", "ReportHook", "SearchSpace", "SpaceError", "Strategy", "get_strategy", "parse_space",
+           "is_self_tuning", "search", "strategy_family", "strategy_names"]
 
 
-_FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "smac", "hebo", "dehb", "nevergrad", "skopt",
-             "synetune", "lr-range",
-             ("schedulefree", "prodigy", "dadapt", "dog", "mechanic"))  # the self-tuning family
+# The strategy families, in the order `lrsearch strategies` lists them and figures give them line styles: the
+# library a strategy comes from (its names' prefix, `optuna-tpe`), grid, random, the range tests, and the
+# self-tuning optimizers (whatever their names: `is_self_tuning`).
+FAMILIES = ("grid", "random", "optuna", "optunity", "hyperopt", "nni", "smac", "hebo", "dehb", "nevergrad", "skopt",
+            "synetune", "lr-range", "self-tuning")
+
+
+def strategy_family(name: str) -> str | None:
+    """The family (one of FAMILIES) of strategy `name`; None for a name in none of them."""
+    if is_self_tuning(name):
+        return "self-tuning"
+    return next((f for f in FAMILIES if name == f or name.startswith(f + "-")), None)
 
 
 def strategy_names() -> list[str]:
     """Every strategy, family by family (registration order within a family)."""
     _load_optional()
-    return sorted(REGISTRY, key=lambda name: next(i for i, f in enumerate(_FAMILIES) if name.startswith(f)))
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    return sorted(REGISTRY, key=lambda name: order.get(strategy_family(name), len(FAMILIES)))
 
 
 def get_strategy(name: str, space: dict | SearchSpace | None = None, seed: int = 0, **options) -> Strategy:

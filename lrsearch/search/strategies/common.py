@@ -1,5 +1,5 @@
-"""What several library adapters share: multi-fidelity by evaluations, values within bounds, scratch folders,
-and a library's global random state.
+"""What several library adapters share: multi-fidelity by evaluations, values within bounds, the worst value
+seen so far, scratch folders, and a library's global random state.
 
 Multi-fidelity (SMAC3's Hyperband intensifier, DEHB). These libraries ask for a configuration *at a
 fidelity*, and may later ask for the same configuration again at a higher one (a promotion). Here the
@@ -10,6 +10,11 @@ are no checkpoints: a promotion is a trial of its own that trains from the start
 Hyperband on a plain function of (configuration, fidelity).
 
 Values (all of them). `within_bounds` turns a library's value into a plain Python one on the dimension.
+
+Failed trials (NNI's TPE, SMAC, DEHB, Nevergrad, Optunity, Optuna's infeasible trials, Hyperopt's ATPE). A
+failed trial has no value (base.Evaluation); where a library has no failure state, or reads a number even from
+a failed trial, it is told the worst value seen so far (`WorstSoFar`), never better than a result. Each adapter
+says why its library needs it, and converts to its library's sign.
 
 Global random state (HEBO, Syne Tune). Some libraries draw from numpy's global generator instead of a
 seeded one of their own. `own_numpy_state` gives such a library a generator seeded once per run and
@@ -96,6 +101,29 @@ def within_bounds(d: Dimension, value):
     bounds: a log scale's exp(log(x)) or 10 ** log10(x) may land an ulp outside them."""
     value = value.item() if hasattr(value, "item") else value
     return value if d.categorical else min(max(float(value), d.low), d.high)
+
+
+class WorstSoFar:
+    """The lowest value (in the maximised sign of `Evaluation.value`) of the results seen so far: what a library
+    without a failure state is told for a failed trial. Only finite values count, so `value` is a number a
+    library can take, or None before any."""
+
+    def __init__(self):
+        self._lowest = math.inf
+
+    def see(self, value: float) -> None:
+        """A result (a trial with a value) was told to the library."""
+        if math.isfinite(value):
+            self._lowest = min(self._lowest, value)
+
+    @property
+    def value(self) -> float | None:
+        """The worst value seen so far; None before any result."""
+        return self._lowest if math.isfinite(self._lowest) else None
+
+    def fill(self, default: float) -> float:
+        """The worst value seen so far, else `default` (in the same maximised sign)."""
+        return default if self.value is None else self.value
 
 
 class own_numpy_state(contextlib.AbstractContextManager):  # noqa: N801  (used as a context manager, like a function)

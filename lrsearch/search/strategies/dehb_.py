@@ -16,12 +16,11 @@ saved only at the end of its own `run()` (never called). Its logger (loguru) pri
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import warnings
 
 from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
-from lrsearch.search.strategies.common import MultiFidelity, scratch_folder, stop_after
+from lrsearch.search.strategies.common import MultiFidelity, WorstSoFar, scratch_folder, stop_after
 from lrsearch.search.strategies.configspace_ import configuration_space, from_configuration
 from lrsearch.training.progress import libraries_verbose
 
@@ -40,6 +39,7 @@ class DEHBStrategy(MultiFidelity, AskTellStrategy):
                               max_fidelity=self.option("max_fidelity"), eta=self.option("eta"), n_workers=1,
                               seed=self.seed, output_path=scratch_folder(self, "lrsearch-dehb-"), save_freq="end",
                               log_level="INFO" if libraries_verbose() else "WARNING")
+        self._worst = WorstSoFar()
 
     def _ask(self):
         with _quiet():
@@ -53,10 +53,10 @@ class DEHBStrategy(MultiFidelity, AskTellStrategy):
             # fitness, inf, breaks its promotions when a whole bracket failed (IndexError in dehb.py), so a failed
             # job gets the worst fitness seen so far, else the largest finite one: never better than a result.
             if evaluation.has_value:
+                self._worst.see(evaluation.value)
                 fitness = -evaluation.value
-                self._worst = max(getattr(self, "_worst", -math.inf), fitness)
             else:
-                fitness = self._worst if math.isfinite(getattr(self, "_worst", math.inf)) else sys.float_info.max
+                fitness = -self._worst.fill(-sys.float_info.max)
             self._dehb.tell(proposal.handle, {"fitness": fitness, "cost": evaluation.train_s})
 
 

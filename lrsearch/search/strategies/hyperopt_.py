@@ -13,6 +13,7 @@ from hyperopt import STATUS_FAIL, STATUS_OK, Trials, anneal, fmin, hp, rand, tpe
 from hyperopt.exceptions import AllTrialsFailed
 
 from lrsearch.search.strategies.base import Strategy, register
+from lrsearch.search.strategies.common import WorstSoFar
 from lrsearch.search.strategies.space import Dimension, SearchSpace
 
 
@@ -51,15 +52,15 @@ class _Hyperopt(Strategy):
         return self.algorithm
 
     def _search(self, objective, n_trials):
-        losses = []  # of the trials that succeeded
+        worst = WorstSoFar()
 
         def fn(params: dict) -> dict:
             evaluation = objective(self.space.active(from_hyperopt(params)), None)
             if not evaluation.has_value:
                 # Hyperopt's own failure state: TPE and annealing learn from STATUS_OK trials only. Adaptive TPE
                 # reads every trial's loss (hyperopt/atpe.py), so a failed one carries the worst loss seen so far.
-                return {"status": STATUS_FAIL, "loss": max(losses, default=0.0)}
-            losses.append(-evaluation.value)
+                return {"status": STATUS_FAIL, "loss": -worst.fill(0.0)}
+            worst.see(evaluation.value)
             return {"loss": -evaluation.value, "status": STATUS_OK}
 
         try:

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
-from lrsearch.search.strategies.common import within_bounds
+from lrsearch.search.strategies.common import WorstSoFar, within_bounds
 from lrsearch.search.strategies.space import Dimension, SearchSpace
 
 
@@ -84,6 +84,7 @@ class _Nevergrad(AskTellStrategy):
         parametrization = nevergrad_space(self.space)
         parametrization.random_state = np.random.RandomState(self.seed)
         self._optimizer = self.optimizer(parametrization, n_trials, in_flight)
+        self._worst = WorstSoFar()
 
     def _ask(self):
         candidate = self._optimizer.ask()
@@ -95,8 +96,8 @@ class _Nevergrad(AskTellStrategy):
         # point, and its next ask blocked for good. So a failed candidate gets the worst loss seen so far, and
         # before any trial succeeded, inf (Nevergrad's own loss of an infeasible point: worse than any other).
         if evaluation.has_value:
-            self._worst = max(getattr(self, "_worst", -math.inf), -evaluation.value)
-        loss = -evaluation.value if evaluation.has_value else getattr(self, "_worst", math.inf)
+            self._worst.see(evaluation.value)
+        loss = -evaluation.value if evaluation.has_value else -self._worst.fill(-math.inf)
         self._optimizer.tell(proposal.handle, loss if math.isfinite(loss) else math.inf)
 
 

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
+from lrsearch.search.strategies.common import WorstSoFar
 from lrsearch.search.strategies.space import Dimension, SearchSpace
 from lrsearch.training.progress import libraries_verbose
 
@@ -67,7 +68,7 @@ class _Optuna(AskTellStrategy):
                                           sampler=self.sampler(in_flight), pruner=self.pruner())
         self._space = self.space.flattened() if self.flattens_conditional else self.space
         self._names = optuna_names(self._space)
-        self._worst = None  # the lowest value told so far: an infeasible trial's placeholder
+        self._worst = WorstSoFar()  # an infeasible trial's placeholder, never better than a result
 
     def _ask(self):
         trial = self._study.ask()
@@ -92,11 +93,11 @@ class _Optuna(AskTellStrategy):
             self._study.tell(proposal.handle, state=TrialState.FAIL)
         elif not evaluation.has_value:
             proposal.handle.set_constraint("failed", 1.0)
-            self._study.tell(proposal.handle, self._worst if self._worst is not None else 0.0)
+            self._study.tell(proposal.handle, self._worst.fill(0.0))
         else:
             if self.failures_as_infeasible:
                 proposal.handle.set_constraint("failed", 0.0)
-            self._worst = evaluation.value if self._worst is None else min(self._worst, evaluation.value)
+            self._worst.see(evaluation.value)
             self._study.tell(proposal.handle, evaluation.value)
 
 

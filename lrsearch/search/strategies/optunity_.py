@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from lrsearch.search.strategies.base import Strategy, register
+from lrsearch.search.strategies.common import WorstSoFar
 
 MIN_EVALS = 8
 
@@ -46,7 +47,7 @@ class _Optunity(Strategy):
         dims = list(self.space.flattened())
         box = {f"u{i}": [0.0, 1.0] for i in range(len(dims))}
         restart = 0
-        seen = []  # the values of the trials that succeeded
+        worst = WorstSoFar()
 
         def f(**units) -> float:
             # a simplex may step outside the box: such a point is evaluated at the box's edge
@@ -54,11 +55,11 @@ class _Optunity(Strategy):
             evaluation = objective(self.space.from_flat(params), None)
             evaluation.extra["restart"] = restart
             if evaluation.has_value:
-                seen.append(evaluation.value)
+                worst.see(evaluation.value)
                 return evaluation.value
             # Optunity has no failure state and must get a number back: the worst value seen so far (never better
             # than a result; a failed trial's placeholder, 0.0, would beat every negative one), else -inf
-            return min(seen, default=-math.inf)
+            return worst.fill(-math.inf)
 
         while len(objective.evaluations) < n_trials:
             before = len(objective.evaluations)

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import abc
 import logging
-import math
 
 from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
-from lrsearch.search.strategies.common import MultiFidelity, scratch_folder, stop_after
+from lrsearch.search.strategies.common import MultiFidelity, WorstSoFar, scratch_folder, stop_after
 from lrsearch.search.strategies.configspace_ import configuration_space, from_configuration
 from lrsearch.training.progress import libraries_verbose
 
@@ -55,6 +54,7 @@ class _SMAC(AskTellStrategy):
                             n_trials=max(n_trials, self.startup_trials), seed=self.seed,
                             output_directory=scratch_folder(self, "lrsearch-smac-"), **self.scenario_fidelities())
         self._smac = self.facade(scenario)
+        self._worst = WorstSoFar()
 
     def _logging_level(self) -> bool:
         """False: SMAC's own logging set-up would replace the root logger's handlers and level (a dictConfig of
@@ -74,12 +74,12 @@ class _SMAC(AskTellStrategy):
         from smac.runhistory.dataclasses import TrialValue
         from smac.runhistory.enumerations import StatusType
         if evaluation.has_value:
-            self._worst_cost = max(getattr(self, "_worst_cost", -math.inf), -evaluation.value)
+            self._worst.see(evaluation.value)
             self._smac.tell(proposal.handle, TrialValue(cost=-evaluation.value), save=False)
-        elif math.isfinite(getattr(self, "_worst_cost", -math.inf)):
+        elif self._worst.value is not None:
             # SMAC's own failure state, CRASHED, at a crash cost. Its default crash_cost (inf) turns the random
             # forest's targets into NaN ("Input y contains NaN"), so the cost is the worst one seen so far.
-            value = TrialValue(cost=self._worst_cost, status=StatusType.CRASHED)
+            value = TrialValue(cost=-self._worst.value, status=StatusType.CRASHED)
             self._smac.tell(proposal.handle, value, save=False)
         # before any trial succeeded there is no cost to give: the crashed trial is left out
 
