@@ -30,8 +30,9 @@ def measure(threads: int, channels_last: bool, compiled: bool, steps: int, warmu
     """One case in this process: steps per second of each of `repeats` timed blocks of `steps` steps."""
     import torch
 
+    from lrsearch.training.loop import batches as _batches
     from lrsearch.training.tasks import get_task
-    from lrsearch.training.trainer import _batches, trial_parts
+    from lrsearch.training.trainer import trial_parts
 
     torch.set_num_threads(threads)
     subsets = {"train_subset": 2000, "test_subset": 500} if tiny else {}

@@ -4,9 +4,10 @@ import math
 
 import pytest
 
+from lrsearch.training.loop import chance_loss, diverged
 from lrsearch.training.schedules import make_schedule
 from lrsearch.training.tasks import OPTIMIZER_NAMES, TRIAL_PARAMETERS, get_task, schedule_spec, trial_settings
-from lrsearch.training.trainer import chance_loss, diverged, train
+from lrsearch.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("jpeg_data")
 

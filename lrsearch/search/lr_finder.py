@@ -261,6 +261,12 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
     import torch
     import torch.nn.functional as F
 
+    from lrsearch.training.loop import (  # the trainer's pieces (torch: imported here)
+        accuracy,
+        batches,
+        diverged,
+    )
+
     loss_fn = loss_fn or F.cross_entropy
     steps = int(steps or len(train_loader))
     schedule = make_schedule(range_schedule(min_lr, max_lr, steps, mode), steps)
@@ -279,12 +285,12 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
     was_training = model.training
     model.train()
     try:
-        batches = _cycled(train_loader)
+        train_batches = batches(train_loader)
         for step in range(1, steps + 1):
             lr = schedule(step - 1)
             for group, mult in zip(optimizer.param_groups, mults):
                 group["lr"] = lr * mult
-            x, y = (t.to(device, non_blocking=True) for t in next(batches))
+            x, y = (t.to(device, non_blocking=True) for t in next(train_batches))
             t0 = time.perf_counter()
             with autocast():
                 loss = loss_fn(model(x), y)
@@ -297,14 +303,16 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
             smoothed = avg / (1 - beta**step)
             row = {"step": step, "lr": lr, "train_loss": value, "smoothed_loss": smoothed, "val_acc": np.nan}
             rows.append(row)
-            if not np.isfinite(value) or smoothed > diverge_factor * best:
+            if not np.isfinite(value) or diverged(smoothed, best, diverge_factor):
                 status = "diverged"
                 reason = (f"diverged at step {step}, lr {lr:.3g}: smoothed loss {smoothed:.3g} > {diverge_factor:g} x "
                           f"its best {best:.3g}" if np.isfinite(value) else f"diverged at step {step}, lr {lr:.3g}: loss {value}")
                 break
             best = min(best, smoothed)
             if step in eval_at:
-                row["val_acc"] = _accuracy(model, val_loader, device, autocast)
+                model.eval()
+                row["val_acc"] = accuracy(model, val_loader, autocast, device)
+                model.train()
     finally:
         if saved is not None:
             model.load_state_dict(saved[0])
@@ -313,32 +321,6 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
     table = pd.DataFrame(rows, columns=["step", "lr", "train_loss", "smoothed_loss", "val_acc"])
     per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else 0
     return RangeTest(table, reason, status, train_s, time.perf_counter() - started, mode, per_epoch)
-
-
-def _cycled(loader):
-    """The loader's batches, pass after pass."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("range test: the training loader yields no batches")
-
-
-def _accuracy(model, loader, device, autocast) -> float:
-    import torch
-
-    model.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            with autocast():
-                correct += int((model(x).argmax(1) == y).sum())
-            total += len(y)
-    model.train()
-    return correct / max(total, 1)
 
 
 def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps: int | None = None,

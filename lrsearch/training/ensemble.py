@@ -14,13 +14,13 @@ shared by its K models: it is not one model's time.
 
 Not supported (ValueError): lookahead, test-time augmentation, decoupled weight decay,
 torch.compile, parameter groups frozen after some epochs, pretrained weights (fine-tuning tasks),
-pruning (a report hook), and a trial's own `optimizer`. Divergence is the trainer's rule (`trainer.diverged`), per model.
+pruning (a report hook), and a trial's own `optimizer`. The loop is the trainer's (loop.run_loop) over K models:
+the same divergence rule, per model, and the same evaluations.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 import traceback
 
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.training.data import DeviceLoader
+from lrsearch.training.loop import LoopState, Plan, Trainee, accuracy, batches, chance_loss, run_loop, sync
 from lrsearch.training.models import build_model, with_backbone_lr_mult
 from lrsearch.training.schedules import FunctionLR, make_schedule
 from lrsearch.training.tasks import Task, TrialSettings, trial_settings
@@ -35,14 +36,9 @@ from lrsearch.training.trainer import (
     ProgressBar,
     TaskData,
     TrialResult,
-    _batches,
-    _sync,
-    chance_loss,
     device_name,
-    diverged,
     make_optimizer,
     prepare_data,
-    record_evaluation,
     resolve_device,
     total_steps,
 )
@@ -111,16 +107,12 @@ class _Stack:
         for name, tensor in (self.params | self.buffers).items():
             tensor.copy_(self.initial[name])
 
-    @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast) -> list[float]:
         self.base.eval()
-        correct = torch.zeros(len(next(iter(self.params.values()))), dtype=torch.int64, device=x.device)
-        for start in range(0, len(y), batch_size):
-            with autocast():
-                logits = self.eval_forward(self.params, self.buffers, x[start:start + batch_size])
-            correct += (logits.argmax(-1) == y[start:start + batch_size]).sum(1)
+        slices = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size))
+        acc = accuracy(lambda v: self.eval_forward(self.params, self.buffers, v), slices, autocast)
         self.base.train()
-        return (correct.double() / len(y)).tolist()
+        return acc
 
 
 def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_source: str | None, progress: bool,
@@ -145,9 +137,10 @@ def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_sou
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    def step(optimizer, scheduler, batches) -> torch.Tensor:
-        xs = torch.stack([x for x, _ in batches])
-        ys = torch.stack([y for _, y in batches])
+    def step(optimizer, scheduler, group) -> torch.Tensor:
+        """One stacked step on K batches (one per model); the K losses."""
+        xs = torch.stack([x for x, _ in group])
+        ys = torch.stack([y for _, y in group])
         with autocast():
             logits = stack.train_forward(stack.params, stack.buffers, xs)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), ys.flatten(), reduction="none",
@@ -164,65 +157,27 @@ def _run(task: Task, params: dict, seeds: list[int], dev: torch.device, data_sou
         t0 = time.perf_counter()
         torch.backends.cudnn.benchmark = True
         optimizer, scheduler = stack.new_optimizer(task, schedule, momentum)
-        for batches, _ in zip(zip(*loaders()), range(3)):
-            step(optimizer, scheduler, batches)
+        for group, _ in zip(zip(*loaders()), range(3)):
+            step(optimizer, scheduler, group)
         stack.accuracy(data.test_x, data.test_y, task.eval_batch_size, autocast)
-        _sync(dev)
+        sync(dev)
         stack.restore()
         for result in results:
             result.warmup_s = time.perf_counter() - t0
     optimizer, scheduler = stack.new_optimizer(task, schedule, momentum)
-    _loop(task, stack, data, n_steps, schedule, optimizer, scheduler, step, loaders(), autocast, progress, results,
-          started)
+    has_val = data.val_x is not None
 
-
-def _loop(task: Task, stack: _Stack, data: TaskData, n_steps: int, schedule, optimizer, scheduler, step, loaders,
-          autocast, progress: bool, results: list[TrialResult], started: float) -> None:
-    dev, has_val = data.train_x.device, data.val_x is not None
-    live = [True] * len(results)
-    best_loss = [chance_loss(data.n_classes)] * len(results)
-    loss_sum = torch.zeros(len(results), device=dev)
-    interval_steps, train_s, eval_s = 0, 0.0, 0.0
-    bar = ProgressBar(n_steps, f"{task.name} x{len(results)}") if progress else None
-    _sync(dev)
-    resumed = time.perf_counter()
-    for n, batches in enumerate(zip(*(_batches(loader, n_steps) for loader in loaders)), start=1):
-        lr = schedule(n - 1)  # what FunctionLR set for this step (times each group's lr_mult)
-        loss_sum += step(optimizer, scheduler, batches)
-        interval_steps += 1
-        if n % task.eval_every and n != n_steps:
-            continue
-        _sync(dev)
-        now = time.perf_counter()
-        train_s += now - resumed
-        losses = (loss_sum / interval_steps).tolist()
+    def evaluate(final: bool) -> tuple[list[float] | None, list[float]]:
         val = stack.accuracy(data.val_x, data.val_y, task.eval_batch_size, autocast) if has_val else None
-        test = stack.accuracy(data.test_x, data.test_y, task.eval_batch_size, autocast)
-        eval_s += time.perf_counter() - now
-        for k, result in enumerate(results):
-            if not live[k]:
-                continue
-            is_diverged = diverged(losses[k], best_loss[k], task.diverge_factor)
-            best_loss[k] = min(best_loss[k], losses[k]) if math.isfinite(losses[k]) else best_loss[k]
-            row = {"step": n, "epoch": n / result.steps_per_epoch, "samples": n * task.batch_size, "lr": lr,
-                   "train_loss": losses[k], "val_acc": None if is_diverged or not has_val else val[k],
-                   "test_acc": None if is_diverged else test[k], "train_s": train_s,
-                   "wall_s": time.perf_counter() - started}
-            result.train_s, result.eval_s, result.steps = train_s, eval_s, n
-            result.curve.append(row)
-            if is_diverged:
-                live[k] = False
-                result.status = "diverged"
-                result.error = f"loss {losses[k]:.4g} at step {n} (best {best_loss[k]:.4g})"
-            else:
-                record_evaluation(result, row, has_val, task.target_acc)
-        if bar is not None:
-            bar.update(n, sum(losses) / len(losses), sum(test) / len(test))
-        if not any(live) or (task.seconds is not None and train_s >= task.seconds):
-            break
-        loss_sum.zero_()
-        interval_steps = 0
-        _sync(dev)
-        resumed = time.perf_counter()
+        return val, stack.accuracy(data.test_x, data.test_y, task.eval_batch_size, autocast)
+
+    plan = Plan(n_steps=n_steps, steps_per_epoch=n_per_epoch, batch_size=task.batch_size, eval_every=task.eval_every,
+                diverge_factor=task.diverge_factor, best_loss=chance_loss(data.n_classes), seconds=task.seconds,
+                target=task.target_acc)
+    trainee = Trainee(step=lambda group: step(optimizer, scheduler, group), evaluate=evaluate, lr=schedule,
+                      device=dev)
+    bar = ProgressBar(n_steps, f"{task.name} x{len(results)}") if progress else None
+    run_loop(trainee, zip(*(batches(loader, n_steps) for loader in loaders())), plan, results,
+             LoopState.fresh(plan, len(results), dev), started=started, bar=bar)
     if bar is not None:
         bar.close()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -46,12 +45,22 @@ from lrsearch.training.data import (
     stratified_subset,
     to_device,
 )
+from lrsearch.training.loop import (
+    LoopState,
+    Plan,
+    ReportHook,
+    Trainee,
+    accuracy,
+    batches,
+    chance_loss,
+    run_loop,
+    sync,
+)
 from lrsearch.training.models import build_model, head_parameter_names, with_backbone_lr_mult
 from lrsearch.training.progress import LOG, PROGRESS, Bar
 from lrsearch.training.schedules import FunctionLR, make_schedule
 from lrsearch.training.tasks import Task, pretrain_task, schedule_spec, trial_settings
 
-ReportHook = Callable[[int, float], bool]  # (step, val_acc) -> stop?
 STATUSES = ("ok", "diverged", "pruned", "failed")
 
 
@@ -112,6 +121,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return str(device)
     import platform
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
@@ -163,20 +174,16 @@ def _prepare_data(key: tuple, device: torch.device, source: str | None) -> TaskD
                     n_classes=n_classes)
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, autocast,
              tta_level: int = 0) -> float:
     """Accuracy of `model` on (x, y). With test-time augmentation (airbench94's), the logits are averaged
     over views: tta_level 1, the image and its mirror; 2, half that pair and half the pair of each of
     two 1-pixel shifts (up-left, down-right; reflect padding)."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for start in range(0, len(y), batch_size):
-        with autocast():
-            logits = _tta_logits(model, x[start:start + batch_size], tta_level)
-        correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
+    slices = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size))
+    acc = accuracy(lambda v: _tta_logits(model, v, tta_level), slices, autocast)
     model.train()
-    return correct.item() / len(y)
+    return acc
 
 
 def _tta_logits(model: torch.nn.Module, x: torch.Tensor, tta_level: int) -> torch.Tensor:
@@ -222,11 +229,6 @@ class Lookahead:
         torch._foreach_copy_(self.live, self.average)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def steps_per_epoch(task: Task, device: str | torch.device | None = None, data_source: str | None = None) -> int:
     """Training steps in one epoch of `task`: its training split (as prepared, subsets and held-out images
     taken out) in whole batches."""
@@ -239,18 +241,6 @@ def total_steps(task: Task, steps_per_epoch: int) -> int:
     if task.epochs is not None:
         return max(1, round(task.epochs * steps_per_epoch))
     raise ValueError(f"task {task.name!r}: give a budget in `steps` or `epochs`")
-
-
-def diverged(train_loss: float, best_loss: float, factor: float) -> bool:
-    """The divergence rule of every training loop here: a non-finite loss, or one above `factor` times the best
-    so far (fastai's `LRFinder` stops at 4x its best). `best_loss` starts at the chance-level loss
-    ln(classes) (`chance_loss`), so that a first interval already far above chance counts too."""
-    return not math.isfinite(train_loss) or train_loss > factor * best_loss
-
-
-def chance_loss(n_classes: int) -> float:
-    """Cross-entropy of a uniform guess over `n_classes`: where a fresh classifier starts."""
-    return math.log(n_classes)
 
 
 # ---------------------------------------------------------------- preparing a task, and one trial
@@ -522,7 +512,7 @@ def _warm_up(task: Task, setup: _Setup, data: TaskData, seed: int) -> None:
     for x, y in ((data.val_x, data.val_y), (data.test_x, data.test_y)):
         if x is not None:
             evaluate(setup.forward, x, y, task.eval_batch_size, setup.autocast, task.tta_level)
-    _sync(data.train_x.device)
+    sync(data.train_x.device)
     setup.model.load_state_dict(initial)
 
 
@@ -539,7 +529,8 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     setup.new_optimizer(task)
     use_lookahead = task.lookahead_every and not setup.averages  # an optimizer that averages brings its own
     lookahead = Lookahead(setup.model, task.lookahead_every, setup.n_steps) if use_lookahead else None
-    loop = _Loop(best_loss=chance_loss(data.n_classes), loss_sum=torch.zeros((), device=dev))
+    plan = _plan(task, setup, data)
+    loop = LoopState.fresh(plan, 1, dev)
     if checkpoint is not None and not _checkpointable(setup):
         LOG.warning("%s: optimizer %s keeps state outside its state_dict (an averager or a weight swap): "
                     "trained without checkpoints", task.name, setup.optimizer_name)
@@ -549,7 +540,7 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
         state = checkpoint.read(checkpoint.trial)
         if state is not None:
             try:
-                loop = _restore(state, setup, lookahead, result, dev)
+                loop = _restore(state, setup, lookahead, result, dev, plan)
                 LOG.info("%s: going on from the checkpoint at step %d (%s)", task.name, loop.step, checkpoint.path)
             except Exception as err:  # a checkpoint of this trial that does not fit it: start over, afresh
                 checkpoint.warn(f"does not fit this trial ({type(err).__name__}: {err})")
@@ -558,18 +549,44 @@ def _run(task: Task, params: dict, seed: int, dev: torch.device, report: ReportH
     # compiled: every graph was built in the warm-up, so a recompilation in the timed loop is an error
     stance = torch.compiler.set_stance("fail_on_recompile") if setup.forward is not setup.model else contextlib.nullcontext()
     with stance:
-        _train_loop(task, setup, data, lookahead, report, progress, result, started, loop, checkpoint)
+        bar = ProgressBar(setup.n_steps, task.name) if progress else None
+        run_loop(_trainee(task, setup, data, lookahead), batches(setup.loader, setup.n_steps - loop.step), plan,
+                 [result], loop, started=started, report=report, bar=bar,
+                 record_step_losses=result.step_losses is not None, checkpoint=checkpoint,
+                 checkpoint_state=lambda state, wall_s: _checkpoint_state(setup, lookahead, state, result,
+                                                                          checkpoint.trial, wall_s))
+        if bar is not None:
+            bar.close()
     return setup
 
 
-@dataclass
-class _Loop:
-    """The training loop's own running state, what a checkpoint keeps besides model, optimizer and loader."""
-    best_loss: float  # the lowest interval loss so far (the divergence rule's reference)
-    loss_sum: torch.Tensor  # this evaluation interval's summed loss, on the device
-    step: int = 0
-    interval_steps: int = 0
-    step_losses: list[torch.Tensor] = field(default_factory=list)  # per-step losses not yet read off the device
+def _plan(task: Task, setup: _Setup, data: TaskData) -> Plan:
+    return Plan(n_steps=setup.n_steps, steps_per_epoch=len(setup.loader), batch_size=task.batch_size,
+                eval_every=task.eval_every, diverge_factor=task.diverge_factor, best_loss=chance_loss(data.n_classes),
+                seconds=task.seconds, target=task.target_acc)
+
+
+def _trainee(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead | None) -> Trainee:
+    """The task's model as the one loop trains it: the setup's step, the lookahead after it, and an evaluation on
+    the validation split (where the task has one) and the test split, with test-time augmentation at the end."""
+    n_steps, has_val = setup.n_steps, data.val_x is not None
+
+    def after_step(step: int) -> None:
+        if lookahead is not None:
+            lookahead.step(step)
+            if step == n_steps:
+                lookahead.finish()
+
+    def evaluate_splits(final: bool) -> tuple[float | None, float]:
+        tta = task.tta_level if final else 0  # airbench: the plain model during training
+        val = (evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size, setup.autocast, tta)
+               if has_val else None)
+        return val, evaluate(setup.forward, data.test_x, data.test_y, task.eval_batch_size, setup.autocast, tta)
+
+    return Trainee(step=lambda batch: setup.step(*batch), evaluate=evaluate_splits, lr=setup.schedule,
+                   device=data.train_x.device, after_step=after_step, before_eval=lambda: setup.before_eval(setup),
+                   after_eval=lambda: setup.after_eval(setup),
+                   recalibrate=(lambda: setup.recalibrate(setup)) if setup.recalibrate is not None else lambda: None)
 
 
 # what a checkpoint keeps of the result; the rest is the trial's definition, or set again on resuming
@@ -583,7 +600,7 @@ def _checkpointable(setup: _Setup) -> bool:
     return setup.after_step is None and setup.before_eval is _optimizer_eval and setup.after_eval is _optimizer_train
 
 
-def _checkpoint_state(setup: _Setup, lookahead: Lookahead | None, loop: _Loop, result: TrialResult,
+def _checkpoint_state(setup: _Setup, lookahead: Lookahead | None, loop: LoopState, result: TrialResult,
                       trial: str, wall_s: float) -> dict:
     cuda = loop.loss_sum.device.type == "cuda"
     return {
@@ -594,13 +611,14 @@ def _checkpoint_state(setup: _Setup, lookahead: Lookahead | None, loop: _Loop, r
         "loader": setup.loader.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []},
         "lookahead": [t.cpu() for t in lookahead.average] if lookahead is not None else None,
-        "loop": {"best_loss": loop.best_loss, "loss_sum": loop.loss_sum.cpu(), "interval_steps": loop.interval_steps,
+        "loop": {"best_loss": loop.best_loss[0], "loss_sum": loop.loss_sum.cpu(), "interval_steps": loop.interval_steps,
                  "step_losses": torch.stack(loop.step_losses).cpu() if loop.step_losses else None},
         "result": {k: copy.deepcopy(getattr(result, k)) for k in _RESUMED_FIELDS} | {"wall_s": wall_s},
     }
 
 
-def _restore(state: dict, setup: _Setup, lookahead: Lookahead | None, result: TrialResult, dev: torch.device) -> _Loop:
+def _restore(state: dict, setup: _Setup, lookahead: Lookahead | None, result: TrialResult, dev: torch.device,
+             plan: Plan) -> LoopState:
     """Put a checkpoint's state into a freshly built trial; returns the loop's state to go on from."""
     setup.model.load_state_dict(state["model"])
     setup.optimizer.load_state_dict(state["optimizer"])
@@ -618,113 +636,13 @@ def _restore(state: dict, setup: _Setup, lookahead: Lookahead | None, result: Tr
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     saved = state["loop"]
     losses = saved["step_losses"]
-    loop = _Loop(best_loss=saved["best_loss"], loss_sum=saved["loss_sum"].to(dev), step=state["step"],
+    loop = LoopState(best_loss=[saved["best_loss"]], loss_sum=saved["loss_sum"].to(device=dev, dtype=plan.loss_dtype),
+                     step=state["step"],
                  interval_steps=saved["interval_steps"], step_losses=list(losses.to(dev).unbind()) if losses is not None else [])
     for key, value in state["result"].items():
         setattr(result, key, value)
     result.resumed_from = [*result.resumed_from, loop.step]
     return loop
-
-
-def _train_loop(task: Task, setup: _Setup, data: TaskData, lookahead: Lookahead | None, report: ReportHook | None,
-                progress: bool, result: TrialResult, started: float, loop: _Loop,
-                checkpoint: Checkpointing | None = None) -> None:
-    """Train from `loop.step` (0, or a checkpoint's) to the end: evaluate every `eval_every` steps and at the
-    last, stop on divergence, a pruner's word or the seconds budget, and write `checkpoint` when it is due."""
-    dev, n_steps = data.train_x.device, setup.n_steps
-    has_val = data.val_x is not None
-    wall_before = result.wall_s  # a resumed trial's earlier processes
-    bar = ProgressBar(n_steps, task.name) if progress else None
-    _sync(dev)
-    resumed = time.perf_counter()
-    for x, y in _batches(setup.loader, n_steps - loop.step):
-        lr = setup.schedule(loop.step)  # what FunctionLR set for this step (times each group's lr_mult)
-        loss = setup.step(x, y)
-        loop.step += 1
-        step = loop.step
-        if lookahead is not None:
-            lookahead.step(step)
-            if step == n_steps:
-                lookahead.finish()
-        loop.loss_sum += loss
-        if result.step_losses is not None:
-            loop.step_losses.append(loss.float())
-        loop.interval_steps += 1
-        if step % task.eval_every == 0 or step == n_steps:
-            setup.before_eval(setup)
-            _sync(dev)
-            now = time.perf_counter()
-            result.train_s += now - resumed
-            train_loss = loop.loss_sum.item() / loop.interval_steps
-            if loop.step_losses:
-                result.step_losses += torch.stack(loop.step_losses).tolist()
-                loop.step_losses.clear()
-            is_diverged = diverged(train_loss, loop.best_loss, task.diverge_factor)
-            loop.best_loss = min(loop.best_loss, train_loss) if math.isfinite(train_loss) else loop.best_loss
-            row = {"step": step, "epoch": step / len(setup.loader), "samples": step * task.batch_size, "lr": lr,
-                   "train_loss": train_loss, "val_acc": None, "test_acc": None}
-            if not is_diverged:
-                if setup.recalibrate is not None:
-                    setup.recalibrate(setup)
-                tta = task.tta_level if step == n_steps else 0  # airbench: the plain model during training
-                if has_val:
-                    row["val_acc"] = evaluate(setup.forward, data.val_x, data.val_y, task.eval_batch_size,
-                                              setup.autocast, tta)
-                row["test_acc"] = evaluate(setup.forward, data.test_x, data.test_y, task.eval_batch_size,
-                                           setup.autocast, tta)
-            result.eval_s += time.perf_counter() - now
-            row["train_s"], row["wall_s"] = result.train_s, wall_before + time.perf_counter() - started
-            result.curve.append(row)
-            result.steps = step
-            if bar is not None:
-                bar.update(step, train_loss, row["test_acc"])
-            if is_diverged:
-                result.status = "diverged"
-                result.error = f"loss {train_loss:.4g} at step {step} (best {loop.best_loss:.4g})"
-                break
-            acc = record_evaluation(result, row, has_val, task.target_acc)
-            if report is not None and report(step, acc):
-                result.status = "pruned"
-                break
-            if task.seconds is not None and result.train_s >= task.seconds:
-                break
-            if step != n_steps:
-                setup.after_eval(setup)
-            loop.loss_sum.zero_()
-            loop.interval_steps = 0
-            _sync(dev)
-            resumed = time.perf_counter()
-        if checkpoint is not None and step != n_steps and checkpoint.due(step):
-            _sync(dev)  # the clock stops while the checkpoint is written: its seconds are checkpoint_s
-            now = time.perf_counter()
-            result.train_s += now - resumed
-            checkpoint.save(_checkpoint_state(setup, lookahead, loop, result, checkpoint.trial,
-                                              wall_before + now - started), step)
-            result.checkpoint_s += time.perf_counter() - now
-            resumed = time.perf_counter()
-    if bar is not None:
-        bar.close()
-
-
-def record_evaluation(result: TrialResult, row: dict, has_val: bool, target_acc: float) -> float:
-    """Fold one evaluated curve row into the result's summary; returns the accuracy a search sees."""
-    acc = row["val_acc"] if has_val else row["test_acc"]
-    result.final_val_acc, result.final_test_acc = acc, row["test_acc"]
-    result.best_val_acc = max(result.best_val_acc or 0.0, acc)
-    if result.time_to_target_s is None and acc >= target_acc:
-        result.time_to_target_s, result.steps_to_target = result.train_s, row["step"]
-    return acc
-
-
-def _batches(loader: DeviceLoader, n_steps: int):
-    """`n_steps` training batches, epoch after epoch."""
-    step = 0
-    while True:
-        for batch in loader:
-            yield batch
-            step += 1
-            if step == n_steps:
-                return
 
 
 class ProgressBar:

@@ -13,9 +13,12 @@
 The trial: the model seeded by the trial's seed, its optimizer (default SGD with the trial's lr, momentum
 and weight decay; or `optimizer(parameters, params) -> torch.optim.Optimizer`), the schedule template with
 "$lr" filled (default constant), `loss_fn` (default cross-entropy) and `evaluate(model, val_data) -> metric`
-(default classification accuracy), every `eval_every` steps (default: 10 evaluations). `train_s` counts the
-training steps, `eval_s` the evaluations. The loss's divergence rule is the trainer's (fastai's): not
-finite, or its interval mean above `diverge_factor` times its best. The range-test strategies run on it.
+(default classification accuracy; your `evaluate` gets the model on the trial's device), every `eval_every` steps (default: 10 evaluations). `train_s` counts the
+training steps, `eval_s` the evaluations. It trains in the trainer's one loop (loop.run_loop): the loss's
+divergence rule is the trainer's (fastai's): not finite, or its interval mean above `diverge_factor` times its
+best (which starts at infinity: a user's loss need not be a classifier's); the running loss is summed on the
+device in float64, read at evaluations only. The model and each batch go to the trial's `device` (`--device`).
+The range-test strategies run on it.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from lrsearch.training.errors import InputError
+from lrsearch.training.loop import LoopState, Plan, Trainee, batches, run_loop
+from lrsearch.training.loop import accuracy as _accuracy
 from lrsearch.training.schedules import FunctionLR, make_schedule
-from lrsearch.training.trainer import ReportHook, TrialResult, diverged
+from lrsearch.training.trainer import ReportHook, TrialResult, device_name, resolve_device
 from lrsearch.training.workloads._base import Direction, RangeTestParts, Workload
 from lrsearch.training.workloads._function import source_digest
 
@@ -59,14 +64,10 @@ class TensorBatches:
             yield self.x[idx], self.y[idx]
 
 
-def accuracy(model: torch.nn.Module, batches) -> float:
-    """Classification accuracy of `model` over (inputs, targets) batches."""
-    correct = total = 0
-    with torch.no_grad():
-        for x, y in batches:
-            correct += int((model(x).argmax(1) == y).sum())
-            total += len(y)
-    return correct / max(total, 1)
+def accuracy(model: torch.nn.Module, batches, device: torch.device | str | None = None) -> float:
+    """Classification accuracy of `model` over (inputs, targets) batches (moved to `device` when given): the
+    default evaluation."""
+    return _accuracy(model, batches, device=torch.device(device) if device is not None else None)
 
 
 @dataclass
@@ -145,79 +146,57 @@ class ModelWorkload(Workload):
         return {k: (lr if v == "$lr" else v) for k, v in self.schedule.items()}
 
     def trial(self, params: dict, seed: int = 0, report: ReportHook | None = None, device=None) -> TrialResult:
-        result = TrialResult(params=dict(params), seed=seed, status="ok", target_acc=self.target, device="cpu")
+        dev = resolve_device(device)
+        result = TrialResult(params=dict(params), seed=seed, status="ok", target_acc=self.target,
+                             device=device_name(dev))
         started = time.perf_counter()
         try:
-            self._train(params, seed, report, result, started)
+            self._train(params, seed, report, result, started, dev)
         except Exception as err:  # a trial's failure is recorded, and the search goes on
             result.status = "failed"
             result.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
         result.wall_s = time.perf_counter() - started
         return result
 
-    def _train(self, params: dict, seed: int, report: ReportHook | None, result: TrialResult, started: float) -> None:
+    def _train(self, params: dict, seed: int, report: ReportHook | None, result: TrialResult, started: float,
+               dev: torch.device) -> None:
         unknown = set(params) - set(self.parameters or params) - {"steps"}
         if unknown:
             raise ValueError(f"unknown trial param(s) {', '.join(sorted(unknown))}; this workload takes "
                              f"{', '.join(self.parameters)} (or give it an `optimizer` function that reads any)")
-        model = self._model(params, seed)
+        model = self._model(params, seed).to(dev)
         train = self._batches(self.train_data, seed, train=True)
         val = self._batches(self.val_data, seed, train=False)
         per_epoch = len(train)
         result.steps_per_epoch = per_epoch
         n_steps = self._n_steps(per_epoch, params)
         optimizer = self._optimizer(model, params)
-        scheduler = FunctionLR(optimizer, make_schedule(self._schedule_spec(params), n_steps))
+        schedule = make_schedule(self._schedule_spec(params), n_steps)
+        scheduler = FunctionLR(optimizer, schedule)
         loss_fn = self.loss_fn or F.cross_entropy
-        evaluate = self.evaluate or accuracy
-        eval_every = self.eval_every or max(1, n_steps // 10)
-        better = min if self.direction == "minimize" else max
-        best_loss, loss_sum, interval, step = math.inf, 0.0, 0, 0
-        resumed = time.perf_counter()
-        while step < n_steps:
-            for x, y in train:
-                lr = optimizer.param_groups[0]["lr"]
-                loss = loss_fn(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                loss_sum += float(loss.detach())
-                interval += 1
-                if step % eval_every and step != n_steps:
-                    continue
-                now = time.perf_counter()
-                result.train_s += now - resumed
-                train_loss = loss_sum / interval
-                # the trainer's rule; the best starts at infinity: a user's loss need not be a classifier's
-                is_diverged = diverged(train_loss, best_loss, self.diverge_factor)
-                best_loss = min(best_loss, train_loss) if math.isfinite(train_loss) else best_loss
-                row = {"step": step, "epoch": step / per_epoch, "samples": step * self.batch_size, "lr": lr,
-                       "train_loss": train_loss, "val_acc": None, "test_acc": None}
-                if not is_diverged:
-                    model.eval()
-                    row["val_acc"] = float(evaluate(model, val))
-                    model.train()
-                result.eval_s += time.perf_counter() - now
-                row["train_s"], row["wall_s"] = result.train_s, time.perf_counter() - started
-                result.curve.append(row)
-                result.steps = step
-                if is_diverged:
-                    result.status, result.error = "diverged", f"loss {train_loss:.4g} at step {step} (best {best_loss:.4g})"
-                    return
-                value = row["val_acc"]
-                result.final_val_acc = value
-                result.best_val_acc = value if result.best_val_acc is None else better(result.best_val_acc, value)
-                if result.time_to_target_s is None and self.reached(value):
-                    result.time_to_target_s, result.steps_to_target = result.train_s, step
-                if report is not None and report(step, self.score(value)):
-                    result.status = "pruned"
-                    return
-                loss_sum, interval = 0.0, 0
-                resumed = time.perf_counter()
-                if step == n_steps:
-                    return
+
+        def step(batch) -> torch.Tensor:
+            x, y = (t.to(dev, non_blocking=True) for t in batch)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            return loss.detach()
+
+        def evaluate(final: bool) -> tuple[float, None]:
+            model.eval()
+            value = float(self.evaluate(model, val)) if self.evaluate is not None else accuracy(model, val, dev)
+            model.train()
+            return value, None  # the workload's metric, on its validation data; no test split
+
+        plan = Plan(n_steps=n_steps, steps_per_epoch=per_epoch, batch_size=self.batch_size,
+                    eval_every=self.eval_every or max(1, n_steps // 10), diverge_factor=self.diverge_factor,
+                    target=self.target, direction=self.direction,
+                    loss_dtype=torch.float32 if dev.type == "mps" else torch.float64)  # MPS has no float64
+        trainee = Trainee(step=step, evaluate=evaluate, lr=lambda _: optimizer.param_groups[0]["lr"], device=dev)
+        run_loop(trainee, batches(train, n_steps), plan, [result], LoopState.fresh(plan, 1, dev), started=started,
+                 report=report)
 
     # ---------------------------------------------------------------- range tests
 
@@ -227,7 +206,7 @@ class ModelWorkload(Workload):
 
     def range_test_subject(self, seed: int, device=None) -> RangeTestParts:
         params = dict(self.default_params)
-        model = self._model(params, seed)
+        model = self._model(params, seed).to(resolve_device(device))
         train = self._batches(self.train_data, seed, train=True)
         # accuracy along the test only where accuracy is the metric; otherwise the strategies read the loss
         val = self._batches(self.val_data, seed, False) if self.evaluate is None else None
