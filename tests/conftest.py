@@ -21,8 +21,8 @@ if XDIST_WORKER:
 # first. They are collected first, so that xdist hands them out first and the short ones fill in around them:
 # started last, they were the tail of the run. A renamed test only loses its place.
 LONGEST_FIRST = [
-    "test_ray.py::test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes",  # group ray-1
-    "test_ray.py::test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials",  # group ray-2
+    "test_ray.py::test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes",  # group ray-own
+    "test_ray.py::test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials",  # group ray-shared
     "test_clr_paper.py::test_tiny_quick_reproduction_end_to_end",
     "test_runner.py::test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run",
     "test_runner.py::test_smoke_benchmark_end_to_end",

@@ -97,8 +97,24 @@ def _smoke(steps=12, **overrides):
     return get_task("smoke", epochs=None, steps=steps, eval_every=4, train_subset=1500, **overrides)
 
 
-@pytest.mark.usefixtures("jpeg_data")
-def test_a_damaged_checkpoint_is_named_in_one_line_and_the_trial_starts_over(tmp_path, caplog, monkeypatch):
+@pytest.fixture(scope="module")
+def uninterrupted(jpeg_data):
+    """The trial the two tests below restart or resume, never stopped and without a checkpoint: `_smoke()` at
+    lr 0.05, seed 0, on one thread. Trained once for the module; each test compares its own runs with it."""
+    from conftest import JPEG
+
+    from lrsearch.training.trainer import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(_smoke(), {"lr": 0.05}, seed=0, device="cpu", data_source=str(JPEG))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_damaged_checkpoint_is_named_in_one_line_and_the_trial_starts_over(tmp_path, caplog, monkeypatch,
+                                                                             uninterrupted):
     from conftest import JPEG
 
     from lrsearch.training.trainer import train
@@ -112,14 +128,12 @@ def test_a_damaged_checkpoint_is_named_in_one_line_and_the_trial_starts_over(tmp
     lines = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
     assert len(lines) == 1 and str(path) in lines[0] and "damaged" in lines[0] and "starts over" in lines[0]
     assert "\n" not in lines[0]
-    plain = train(_smoke(), {"lr": 0.05}, seed=0, device="cpu")
-    assert damaged.status == plain.status == "ok" and damaged.resumed_from == []
-    assert _curve(damaged.to_dict()) == _curve(plain.to_dict())
+    assert damaged.status == uninterrupted.status == "ok" and damaged.resumed_from == []
+    assert _curve(damaged.to_dict()) == _curve(uninterrupted.to_dict())
     assert not path.exists()
 
 
-@pytest.mark.usefixtures("jpeg_data")
-def test_a_checkpoint_of_another_trial_is_not_resumed(tmp_path, caplog, monkeypatch):
+def test_a_checkpoint_of_another_trial_is_not_resumed(tmp_path, caplog, monkeypatch, uninterrupted):
     from conftest import JPEG
 
     from lrsearch.training.trainer import _train, resolve_device
@@ -147,7 +161,7 @@ def test_a_checkpoint_of_another_trial_is_not_resumed(tmp_path, caplog, monkeypa
     path.write_bytes(saved[5])  # the same trial (seed 0) goes on from it
     same = _train(_smoke(), {"lr": 0.05}, 0, resolve_device("cpu"), checkpoint=Checkpointing(path, every_steps=50))[0]
     assert same.resumed_from == [5]
-    assert _curve(same.to_dict()) == _curve(_train(_smoke(), {"lr": 0.05}, 0, resolve_device("cpu"))[0].to_dict())
+    assert _curve(same.to_dict()) == _curve(uninterrupted.to_dict())
 
 
 def test_a_loaders_state_gives_the_batches_it_would_have_given():

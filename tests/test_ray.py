@@ -1,5 +1,8 @@
 """The Ray executor on this CPU: a private Ray on 127.0.0.1 only, the smoke preset with two
-workers against the local executor, a worker killed mid-trial, Ctrl-C and resume."""
+workers against the local executor, a worker killed mid-trial, Ctrl-C and resume.
+
+The tests of a private Ray's own start and stop start their own; the others share one cluster on 127.0.0.1
+(`shared_ray`), started once for the whole test run and reached by its address, as a user's cluster is."""
 
 import json
 import os
@@ -12,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,8 +30,7 @@ except ImportError:  # reported by the fixture below, test by test
     ray = None
 
 
-@pytest.fixture(autouse=True)
-def ray_installed():
+def _require_ray() -> None:
     """`make install` installs Ray (the `ray` extra), so a missing Ray is a broken install, not a reason to
     skip: each test fails, saying so. To leave these tests out on purpose: `pytest -m "not ray"`."""
     if ray is None:
@@ -35,12 +38,19 @@ def ray_installed():
                     "run `pytest -m \"not ray\"` to leave the Ray tests out on purpose", pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def ray_installed():
+    _require_ray()
+
+
 # xdist_group: under `make test`'s parallel workers, these tests run in two groups, each group's tests one after
-# another on one worker (two private Rays at most, on 2 cores), the groups side by side: each test checks the
-# sockets and processes of its own process tree only, so another group's Ray never shows in its checks.
-# `ray-1` is the module's, `ray-2` marks its tests below (a test's own mark wins).
-pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray-1")]
-RAY_2 = pytest.mark.xdist_group("ray-2")
+# another on one worker, the groups side by side (on 2 cores: a private Ray and the shared cluster at most).
+# `ray-own` is the module's: each test starts and stops a Ray of its own and checks the sockets and processes of
+# its own process tree only, so the other group's Ray never shows in its checks. `ray-shared` marks the tests
+# below that use the one shared cluster (`shared_ray`), so that it is started on one worker only (a test's own
+# mark wins).
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray-own")]
+SHARED = pytest.mark.xdist_group("ray-shared")
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
@@ -63,10 +73,58 @@ lr = {{ low = 1e-3, high = 3.0, log = true }}
 """
 
 
-def _family() -> list[psutil.Process]:
-    """This process and everything it started (gcs_server, raylet, Ray's agents and workers)."""
+# The shared cluster's head: a process of its own that starts a Ray node as the executor starts its private one
+# (`ray start --head --node-ip-address=127.0.0.1` would not do: Ray turns that address into the machine's own and
+# its servers listen on every interface), prints the address and keeps the node until its stdin closes. The
+# tests reach it as [::ffff:127.0.0.1]:PORT, as the executor's docstring says a loopback-only cluster is reached.
+SHARED_HEAD = "lrsearch-tests-shared-ray"  # in the head's command line: how `_family` tells its processes apart
+HEAD = """
+import sys
+import ray
+context = ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2,
+                   _temp_dir=sys.argv[2], log_to_driver=False, configure_logging=False)
+print("address", context.address_info["gcs_address"], flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+@pytest.fixture(scope="session")
+def shared_ray() -> Iterator[str]:
+    """One Ray cluster on 127.0.0.1 for the whole test run (on one xdist worker: the `ray-shared` group), 2 CPUs:
+    its address, for the tests to connect to as a user's cluster. Stopped at the end of the run,
+    or when this process dies (the head's stdin closes). Its workers inherit this process's environment."""
+    _require_ray()
+    scratch = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths under it must fit in 107 characters
+    head = subprocess.Popen([sys.executable, "-c", HEAD, SHARED_HEAD, scratch], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+    try:
+        said = next((line.split()[1] for line in head.stdout if line.startswith("address ")), "")
+        assert said.startswith("127.0.0.1:"), f"the shared Ray's head did not start (exit {head.poll()}): {said!r}"
+        yield f"[::ffff:127.0.0.1]:{said.rpartition(':')[2]}"
+    finally:
+        head.stdin.close()
+        head.wait(timeout=60)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _family(shared: bool = False) -> list[psutil.Process]:
+    """This process and everything it started (gcs_server, raylet, Ray's agents and workers); the shared
+    cluster's processes (`shared_ray`'s head and its tree) only with `shared`: they outlive every test, and in
+    a plain one-process pytest run they are this process's children too."""
     me = psutil.Process()
-    return [me, *me.children(recursive=True)]
+    family = me.children(recursive=True)
+    if not shared:
+        theirs = set()
+        for child in me.children():
+            try:
+                if SHARED_HEAD in child.cmdline():
+                    theirs |= {child, *child.children(recursive=True)}
+            except psutil.Error:
+                pass
+        family = [p for p in family if p not in theirs]
+    return [me, *family]
 
 
 def _trials(results: Path) -> list[tuple]:
@@ -99,9 +157,9 @@ def test_private_ray_listens_on_loopback_only_and_is_gone_after(monkeypatch):
     assert not [p for p in family[1:] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-@RAY_2
+@SHARED
 @pytest.mark.usefixtures("jpeg_data")
-def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_path):
+def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_path, shared_ray):
     """Same runs, same trials, same params (seeded; the smoke budget is within every model-based
     strategy's random start-up); values may differ in the last digits (one thread per trial vs two).
     The preset's strategies of each way a strategy meets the executor: several trials in flight (random),
@@ -116,7 +174,7 @@ def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_pat
     config = tmp_path / "smoke.toml"
     config.write_text(SMALL.format(budget=preset.budgets[0], seeds=[0], strategies=json.dumps(strategies)))
     command = [sys.executable, "-m", "lrsearch", "run", str(config)]
-    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--workers", "2"])):
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--address", shared_ray, "--workers", "2"])):
         done = subprocess.run([*command, "--results", str(tmp_path / name), *extra], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -129,9 +187,9 @@ def test_smoke_preset_on_two_ray_workers_gives_the_local_runs_and_trials(tmp_pat
         assert {s for (s,) in conn.execute("SELECT status FROM runs")} == {"complete"}
 
 
-@RAY_2
+@SHARED
 @pytest.mark.usefixtures("jpeg_data")
-def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
+def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path, shared_ray):
     """Two kills: one trial of `random` (several in flight, `submit`), then, once both random runs are
     complete, one of `optuna-tpe-asha` (one at a time, its pruning reports relayed, `evaluate`)."""
     from conftest import JPEG
@@ -156,7 +214,7 @@ def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
         while len(killed) < 2 and time.time() < deadline:
             try:
                 if ready_for_kill():
-                    for p in _family():
+                    for p in _family(shared=True):
                         if p.cmdline()[:1] == ["ray::lrsearch-trial"]:
                             p.kill()  # SIGKILL, as the OOM killer would
                             killed.append(p.pid)
@@ -167,8 +225,8 @@ def test_a_killed_worker_fails_its_trial_and_the_experiment_goes_on(tmp_path):
 
     watcher = threading.Thread(target=kill_two_trials)
     watcher.start()
-    run_experiment(load_experiment(config), results, executor=RayExecutor(workers=2), data_source=str(JPEG),
-                   progress=False)
+    run_experiment(load_experiment(config), results, executor=RayExecutor(address=shared_ray, workers=2),
+                   data_source=str(JPEG), progress=False)
     watcher.join()
     assert len(killed) == 2, "a trial's worker was not seen running when it could be killed"
     trials = _trials(results)
@@ -214,12 +272,11 @@ def test_ctrl_c_stops_ray_cleanly_and_the_same_command_resumes(tmp_path):
     assert not [t for t in resumed if t[5] == "failed"]  # an interrupted trial is not recorded as failed
 
 
-@RAY_2
+@SHARED
 @pytest.mark.usefixtures("jpeg_data")
-def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path):
-    """`ray start --head` (here on loopback, in the foreground so that the test can stop exactly it),
-    then --address: the trials run there, and lrsearch leaves the cluster as it found it."""
-    import ray
+def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path, shared_ray):
+    """A cluster that lrsearch did not start (the shared one, on loopback), then --address: the trials run there,
+    every server of the cluster listens on loopback only, and lrsearch leaves the cluster as it found it."""
     from conftest import JPEG
 
     from lrsearch.experiment.executors.ray_executor import RayExecutor
@@ -230,39 +287,21 @@ def test_an_existing_cluster_by_address_is_used_and_left_running(tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(ValueError, match=f"--address 127.0.0.1:{port}: no Ray cluster answers there"):
         RayExecutor(address=f"127.0.0.1:{port}")
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    scratch = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths under it must fit in 107 characters
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-                             "--include-dashboard=false", "--num-cpus=2", f"--temp-dir={scratch}"],
-                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        config = tmp_path / "exp.toml"
-        config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random"]'))
-        deadline = time.time() + 60
-        while time.time() < deadline and not _answers("127.0.0.1", port):
-            time.sleep(0.2)
-        executor = RayExecutor(address=f"127.0.0.1:{port}")
-        assert executor.slots == 2 and "127.0.0.1:" in executor.describe()
-        run_experiment(load_experiment(config), tmp_path / "out", executor=executor, data_source=str(JPEG),
-                       progress=False)
-        assert len(_trials(tmp_path / "out")) == 8 and not ray.is_initialized()
-        assert head.poll() is None  # the cluster still runs
-        ray.init(address=f"127.0.0.1:{port}")
-        assert ray.cluster_resources()["CPU"] == 2
-        ray.shutdown()
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+    config = tmp_path / "exp.toml"
+    config.write_text(SMALL.format(budget=4, seeds=[0, 1], strategies='["random"]'))
+    executor = RayExecutor(address=shared_ray)
+    assert executor.slots == 2 and f"Ray ({shared_ray})" in executor.describe()
+    run_experiment(load_experiment(config), tmp_path / "out", executor=executor, data_source=str(JPEG),
+                   progress=False)
+    assert len(_trials(tmp_path / "out")) == 8 and not ray.is_initialized()
+    cluster = [p for p in _family(shared=True) if p not in _family()]
+    assert {"gcs_server", "raylet"} <= {p.name() for p in cluster}  # the cluster still runs
+    listeners = [(p.name(), c.laddr) for p in cluster for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listeners and all(addr.ip in LOOPBACK for _, addr in listeners), listeners
+    ray.init(address=shared_ray)
+    assert ray.cluster_resources()["CPU"] == 2
+    ray.shutdown()
 
 
 @pytest.mark.usefixtures("jpeg_data")

@@ -12,6 +12,10 @@ Without an address, a private Ray starts on 127.0.0.1: no dashboard, its scratch
 temporary folder, shut down at the end, on errors and on Ctrl-C too. Ray 2.51 - 2.53 bind
 every server of such a node to its node IP, 127.0.0.1; later releases listen on all
 interfaces again, hence the pin in pyproject.toml (tests/test_ray.py checks every listener).
+With an address, the cluster is only connected to, and left running at the end. A cluster
+kept on loopback like that one is reached as `--address [::ffff:127.0.0.1]:PORT`: Ray dials
+`127.0.0.1:PORT` at this machine's network address instead (resolve_ip_for_localhost in
+ray._private.services), where such a cluster does not listen.
 
 A pruner's report hook runs in the driver, where the study is: the worker sends each
 (step, accuracy) through a small relay actor and waits for the answer.
@@ -55,6 +59,7 @@ def _evaluate(objective, params: dict, relay, key: str, threads: int) -> Evaluat
 def _check_reachable(address: str) -> None:
     """A HOST:PORT where no cluster answers: one message now, instead of Ray retrying for minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
     if not host or not port.isdigit():
         return  # "auto", or a form Ray resolves itself
     try:
