@@ -18,8 +18,8 @@ from lrsearch.experiment.replay import (
     interpolate_curve,
     tabulation,
 )
-from lrsearch.experiment.store import Store
-from lrsearch.reporting.budgets import budget_needed, budget_runs
+from lrsearch.experiment.store import Store, TrialRecord
+from lrsearch.reporting.budgets import budget_needed, budget_runs, budget_summary
 from lrsearch.reporting.tables import wilson_interval
 from lrsearch.search.strategies import REGISTRY, Evaluation, get_strategy
 
@@ -39,14 +39,16 @@ def _write_table(folder: Path, n_lrs: int = 24, seeds=(0, 1, 2), diverge_above: 
     store = Store(folder / "results.sqlite", create=True)
     env = {"command": "test", "date": "-", "device": "-", "git_commit": "-", "versions": {}}
     for seed in seeds:
-        run = store.open_run("synthetic-table", "smoke", "grid", n_lrs, seed, env)
+        run = store.open_run(experiment="synthetic-table", task="smoke", strategy="grid", budget=n_lrs, seed=seed,
+                             environment=env)
         for i, lr in enumerate(np.geomspace(1e-3, 3.0, n_lrs)):
             diverged = lr > diverge_above
             curve = [{"step": s, "val_acc": None if diverged else _accuracy(lr, s, seed), "test_acc": None,
                       "train_s": 0.01 * s} for s in (STEPS[:1] if diverged else STEPS)]
-            value = 0.0 if diverged else curve[-1]["val_acc"]
-            store.add_trial(run, i, "train", {"lr": float(lr)}, float(lr), "diverged" if diverged else "ok", value,
-                            curve[-1]["train_s"], 0.0, {}, curve)
+            store.add_trial(TrialRecord(run_id=run, trial_index=i, kind="train", params={"lr": float(lr)}, lr=float(lr),
+                                        status="diverged" if diverged else "ok",
+                                        value=None if diverged else curve[-1]["val_acc"],
+                                        train_s=curve[-1]["train_s"], overhead_s=0.0, curve=curve))
         store.complete_run(run)
     store.close()
     return folder
@@ -167,7 +169,7 @@ def test_grid_is_sized_to_its_budget_so_it_runs_every_budget():
 def test_budget_runs_read_prefixes_best_so_far_and_time_to_target():
     trials = pd.DataFrame({
         "strategy": "random", "run_budget": 4, "seed": 0, "trial_index": range(4), "lr": [0.1, 0.2, 0.3, 0.4],
-        "status": ["ok", "diverged", "ok", "ok"], "value": [0.3, 0.0, 0.5, 0.4], "final_test_acc": [0.31, None, 0.51, 0.41],
+        "status": ["ok", "diverged", "ok", "ok"], "value": [0.3, math.nan, 0.5, 0.4], "final_test_acc": [0.31, None, 0.51, 0.41],
         "train_s": [2.0, 1.0, 2.0, 2.0], "overhead_s": 0.1, "time_to_target_s": [None, None, 1.5, 1.0]})
     runs = budget_runs(trials, [1, 2, 4]).set_index("budget")
     assert runs.loc[1, "best_val_acc"] == 0.3 and runs.loc[4, "best_val_acc"] == 0.5
@@ -175,6 +177,33 @@ def test_budget_runs_read_prefixes_best_so_far_and_time_to_target():
     assert not runs.loc[2, "reached_target"] and math.isnan(runs.loc[2, "search_time_to_target_s"])
     assert runs.loc[4, "reached_target"] and runs.loc[4, "search_time_to_target_s"] == 2.0 + 1.0 + 1.5
     assert runs.loc[4, "trials_to_target"] == 3 and runs.loc[4, "n_diverged"] == 1
+
+
+def _failing_run(statuses: list[str], values: list[float], seed: int = 0) -> pd.DataFrame:
+    n = len(statuses)
+    return pd.DataFrame({
+        "strategy": "random", "run_budget": n, "seed": seed, "trial_index": range(n), "lr": [0.1 * (i + 1) for i in range(n)],
+        "status": statuses, "value": values, "final_test_acc": values, "train_s": 1.0, "overhead_s": 0.0,
+        "time_to_target_s": None})
+
+
+def test_a_budgets_best_so_far_is_nan_until_the_first_value_and_skips_failed_trials():
+    trials = _failing_run(["failed", "ok", "diverged", "ok"], [math.nan, 0.3, math.nan, 0.5])
+    runs = budget_runs(trials, [1, 2, 3, 4]).set_index("budget")
+    assert math.isnan(runs.loc[1, "best_val_acc"]) and math.isnan(runs.loc[1, "best_lr"])
+    assert runs["best_val_acc"].tolist()[1:] == [0.3, 0.3, 0.5]
+    assert runs.loc[3, "best_lr"] == pytest.approx(0.2) and runs.loc[4, "best_lr"] == pytest.approx(0.4)
+    negative = budget_runs(_failing_run(["ok", "failed"], [-2.0, math.nan]), [1, 2]).set_index("budget")
+    assert negative["best_val_acc"].tolist() == [-2.0, -2.0]  # a failed trial is no 0, better than -2
+
+
+def test_a_seed_without_any_value_counts_as_the_worst_in_the_median():
+    seeds = pd.concat([_failing_run(["failed"], [math.nan], seed=0), _failing_run(["ok"], [0.4], seed=1),
+                       _failing_run(["ok"], [0.6], seed=2)])
+    summary = budget_summary(budget_runs(seeds, [1]), n_boot=200)
+    assert summary["median_best_val_acc"].tolist() == [0.4]
+    most_failed = pd.concat([seeds, _failing_run(["diverged"], [math.nan], seed=3)])
+    assert math.isnan(budget_summary(budget_runs(most_failed, [1]), n_boot=200)["median_best_val_acc"].iloc[0])
 
 
 def test_wilson_interval_matches_published_values():

@@ -222,13 +222,14 @@ def test_smoke_benchmark_end_to_end(tmp_path, monkeypatch):
     results = load_results(out)
     storage = f"sqlite:///{out / 'optuna.sqlite3'}"
     assert len(optuna.get_all_study_names(storage)) == 7
-    states = {"ok": "COMPLETE", "diverged": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    states = {"ok": "COMPLETE", "diverged": "FAIL", "pruned": "PRUNED", "failed": "FAIL"}  # FAIL: no value
     for (strategy, seed), stored in results.trials.groupby(["strategy", "seed"]):
         study = optuna.load_study(study_name=f"benchmark-smoke/{strategy}/b3/s{seed}", storage=storage)
         assert study.metric_names == ["val_acc"]  # optuna-dashboard names the objective, not "Objective 0"
         assert study.user_attrs["problem"] == "benchmark-smoke" and study.user_attrs["workload"] == "smoke"
         assert json.loads(study.user_attrs["space"]) == {"lr": {"low": 1e-3, "high": 3.0, "log": True}}
-        assert [t.state.name for t in study.trials] == [states[s] for s in stored["status"]]
+        assert [t.state.name for t in study.trials] == ["FAIL" if kind == "range_test" else states[status]
+                                                        for kind, status in zip(stored["kind"], stored["status"])]
         assert [t.user_attrs["status"] for t in study.trials] == list(stored["status"])
         for trial, row in zip(study.trials, stored.itertuples()):
             if trial.state.name == "COMPLETE":
@@ -280,7 +281,7 @@ def test_missing_data_stops_before_any_run_is_recorded(tmp_path, monkeypatch):
 
 
 def test_a_store_from_before_eval_s_gains_the_column_and_keeps_its_trials(tmp_path):
-    from lrsearch.experiment.store import ADDED_COLUMNS, SCHEMA, Store
+    from lrsearch.experiment.store import ADDED_COLUMNS, SCHEMA, Store, TrialRecord
 
     path = tmp_path / "old.sqlite"
     added = tuple(f"    {column} " for _, column, _ in ADDED_COLUMNS)
@@ -292,7 +293,8 @@ def test_a_store_from_before_eval_s_gains_the_column_and_keeps_its_trials(tmp_pa
         assert "eval_s" not in {r[1] for r in conn.execute("PRAGMA table_info(trials)")}
         assert "definition" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     store = Store(path, create=True)
-    store.add_trial(1, 1, "train", {"lr": 0.1}, 0.1, "ok", 0.6, 2.0, 0.0, {}, [], {"eval_s": 0.25})
+    store.add_trial(TrialRecord(run_id=1, trial_index=1, kind="train", params={"lr": 0.1}, lr=0.1, status="ok", value=0.6,
+                                train_s=2.0, overhead_s=0.0, result={"eval_s": 0.25}))
     trials = store.trials_frame()
     store.close()
     assert trials["trial_index"].tolist() == [0, 1] and trials["eval_s"].tolist()[1] == 0.25

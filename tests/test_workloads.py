@@ -86,7 +86,7 @@ def test_a_plain_objective_runner_records_it_exactly_and_refuses_range_tests(tmp
 
     # the function's code is part of what a run trains: a changed file stops the next run on that folder
     code.write_text(code.read_text().replace("- 0.1", "- 0.2"))
-    from lrsearch.experiment.runner import DefinitionChanged
+    from lrsearch.experiment.claims import DefinitionChanged
     with pytest.raises(DefinitionChanged, match="source_sha256"):
         run_experiment(Experiment(strategies=["random", "optuna-tpe"], results=str(tmp_path / "out"), **common))
 
@@ -291,3 +291,29 @@ def test_a_conditional_space_through_the_runner_flags_the_flattening_strategy(tm
 
     studies = optuna.get_all_study_summaries(f"sqlite:///{out / 'optuna.sqlite3'}")
     assert sorted(s.n_trials for s in studies) == [5, 5]  # the dashboard mirror holds every trial
+
+
+def test_a_users_model_trains_on_the_device_asked_for():
+    """`--device` reaches a user's model: ModelWorkload moves the model and each batch to the trial's device (the
+    `meta` device here: it runs forward and backward without data, and fails the trial at the first reading of
+    the loss, after the model has seen it). It used to train on the CPU whatever was asked."""
+    import torch
+
+    from lrsearch import ModelWorkload
+
+    seen = []
+
+    def model():
+        net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+        net.register_forward_pre_hook(lambda module, args: seen.append((next(module.parameters()).device.type,
+                                                                        args[0].device.type)))
+        return net
+
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    workload = ModelWorkload(name="tiny", model=model, train_data=(x, y), val_data=(x, y), steps=4, batch_size=16)
+    result = workload.trial({"lr": 0.1}, seed=0, device="meta")
+    assert seen and set(seen) == {("meta", "meta")}, seen
+    assert result.device == "meta" and result.status == "failed"
+    seen.clear()
+    on_cpu = workload.trial({"lr": 0.1}, seed=0, device="cpu")
+    assert on_cpu.status == "ok" and set(seen) == {("cpu", "cpu")} and on_cpu.device.startswith("cpu")

@@ -26,8 +26,9 @@ def _tabulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.replay_study import run_replay
     from lrsearch.experiment.suite import Suite, load_config, replay_experiments
-    from lrsearch.reporting.budgets import run_replay
+    from lrsearch.reporting.budgets import write_replay
 
     try:
         experiment = load_config(args.experiment)
@@ -36,11 +37,11 @@ def _replay(args: argparse.Namespace) -> int:
 
             replays = replay_experiments(experiment, args.results)
             for replay in replays:
-                run_replay(replay, replay.results, args.workers)
+                write_replay(replay, run_replay(replay, args.workers), replay.results)
             report = build_replay_suite_report(experiment, replays)
             print(f"replays in {report.parent}/ (one folder per problem); report: {report}")
             return 0
-        out = run_replay(experiment, args.results, args.workers)
+        out = write_replay(experiment, run_replay(experiment, args.workers), args.results)
     except InputError as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     print(f"results in {out}/ (tables/, figures/); report: {out / 'REPORT.md'}")

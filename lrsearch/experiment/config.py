@@ -286,6 +286,18 @@ class Experiment(BaseModel):
         results/ changes only when asked for with --results)."""
         return Path(override or self.results or Path("runs") / self.name)
 
+    def write_json(self, out: Path, workload: Workload | None = None) -> None:
+        """`experiment.json` in the results folder: the validated config and the workload it resolves to (for a
+        built-in task, the Task's fields), for the report."""
+        import json
+
+        workload = workload or self.workload()
+        config = self.model_dump() | {"task": workload.describe(), "space": self.search_space().to_dict(),
+                                      "workload": {"spec": self.task, "metric": workload.metric,
+                                                   "direction": workload.direction, "target": workload.target,
+                                                   "defaults": workload.defaults()}}
+        (Path(out) / "experiment.json").write_text(json.dumps(config, indent=2))
+
 
 def _branch_names(dim) -> list[str]:
     """The sub-parameter names of a conditional dimension (none for a plain one)."""

@@ -9,8 +9,8 @@ negated where it is minimised), its objective named after the metric (`val_acc`)
 and search space in its user attributes. Each trial keeps
 its params (those of the search space; others, such as a range test's request or a whole
 schedule, as the user attribute `params`), its value, its intermediate values (the accuracy
-at each evaluation, as a pruner saw them) and its state: COMPLETE (diverged trials too, with
-value 0 and `status` "diverged"), PRUNED or FAIL. A run's study is rebuilt from the store after
+at each evaluation, as a pruner saw them) and its state: COMPLETE, PRUNED, or FAIL for a trial without a
+value (diverged, failed, a range test; the user attribute `status` says which). A run's study is rebuilt from the store after
 each of its trials, so it never holds a trial the store dropped on a resume. The store stays the
 record: a mirror that cannot be written (a locked file, say) costs a warning, never a trial.
 """
@@ -18,6 +18,7 @@ record: a mirror that cannot be written (a locked file, say) costs a warning, ne
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -31,10 +32,6 @@ from lrsearch.search.strategies import SearchSpace
 from lrsearch.training.progress import LOG
 
 FILE = "optuna.sqlite3"
-_STATES = {"ok": TrialState.COMPLETE, "diverged": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
-           "failed": TrialState.FAIL}
-
-
 def study_name(experiment: str, strategy: str, budget: int, seed: int) -> str:
     return f"{experiment}/{strategy}/b{budget}/s{seed}"
 
@@ -91,7 +88,12 @@ class OptunaMirror:
         return {study.study_name for study in self.storage.get_all_studies()} if self.storage else set()
 
     def _trial(self, store: Store, run_id: int, stored) -> optuna.trial.FrozenTrial:
-        state = _STATES.get(stored.status, TrialState.FAIL)
+        if stored.status == "pruned":
+            state = TrialState.PRUNED
+        elif math.isnan(stored.value):  # Optuna's own failure state, never a number
+            state = TrialState.FAIL
+        else:
+            state = TrialState.COMPLETE
         inside = {k: v for k, v in stored.params.items() if k in self.distributions
                   and self.distributions[k]._contains(self.distributions[k].to_internal_repr(v))}
         attrs = {"status": stored.status, "train_s": stored.train_s, "overhead_s": stored.overhead_s,

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import psutil
 
+from lrsearch.experiment.claims import RunClaims, run_definition
 from lrsearch.experiment.config import Experiment
 from lrsearch.experiment.provenance import environment
-from lrsearch.experiment.runner import write_experiment_json
+from lrsearch.experiment.runner import RunSpec
 from lrsearch.experiment.store import Store
 from lrsearch.search.strategies.nni_ import nni_space
 from lrsearch.training.errors import InputError
@@ -66,24 +67,46 @@ def run_nni_experiment(experiment: Experiment, tuner: str = "tpe", n_trials: int
                        port: int = 8080, results_dir: str | Path | None = None, timeout_s: float = 3600) -> dict:
     """Run `n_trials` (default: the config's first budget) through NNI's manager; return a summary
     with the run id, NNI's final status and the listening addresses seen during the run."""
-    from nni.experiment import Experiment as NNIExperiment
-
     if tuner not in TUNERS:
         raise InputError(f"tuner {tuner!r}: expected one of {', '.join(TUNERS)}")
     n_trials = n_trials or experiment.budgets[0]
     seed = experiment.seeds[0] if seed is None else seed
     out = experiment.results_dir(results_dir).resolve()
-    store = Store(out / "results.sqlite", create=True)
-    write_experiment_json(experiment, out)
+    workload = experiment.workload()
     task = experiment.task_spec()
     strategy = f"nni-experiment-{tuner}"
-    if store.run_status(experiment.name, strategy, n_trials, seed) == "complete":
+    spec = RunSpec(strategy, n_trials, seed)
+    store = Store(out / "results.sqlite", create=True)
+    # the runner's change check and claim (claims.py): a run stored under another definition stops here, a run
+    # another live process holds is left to it; the claim's heartbeat goes on while NNI's manager trains
+    claims = RunClaims(store, experiment.name, environment())
+    try:
+        definition = run_definition(experiment, spec, workload)
+        claims.check({(strategy, n_trials, seed): definition}, workload.definition_defaults(),
+                     workload.definition_ignored())
+        state, run_id = claims.claim(task=task.name, strategy=strategy, budget=n_trials, seed=seed,
+                                     definition=definition)
+        if state != "claimed":  # (the finally below lets go of the store)
+            return {"strategy": strategy, "skipped": "already complete" if state == "complete"
+                    else "another live process is running it"}
+        experiment.write_json(out, workload)
+        # A half-done NNI run cannot be resumed inside NNI: redo it cleanly.
+        store.drop_trials_from(run_id, 0)
+        summary = _run_nni(experiment, tuner, n_trials, seed, port, out, task, run_id, timeout_s)
+        n_done = len(store.stored_trials(run_id))
+        if summary["nni_status"] == "DONE" and n_done == n_trials:
+            claims.complete(run_id)
+    finally:
+        claims.close()
         store.close()
-        return {"strategy": strategy, "skipped": "already complete"}
-    run_id = store.open_run(experiment.name, task.name, strategy, n_trials, seed, environment())
-    # A half-done NNI run cannot be resumed inside NNI: redo it cleanly.
-    store.drop_trials_from(run_id, 0)
-    store.close()
+    return {"strategy": strategy, "run_id": run_id, **summary, "trials": n_done, "results": str(out)}
+
+
+def _run_nni(experiment: Experiment, tuner: str, n_trials: int, seed: int, port: int, out: Path, task, run_id: int,
+             timeout_s: float) -> dict:
+    """NNI's manager over the claimed run: its trials (nni_trial.py) write into the store; returns NNI's final
+    status and the listening addresses seen while it ran."""
+    from nni.experiment import Experiment as NNIExperiment
 
     name, seeded = TUNERS[tuner]
     exp = NNIExperiment("local")
@@ -130,12 +153,4 @@ def run_nni_experiment(experiment: Experiment, tuner: str = "tpe", n_trials: int
                 os.environ.pop("NODE_OPTIONS", None)
             else:
                 os.environ["NODE_OPTIONS"] = old_node_options
-    store = Store(out / "results.sqlite", create=True)
-    try:
-        n_done = len(store.stored_trials(run_id))
-        if status == "DONE" and n_done == n_trials:
-            store.complete_run(run_id)
-    finally:
-        store.close()
-    return {"strategy": strategy, "run_id": run_id, "nni_status": status, "trials": n_done,
-            "listening": sorted(seen), "results": str(out)}
+    return {"nni_status": status, "listening": sorted(seen)}

@@ -1,7 +1,8 @@
 """One trial of a real NNI experiment (`lrsearch nni-experiment`): NNI's manager starts this
 module as the trial command. It takes its params from NNI, trains through the same objective
 as every other strategy, reports each evaluation to NNI as an intermediate result and the
-value as the final one, and commits the trial into the experiment's store."""
+value as the final one (a trial without one ends with exit status 1: FAILED in NNI, no number for its tuner),
+and commits the trial into the experiment's store."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def main() -> int:
     import nni
 
     from lrsearch.experiment.runner import representative_lr
-    from lrsearch.experiment.store import Store
+    from lrsearch.experiment.store import Store, TrialRecord
     from lrsearch.search.objective import TrainingObjective
     from lrsearch.search.strategies.nni_ import from_nni
     from lrsearch.training.tasks import Task
@@ -41,16 +42,21 @@ def main() -> int:
     evaluation = objective(params, report)
     store = Store(f"{args.results}/results.sqlite", create=True)
     try:
-        previous = store.conn.execute(
-            "SELECT COALESCE(MAX(finished_at), (SELECT started_at FROM runs WHERE run_id=?)) FROM trials WHERE run_id=?",
-            (args.run_id, args.run_id)).fetchone()[0]
+        previous = store.last_finished_at(args.run_id)
         record = evaluation.record.to_dict()
         curve = record.pop("curve")
-        store.add_trial(args.run_id, nni.get_sequence_id(), "train", params, representative_lr(params), evaluation.status,
-                        evaluation.value, evaluation.train_s, max(0.0, started - previous),
-                        {"nni_trial_id": nni.get_trial_id()}, curve, record)
+        store.add_trial(TrialRecord(
+            run_id=args.run_id, trial_index=nni.get_sequence_id(), kind="train", params=params,
+            lr=representative_lr(params), status=evaluation.status,
+            value=evaluation.value if evaluation.has_value else None, train_s=evaluation.train_s,
+            overhead_s=max(0.0, started - previous), extra={"nni_trial_id": nni.get_trial_id()}, curve=curve,
+            result=record))
     finally:
         store.close()
+    if not evaluation.has_value:
+        # no final result: the process's exit status fails the trial in NNI's manager, whose tuner then never
+        # sees a number for it (the in-process NNI strategies' trial_end does the same, strategies/nni_.py)
+        return 1
     nni.report_final_result(evaluation.value)
     return 0
 

@@ -235,7 +235,8 @@ def _replay_runs(job: tuple) -> list[dict]:
         strategy = get_strategy(strategy_name, space, seed=seed, **options)
         for i, ev in enumerate(strategy.run(objective, budget)):
             rows.append({"strategy": strategy_name, "run_budget": budget, "seed": seed, "trial_index": i,
-                         "lr": float(ev.params["lr"]), "status": ev.status, "value": ev.value,
+                         "lr": float(ev.params["lr"]), "status": ev.status,
+                         "value": ev.value if ev.has_value else math.nan,
                          "final_test_acc": ev.record["final_test_acc"], "train_s": ev.train_s,
                          "overhead_s": ev.overhead_s, "time_to_target_s": ev.record["time_to_target_s"],
                          "recorded_seed": ev.record["recorded_seed"], "steps": ev.record["steps"]})
@@ -280,3 +281,4 @@ def replay_experiment(experiment: Experiment, table: ReplayTable | None = None, 
         if bar:
             bar.close()
     return pd.DataFrame(rows)
+

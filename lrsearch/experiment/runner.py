@@ -17,12 +17,8 @@ these threads write the store (its writes are serialised).
 from __future__ import annotations
 
 import json
-import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -30,17 +26,17 @@ from pathlib import Path
 
 import torch
 
+from lrsearch.experiment.claims import DefinitionChanged, RunClaims, check_definitions, run_definition
 from lrsearch.experiment.config import Experiment
-from lrsearch.experiment.dashboard import OptunaMirror, study_name
 from lrsearch.experiment.executors import Cancelled, Executor, make_executor
+from lrsearch.experiment.listeners import default_listeners
 from lrsearch.experiment.provenance import environment
-from lrsearch.experiment.store import Store, StoredTrial
+from lrsearch.experiment.store import Store, StoredTrial, TrialRecord
 from lrsearch.search.objective import WorkloadObjective
-from lrsearch.search.strategies import REGISTRY, USABLE, Evaluation, ReportHook, get_strategy
+from lrsearch.search.strategies import REGISTRY, Evaluation, ReportHook, get_strategy
 from lrsearch.training.errors import InputError
-from lrsearch.training.progress import LOG, PROGRESS, Bar, bar_wanted
+from lrsearch.training.progress import LOG
 from lrsearch.training.trainer import resolve_device
-from lrsearch.training.workloads import Workload
 
 
 @dataclass(frozen=True)
@@ -172,147 +168,12 @@ class _RecordingObjective:
         if self.strategy is not None and self.strategy.space_notes():
             extra["space_notes"] = self.strategy.space_notes()
             extra["flattens_space"] = bool(self.strategy.flattens_space)
-        self.store.add_trial(self.run_id, index, kind, evaluation.params,
-                             None if kind == "range_test" else representative_lr(evaluation.params),
-                             evaluation.status, evaluation.value, evaluation.train_s, evaluation.overhead_s,
-                             extra, curve, record)
+        self.store.add_trial(TrialRecord(
+            run_id=self.run_id, trial_index=index, kind=kind, params=evaluation.params,
+            lr=None if kind == "range_test" else representative_lr(evaluation.params), status=evaluation.status,
+            value=evaluation.value if evaluation.has_value and kind == "train" else None,
+            train_s=evaluation.train_s, overhead_s=evaluation.overhead_s, extra=extra, curve=curve, result=record))
         return index, False
-
-
-def heartbeat_s() -> float:
-    """Seconds between a worker's heartbeats ($LRSEARCH_HEARTBEAT_S, default 10); a claim is taken over after
-    three missed ones."""
-    return float(os.environ.get("LRSEARCH_HEARTBEAT_S", "10"))
-
-
-def run_definition(experiment: Experiment, spec: RunSpec, workload: Workload) -> dict:
-    """What a run trains, as stored with it: the workload's definition (for a built-in task: the task with its
-    overrides, its target aside since a new target is read off the stored curves, and the data source's name
-    and size, not its path, which differs between machines), the search space, the strategy's options and
-    the time budget."""
-    return {**workload.definition(), "space": experiment.search_space().to_dict(),
-            "options": experiment.options.get(spec.strategy, {}), "time_budget_s": experiment.time_budget_s}
-
-
-def new_worker_id() -> str:
-    """This process's id in the store's claims: "host:pid:token" (`worker_alive` reads it back)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def worker_alive(worker: str) -> bool:
-    """Whether the process behind a worker id ("host:pid:token") may still run: a process of this host
-    is looked up; one of another host counts as alive (its heartbeat tells)."""
-    host, _, rest = worker.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-class DefinitionChanged(InputError):
-    """Stored runs were trained under another definition than the experiment asks for now."""
-
-
-def _flatten(value, prefix: str = "") -> dict[str, object]:
-    """Leaves by dotted path; list items by index (`schedule.stages.0.base_lr`), so a change names its leaf."""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) and value else None
-    if items is None:
-        return {prefix: value}
-    out: dict[str, object] = {}
-    for key, item in items:
-        out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
-    return out
-
-
-def changed_fields(stored: dict, now: dict, defaults: dict | None = None, ignored: set[str] | None = None) -> list[str]:
-    """'field: old -> new' for every leaf that differs between two definitions, but the `ignored` ones (a
-    task's description). A leaf only one side has counts as its default there, when `defaults` (flattened)
-    gives one: a field added to a task later, at its default, changes nothing."""
-    a, b = _flatten(stored), _flatten(json.loads(json.dumps(now)))
-    for key in ignored or ():
-        a.pop(key, None)
-        b.pop(key, None)
-    defaults = defaults or {}
-    missing = object()
-
-    def leaf(side: dict, key: str):
-        return side.get(key, defaults.get(key, missing))
-
-    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
-            if leaf(a, key) != leaf(b, key)]
-
-
-def check_definitions(store: Store, experiment: Experiment, specs: list[RunSpec], workload: Workload,
-                      reset: bool) -> None:
-    """Stop before any training when stored runs of these specs were trained under another definition; with
-    `reset`, drop those runs (they are trained again). Runs stored before definitions were recorded pass."""
-    wanted = {(s.strategy, s.budget, s.seed): run_definition(experiment, s, workload) for s in specs}
-    check_stored_definitions(store, experiment.name, wanted, workload.definition_defaults(),
-                             workload.definition_ignored(), reset)
-
-
-def check_stored_definitions(store: Store, experiment: str, wanted: dict[tuple[str, int, int], dict],
-                             defaults: dict | None = None, ignored: set[str] | None = None,
-                             reset: bool = False) -> None:
-    """The store's side of the change check, for any caller that plans runs ((strategy, budget, seed) ->
-    the definition it would train now): DefinitionChanged naming every changed field and the ways on, or
-    with `reset` those runs dropped. Runs stored without a definition (before they were recorded) pass."""
-    stored = store.definitions(experiment)
-    stale: dict[tuple, list[str]] = {}
-    for key, definition in wanted.items():
-        old = stored.get(key)
-        if old is not None:
-            changes = changed_fields(old, definition, defaults, ignored)
-            if changes:
-                stale[key] = changes
-    if not stale:
-        return
-    if reset:
-        store.delete_runs(experiment, list(stale))
-        return
-    fields = sorted({c for changes in stale.values() for c in changes})
-    names = sorted({strategy for strategy, _, _ in stale})
-    raise DefinitionChanged(
-        f"{store.path}: {len(stale)} stored run(s) of experiment {experiment!r} ({', '.join(names)}) were trained "
-        f"under another definition ({'; '.join(fields[:6])}{'; ...' if len(fields) > 6 else ''}). Give a new "
-        "--results folder, or --reset to drop those runs and train them again")
-
-
-class Heartbeat:
-    """A thread that keeps this worker's claims alive while it trains them."""
-
-    def __init__(self, store: Store, worker: str, interval_s: float):
-        self.store, self.worker, self.interval_s = store, worker, interval_s
-        self.held: set[int] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lrsearch-heartbeat", daemon=True)
-        self._thread.start()
-
-    def hold(self, run_id: int) -> None:
-        with self._lock:
-            self.held.add(run_id)
-
-    def drop(self, run_id: int) -> None:
-        with self._lock:
-            self.held.discard(run_id)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            with self._lock:
-                held = list(self.held)
-            if held:
-                self.store.beat(held, self.worker)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_experiment(experiment: Experiment, results_dir: str | Path | None = None, only: list[str] | None = None,
@@ -324,13 +185,14 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
     errors and Ctrl-C (a Ray executor then stops its trials and its Ray).
 
     Several processes may run the same experiment on one results folder: each claims a run before
-    training it, runs another process holds are left to it, and a process returns once every run is
-    complete (taking over the runs of a process that stopped sending heartbeats). Stored runs trained
+    training it (claims.py), runs another process holds are left to it, and a process returns once every run
+    is complete (taking over the runs of a process that stopped sending heartbeats). Stored runs trained
     under another definition stop the call before any training (DefinitionChanged), unless `reset`
     drops them.
 
-    Progress: a bar when `progress` (default: when stderr is a terminal); one `lrsearch` log line per
-    finished trial and run in any case, also appended to `run.log` in the results folder."""
+    Each finished trial is an event for the listeners (listeners.py): progress (a bar when `progress`,
+    default: when stderr is a terminal; one `lrsearch` log line per finished trial and run in any case), the
+    run log (`run.log` in the results folder), the Optuna mirror, and `on_trial(spec, evaluation)`."""
     executor = executor or make_executor(**experiment.executor.model_dump())
     with executor:
         workload, space = experiment.workload(data_source), experiment.search_space()
@@ -349,38 +211,24 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
             raise
         # Trials in other processes prepare their own copy: here the data only need a CPU.
         workload.prepare(torch.device("cpu") if executor.remote else resolve_device(device))
-        write_experiment_json(experiment, out, workload)
-        env = environment() | {"executor": executor.describe()}
-        worker = new_worker_id()
-        interval = heartbeat_s()
-        heartbeat = Heartbeat(store, worker, interval)
-        # every run as an Optuna study too (optuna-dashboard, see dashboard.py), its objective named after the metric
-        metric = workload.metric if workload.direction == "maximize" else f"-{workload.metric}"
-        mirror = OptunaMirror(out, space, metric, {"problem": experiment.name, "workload": workload.name,
-                                                   "metric": workload.metric, "direction": workload.direction,
-                                                   "space": json.dumps(space.to_dict(), sort_keys=True)})
-        mirrored = mirror.studies()
-        run_log = _RunLog(out)
+        experiment.write_json(out, workload)
+        claims = RunClaims(store, experiment.name, environment() | {"executor": executor.describe()})
+        listeners = default_listeners(experiment, workload, store, out, specs, progress, on_trial)
         LOG.info("%s: %d runs (%s), results in %s", experiment.name, len(specs),
                  ", ".join(sorted({s.strategy for s in specs})), out)
-        bar = _Progress(sum(s.budget for s in specs), experiment.name, bar_wanted() if progress is None else progress,
-                        workload.metric, -1.0 if workload.direction == "minimize" else 1.0)
-        lock = threading.Lock()  # progress and the caller's callback, from several threads
+        lock = threading.Lock()  # the listeners, from several threads
 
         def run_one(spec: RunSpec) -> bool:
             """Train the run unless it is complete (True) or a live worker holds it (False: try again later)."""
-            state, run_id = store.claim_run(experiment.name, workload.name, spec.strategy, spec.budget, spec.seed, env,
-                                            run_definition(experiment, spec, workload), worker, 3 * interval,
-                                            worker_alive)
+            state, run_id = claims.claim(task=workload.name, strategy=spec.strategy, budget=spec.budget,
+                                         seed=spec.seed, definition=run_definition(experiment, spec, workload))
             if state == "busy":
                 return False
-            name = study_name(experiment.name, spec.strategy, spec.budget, spec.seed)
             if state == "complete":
-                if name not in mirrored:  # a store written before the mirror existed
-                    mirror.sync(store, run_id, name)
-                bar.skip(spec.budget)
+                with lock:
+                    for listener in listeners:
+                        listener.run_skipped(spec, run_id)
                 return True
-            heartbeat.hold(run_id)
             objective = WorkloadObjective(workload, spec.seed, device)
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
             parallel = executor.slots > 1 and strategy.parallel
@@ -389,21 +237,18 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
 
             def after_trial(evaluation: Evaluation) -> None:
                 index, replayed = recording.record(evaluation)
-                mirror.sync(store, run_id, name)
                 with lock:
-                    bar.trial(spec, evaluation, index, replayed)
-                    if on_trial:
-                        on_trial(spec, evaluation)
+                    for listener in listeners:
+                        listener.trial(spec, run_id, evaluation, index, replayed)
 
             if parallel:
                 evaluations = strategy.run_parallel(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
             else:
                 evaluations = strategy.run(recording, spec.budget, experiment.time_budget_s, on_trial=after_trial)
-            store.complete_run(run_id)
-            heartbeat.drop(run_id)
+            claims.complete(run_id)
             with lock:
-                bar.run_done(spec, evaluations)
-                bar.skip(spec.budget - len(evaluations))  # budget a strategy left unused (grid, range tests)
+                for listener in listeners:
+                    listener.run_done(spec, run_id, evaluations)
             return True
 
         try:
@@ -415,12 +260,11 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                     done = _side_by_side(run_one, pending, executor)
                 pending = [spec for spec, ok in zip(pending, done) if not ok]
                 if pending:  # runs other workers hold: wait for them to finish, or to stop beating
-                    time.sleep(min(interval, 5.0))
+                    time.sleep(min(claims.interval_s, 5.0))
         finally:
-            heartbeat.close()
-            store.release(sorted(heartbeat.held), worker)  # runs an error or Ctrl-C interrupted: free at once
-            bar.close()
-            run_log.close()
+            claims.close()  # runs an error or Ctrl-C interrupted: free at once
+            for listener in listeners:
+                listener.close()
             store.close()
     return out
 
@@ -443,79 +287,3 @@ def _side_by_side(run_one: Callable[[RunSpec], bool], specs: list[RunSpec], exec
                 raise real[0] from None
             raise
         return [future.result() for future in futures]
-
-
-def write_experiment_json(experiment: Experiment, out: Path, workload: Workload | None = None) -> None:
-    """The validated config and the workload it resolves to (for a built-in task, the Task's fields), for the
-    report."""
-    workload = workload or experiment.workload()
-    config = experiment.model_dump() | {"task": workload.describe(), "space": experiment.search_space().to_dict(),
-                                        "workload": {"spec": experiment.task, "metric": workload.metric,
-                                                     "direction": workload.direction, "target": workload.target,
-                                                     "defaults": workload.defaults()}}
-    (out / "experiment.json").write_text(json.dumps(config, indent=2))
-
-
-class _Progress:
-    """The run's progress: a bar on a terminal; one log line per finished trial and per finished run, always
-    (to the console when there is no bar, see training/progress.py, and to run.log)."""
-
-    def __init__(self, total: int, name: str, show_bar: bool, metric: str = "val_acc", sign: float = 1.0):
-        self.total, self.done, self.best = total, 0, -float("inf")
-        self.metric, self.sign = metric, sign  # sign -1: a minimised metric, whose search value is its negative
-        self.started = time.perf_counter()
-        self.bar = Bar(total, name) if show_bar else None
-
-    def trial(self, spec: RunSpec, evaluation: Evaluation, index: int, replayed: bool = False) -> None:
-        self.done += 1
-        self.best = max(self.best, evaluation.value)
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in evaluation.params.items()
-                          if not isinstance(v, dict))
-        record = evaluation.record
-        scored = evaluation.status in USABLE and evaluation.extra.get("kind", "train") == "train"
-        acc = f"{self.sign * evaluation.value:.4f}" if scored else "-"
-        LOG.log(logging.DEBUG if replayed else logging.INFO,
-                "%s b%d s%d trial %d: %s  %s  %s %s  train_s %.1f  (%d/%d trials, %.0f s)%s", spec.strategy,
-                spec.budget, spec.seed, index, params or "range test", evaluation.status, self.metric, acc, evaluation.train_s,
-                self.done, self.total, time.perf_counter() - self.started, "  [from the store]" if replayed else "",
-                extra=PROGRESS)
-        if evaluation.status == "failed" and getattr(record, "error", None):
-            LOG.warning("%s b%d s%d trial %d failed: %s", spec.strategy, spec.budget, spec.seed, index,
-                        record.error.splitlines()[0])
-        if self.bar:
-            info = f"{spec.strategy} b{spec.budget} s{spec.seed}  last {self.sign * evaluation.value:.3f} ({evaluation.status})  best {self.sign * self.best:.3f}"
-            self.bar.update(advance=1, info=info)
-
-    def run_done(self, spec: RunSpec, evaluations: list[Evaluation]) -> None:
-        counts = {s: sum(e.status == s for e in evaluations) for s in ("ok", "diverged", "pruned", "failed")}
-        best = max((e.value for e in evaluations if e.status in USABLE), default=None)
-        LOG.info("run done: %s b%d s%d: %d trials (%s), best %s %s, train_s %.1f", spec.strategy, spec.budget,
-                 spec.seed, len(evaluations), ", ".join(f"{k} {v}" for k, v in counts.items()), self.metric,
-                 "-" if best is None else f"{self.sign * best:.4f}", sum(e.train_s for e in evaluations), extra=PROGRESS)
-
-    def skip(self, n: int) -> None:
-        self.done += n
-        if self.bar:
-            self.bar.update(advance=n)
-
-    def close(self) -> None:
-        if self.bar:
-            self.bar.close()
-
-
-class _RunLog:
-    """Every `lrsearch` log line of this call, appended to `run.log` in the results folder."""
-
-    def __init__(self, out: Path):
-        self.handler = logging.FileHandler(out / "run.log", encoding="utf-8")
-        self.handler.setLevel(logging.INFO)
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        LOG.addHandler(self.handler)
-        self.level = LOG.level
-        if LOG.getEffectiveLevel() > logging.INFO:  # a library caller who configured nothing: the file gets info
-            LOG.setLevel(logging.INFO)
-
-    def close(self) -> None:
-        LOG.removeHandler(self.handler)
-        self.handler.close()
-        LOG.setLevel(self.level)

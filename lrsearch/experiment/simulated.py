@@ -180,7 +180,8 @@ def _simulated_runs(job: tuple) -> list[dict]:
             for i, trial in enumerate(pool.trials):
                 ev = trial.evaluation
                 rows.append({"strategy": strategy_name, "workers": workers, "seed": seed, "trial_index": i,
-                             "lr": float(ev.params["lr"]), "status": ev.status, "value": ev.value,
+                             "lr": float(ev.params["lr"]), "status": ev.status,
+                             "value": ev.value if ev.has_value else math.nan,
                              "train_s": ev.train_s, "overhead_s": ev.overhead_s, "start_s": trial.start_s,
                              "finish_s": trial.finish_s,
                              "reached_at_s": math.nan if trial.reached_at_s is None else trial.reached_at_s,

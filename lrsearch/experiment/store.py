@@ -14,6 +14,9 @@ one live worker at a time and a dead worker's run is finished by another (as Opt
 storage fails a trial whose heartbeat stopped). Each run also records the definition it was
 trained under (task, data, space, options), which the runner compares before resuming.
 
+A trial without a value (diverged, failed, a range test) has NULL in `value`, never a number; its frames
+read NaN there, and `stored_trials` too (the placeholder an `Evaluation` holds, which no library sees).
+
 The file carries its schema version (`PRAGMA user_version`). A file that is not an SQLite
 database, holds other tables, or comes from a newer lrsearch is refused with `StoreError`,
 and never written to.
@@ -29,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -59,7 +62,7 @@ CREATE TABLE IF NOT EXISTS trials (
     params           TEXT NOT NULL,      -- JSON
     lr               REAL,               -- the trial's representative LR (peak of its schedule)
     status           TEXT NOT NULL,      -- ok, diverged, pruned, failed
-    value            REAL NOT NULL,      -- what the strategy maximised
+    value            REAL,               -- what the strategy maximised; NULL for a trial without one
     final_val_acc    REAL,
     final_test_acc   REAL,
     best_val_acc     REAL,
@@ -93,9 +96,17 @@ CREATE TABLE IF NOT EXISTS curves (
 
 # 1: runs, trials and curves as first released (no version recorded, user_version 0);
 # 2: trials.eval_s, runs.definition, runs.worker, runs.heartbeat_at. Older files gain these on open.
-SCHEMA_VERSION = 2
+# 3: trials.value may be NULL (before: NOT NULL, a placeholder 0.0 or the workload's floor for a trial without a
+#    value). A writer rebuilds an older trials table, placeholders made NULL; a reader reads them as NULL.
+SCHEMA_VERSION = 3
 ADDED_COLUMNS = [("trials", "eval_s", "REAL"), ("runs", "definition", "TEXT"), ("runs", "worker", "TEXT"),
                  ("runs", "heartbeat_at", "REAL")]
+
+# A trial has a value when it is a training trial that ended ok or was pruned (the search's USABLE statuses,
+# lrsearch.search.strategies.USABLE, not imported: it loads every search library). A range test is no candidate.
+VALUED_STATUSES = ("ok", "pruned")
+# a trial's value as read from `trials t`: NULL for a trial without one, whatever an older file holds there
+_VALUE = f"CASE WHEN t.kind = 'train' AND t.status IN {VALUED_STATUSES} THEN t.value END AS value"
 
 
 class StoreError(Exception):
@@ -105,11 +116,30 @@ CURVE_COLUMNS = ("step", "epoch", "samples", "lr", "train_loss", "val_acc", "tes
 
 
 @dataclass
+class TrialRecord:
+    """One finished trial, as `Store.add_trial` commits it."""
+    run_id: int
+    trial_index: int
+    kind: str  # train, range_test
+    params: dict
+    lr: float | None  # the trial's representative LR (peak of its schedule); None for a range test
+    status: str  # ok, pruned, diverged, failed
+    value: float | None  # what the strategy maximised; None for a trial without one (see VALUED_STATUSES)
+    train_s: float
+    overhead_s: float  # strategy time before this trial
+    extra: dict = field(default_factory=dict)  # JSON: strategy notes, a range test's curve
+    curve: list[dict] = field(default_factory=list)  # one dict per evaluation, keys from CURVE_COLUMNS
+    # the trainer's measurements, as TrialResult.to_dict() gives them; the store keeps final_val_acc,
+    # final_test_acc, best_val_acc, wall_s, eval_s, time_to_target_s, steps_to_target, steps, device, error
+    result: dict = field(default_factory=dict)
+
+
+@dataclass
 class StoredTrial:
     trial_index: int
     params: dict
     status: str
-    value: float
+    value: float  # NaN for a trial without one
     train_s: float
     overhead_s: float
     extra: dict
@@ -166,18 +196,33 @@ class Store:
         A writer checks and creates under SQLite's write lock, so that two workers starting together on a new
         folder never see each other's half-made schema: the second waits, then finds the first one's tables."""
         self.conn.execute("PRAGMA user_version").fetchone()  # raises for a file that is no database
-        self.conn.execute("PRAGMA foreign_keys = ON")  # (a no-op inside a transaction: set before one)
         if not migrate:
             self._check(readonly=True)
-            return
-        with self._write_lock():
-            self._check(readonly=False)
-            for statement in _statements(SCHEMA):  # not executescript: it would commit, and drop the lock
-                self.conn.execute(statement)
-            for table, column, kind in ADDED_COLUMNS:
-                if column not in {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}:
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        else:
+            with self._write_lock():
+                self._check(readonly=False)
+                for statement in _statements(SCHEMA):  # not executescript: it would commit, and drop the lock
+                    self.conn.execute(statement)
+                for table, column, kind in ADDED_COLUMNS:
+                    if column not in {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}:
+                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if any(row[1] == "value" and row[3] for row in self.conn.execute("PRAGMA table_info(trials)")):
+                    self._rebuild_trials()
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # after the rebuild: with foreign keys on, dropping the old trials table fails (its curves point at it);
+        # a no-op inside a transaction: set outside one
+        self.conn.execute("PRAGMA foreign_keys = ON")
+
+    def _rebuild_trials(self) -> None:
+        """The trials table of a schema-2 file, whose `value` is NOT NULL, rebuilt with this schema's (SQLite cannot
+        drop a NOT NULL in place: https://sqlite.org/lang_altertable.html#otheralter), each trial without a value
+        made NULL. Trial ids are kept, so the curves still point at their trials."""
+        create = next(s for s in _statements(SCHEMA) if "TABLE IF NOT EXISTS trials " in s)
+        self.conn.execute(create.replace("TABLE IF NOT EXISTS trials ", "TABLE trials_v3 ", 1))
+        names = [row[1] for row in self.conn.execute("PRAGMA table_info(trials)")]
+        self.conn.execute(f"INSERT INTO trials_v3 ({', '.join(names)}) SELECT {self._trial_columns()} FROM trials t")
+        self.conn.execute("DROP TABLE trials")
+        self.conn.execute("ALTER TABLE trials_v3 RENAME TO trials")
 
     def _check(self, readonly: bool) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -216,7 +261,7 @@ class Store:
         return row[0] if row else None
 
     @_locked
-    def open_run(self, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict,
+    def open_run(self, *, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict,
                  definition: dict | None = None) -> int:
         """The run's id: a new run, or the unfinished one left by an earlier process (no claim: one process)."""
         with self.conn:
@@ -229,7 +274,7 @@ class Store:
                                  (experiment, strategy, budget, seed)).fetchone()[0]
 
     @_locked
-    def claim_run(self, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict,
+    def claim_run(self, *, experiment: str, task: str, strategy: str, budget: int, seed: int, environment: dict,
                   definition: dict, worker: str, stale_after_s: float,
                   holder_alive: Callable[[str], bool] = lambda holder: True) -> tuple[str, int | None]:
         """Claim a run for `worker`, atomically across processes. Returns ("claimed", run_id) for a new run, an
@@ -302,9 +347,17 @@ class Store:
     @_locked
     def stored_trials(self, run_id: int) -> list[StoredTrial]:
         rows = self.conn.execute(
-            "SELECT trial_index, params, status, value, train_s, overhead_s, extra FROM trials "
+            f"SELECT trial_index, params, status, {_VALUE}, train_s, overhead_s, extra FROM trials t "
             "WHERE run_id=? ORDER BY trial_index", (run_id,)).fetchall()
-        return [StoredTrial(i, json.loads(p), s, v, t, o, json.loads(x)) for i, p, s, v, t, o, x in rows]
+        return [StoredTrial(i, json.loads(p), s, math.nan if v is None else v, t, o, json.loads(x))
+                for i, p, s, v, t, o, x in rows]
+
+    @_locked
+    def last_finished_at(self, run_id: int) -> float:
+        """When the run's last trial finished (when the run started, before its first trial)."""
+        return self.conn.execute(
+            "SELECT COALESCE(MAX(finished_at), (SELECT started_at FROM runs WHERE run_id=?)) FROM trials WHERE run_id=?",
+            (run_id, run_id)).fetchone()[0]
 
     @_locked
     def reported_values(self, run_id: int, trial_index: int) -> list[tuple[int, float]]:
@@ -325,23 +378,22 @@ class Store:
             self.conn.executemany("DELETE FROM trials WHERE trial_id=?", [(i,) for i in ids])
 
     @_locked
-    def add_trial(self, run_id: int, trial_index: int, kind: str, params: dict, lr: float | None, status: str,
-                  value: float, train_s: float, overhead_s: float, extra: dict, curve: list[dict],
-                  record: dict | None = None) -> None:
+    def add_trial(self, trial: TrialRecord) -> None:
         """One trial and its curve, in one transaction."""
-        record = record or {}
+        result = trial.result
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO trials (run_id, trial_index, kind, params, lr, status, value, final_val_acc, final_test_acc, "
                 "best_val_acc, train_s, wall_s, eval_s, overhead_s, time_to_target_s, steps_to_target, steps, device, "
                 "error, extra, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, trial_index, kind, json.dumps(params), lr, status, value, record.get("final_val_acc"),
-                 record.get("final_test_acc"), record.get("best_val_acc"), train_s, record.get("wall_s"), record.get("eval_s"), overhead_s,
-                 record.get("time_to_target_s"), record.get("steps_to_target"), record.get("steps"),
-                 record.get("device"), record.get("error"), json.dumps(extra), time.time()))
+                (trial.run_id, trial.trial_index, trial.kind, json.dumps(trial.params), trial.lr, trial.status,
+                 _finite(trial.value), result.get("final_val_acc"), result.get("final_test_acc"),
+                 result.get("best_val_acc"), trial.train_s, result.get("wall_s"), result.get("eval_s"), trial.overhead_s,
+                 result.get("time_to_target_s"), result.get("steps_to_target"), result.get("steps"),
+                 result.get("device"), result.get("error"), json.dumps(trial.extra), time.time()))
             self.conn.executemany(
                 f"INSERT INTO curves (trial_id, {', '.join(CURVE_COLUMNS)}) VALUES (?, {', '.join('?' * len(CURVE_COLUMNS))})",
-                [(cur.lastrowid, *(_finite(row.get(c)) for c in CURVE_COLUMNS)) for row in curve])
+                [(cur.lastrowid, *(_finite(row.get(c)) for c in CURVE_COLUMNS)) for row in trial.curve])
 
     # ------------------------------------------------------------ tables
 
@@ -352,8 +404,14 @@ class Store:
     @_locked
     def trials_frame(self) -> pd.DataFrame:
         return pd.read_sql_query(
-            "SELECT r.experiment, r.task, r.strategy, r.budget, r.seed, r.status AS run_status, t.* "
-            "FROM trials t JOIN runs r USING (run_id) ORDER BY t.run_id, t.trial_index", self.conn)
+            f"SELECT r.experiment, r.task, r.strategy, r.budget, r.seed, r.status AS run_status, {self._trial_columns()} "
+            "FROM trials t JOIN runs r USING (run_id) ORDER BY t.run_id, t.trial_index", self.conn,
+            dtype={"value": "float64"})  # NaN, not None, where no trial has a value
+
+    def _trial_columns(self) -> str:
+        """The trials table's columns, in order, for a SELECT from `trials t`, with `value` as `_VALUE` reads it."""
+        return ", ".join(_VALUE if row[1] == "value" else f"t.{row[1]}"
+                         for row in self.conn.execute("PRAGMA table_info(trials)"))
 
     @_locked
     def curves_frame(self) -> pd.DataFrame:

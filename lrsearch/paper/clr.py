@@ -31,19 +31,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from lrsearch.experiment.claims import RunClaims
 from lrsearch.experiment.config import ConfigError
 from lrsearch.experiment.provenance import changed_note, environment
-from lrsearch.experiment.runner import (
-    DefinitionChanged,
-    Heartbeat,
-    check_stored_definitions,
-    heartbeat_s,
-    new_worker_id,
-    worker_alive,
-)
-from lrsearch.experiment.store import Store
+from lrsearch.experiment.store import Store, TrialRecord
 from lrsearch.reporting.tables import bootstrap_ci
 from lrsearch.search.lr_finder import RangeTest, ema, plot_range_test
+from lrsearch.search.strategies import USABLE
 from lrsearch.training.tasks import TASKS, Task, get_task
 from lrsearch.training.workloads import TaskWorkload
 
@@ -292,32 +286,25 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
         task = policy_task(config, Policy(name=RANGE_TEST, iterations=1, schedule={}), quick, channels_last)
         planned.append((common | {"name": RANGE_TEST, "task": task, "spec": config.range_test.model_dump()},
                         [(seeds or config.seeds)[0]]))
-    # The runner's change check and claims (one code path with `lrsearch run`): a policy edited since its
-    # runs were stored stops here, naming its fields; a run another live process holds is left to it.
+    # The runner's change check and claims (claims.py, one code path with `lrsearch run`): a policy edited since
+    # its runs were stored stops here, naming its fields; a run another live process holds is left to it.
     definitions = {id(job): run_definition(job, data_source) for job, _ in planned}
     workload = TaskWorkload(planned[0][0]["task"], data_source) if planned else None
+    claims = RunClaims(store, name, env)
     try:
-        check_stored_definitions(store, name, {(job["name"], 1, s): definitions[id(job)] for job, seeds in planned
-                                               for s in seeds},
-                                 workload.definition_defaults() if workload else {},
-                                 workload.definition_ignored() if workload else set(), reset)
-    except DefinitionChanged:
-        store.close()
-        raise
-    data = data_facts(Path(TaskWorkload(planned[0][0]["task"], data_source).source())) if planned else {}
-    (out / "config.json").write_text(json.dumps(config.model_dump() | {"quick_run": quick, "data": data}, indent=2))
-    worker, interval = new_worker_id(), heartbeat_s()
-    heartbeat = Heartbeat(store, worker, interval)
-    jobs = []
-    try:
+        claims.check({(job["name"], 1, s): definitions[id(job)] for job, seeds in planned for s in seeds},
+                     workload.definition_defaults() if workload else {},
+                     workload.definition_ignored() if workload else set(), reset)
+        data = data_facts(Path(workload.source())) if planned else {}
+        (out / "config.json").write_text(json.dumps(config.model_dump() | {"quick_run": quick, "data": data}, indent=2))
+        jobs = []
         for job, seeds in planned:
             claimed, complete, busy = {}, 0, 0
             for seed in seeds:
-                state, run_id = store.claim_run(name, job["task"].name, job["name"], 1, seed, env, definitions[id(job)],
-                                                worker, 3 * interval, worker_alive)
+                state, run_id = claims.claim(task=job["task"].name, strategy=job["name"], budget=1, seed=seed,
+                                             definition=definitions[id(job)])
                 if state == "claimed":
                     claimed[seed] = run_id
-                    heartbeat.hold(run_id)
                 complete += state == "complete"
                 busy += state == "busy"
             if complete:
@@ -331,7 +318,7 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
         def commit(job: dict, records: list[dict]) -> None:
             _commit(store, job, records)
             for run_id in job["run_ids"]:
-                heartbeat.drop(run_id)
+                claims.complete(run_id)
 
         if workers == 1:
             for job in jobs:
@@ -342,8 +329,7 @@ def run_clr_paper(config: ClrPaper, quick: bool = False, results: str | Path | N
         else:
             _side_by_side(jobs, workers, deadline, commit)
     finally:
-        heartbeat.close()
-        store.release(sorted(heartbeat.held), worker)  # runs not finished: free for the next call at once
+        claims.close()  # runs not finished: free for the next call at once
         store.close()
     build_clr_report(out, config, quick)
     return out
@@ -411,24 +397,27 @@ def _side_by_side(jobs: list[dict], workers: int, deadline: float, commit) -> No
 
 
 def _commit(store: Store, job: dict, records: list[dict]) -> None:
-    """Each seed's record into the run claimed for it, then the run marked complete (what an earlier,
-    interrupted process left in it is replaced)."""
+    """Each seed's record into the run claimed for it (what an earlier, interrupted process left in it is
+    replaced); the caller marks the runs complete."""
     for seed, run_id, record in zip(job["seeds"], job["run_ids"], records):
         store.drop_trials_from(run_id, 0)
         if "spec" in job:
-            store.add_trial(run_id, 0, "range_test", {"range_test": job["spec"]}, None, record["status"], 0.0,
-                            record["train_s"], 0.0, {"stop_reason": record["stop_reason"], "mode": record["mode"]},
-                            record["table"], {"wall_s": record["wall_s"], "steps": len(record["table"])})
+            store.add_trial(TrialRecord(
+                run_id=run_id, trial_index=0, kind="range_test", params={"range_test": job["spec"]}, lr=None,
+                status=record["status"], value=None, train_s=record["train_s"], overhead_s=0.0,
+                extra={"stop_reason": record["stop_reason"], "mode": record["mode"]}, curve=record["table"],
+                result={"wall_s": record["wall_s"], "steps": len(record["table"])}))
             print(f"range test: {record['stop_reason']}, {record['train_s']:.1f} s")
         else:
             curve = record.pop("curve")
-            store.add_trial(run_id, 0, "train", {"schedule": job["schedule"]}, None, record["status"], record["value"],
-                            record["train_s"], 0.0, {"policy": job["name"], "optimizer": job["task"].optimizer,
-                                                  "resumed_from": record.get("resumed_from", [])}, curve,
-                            record)
+            store.add_trial(TrialRecord(
+                run_id=run_id, trial_index=0, kind="train", params={"schedule": job["schedule"]}, lr=None,
+                status=record["status"], value=record["value"] if record["status"] in USABLE else None,
+                train_s=record["train_s"], overhead_s=0.0,
+                extra={"policy": job["name"], "optimizer": job["task"].optimizer,
+                       "resumed_from": record.get("resumed_from", [])}, curve=curve, result=record))
             print(f"{job['name']} seed {seed}: {record['status']}, final test accuracy {record['final_test_acc']}, "
                   f"{record['train_s']:.1f} s training ({record['device']})")
-        store.complete_run(run_id)
 
 
 # ---------------------------------------------------------------- tables

@@ -1,13 +1,12 @@
 """Budget tables from replayed (or real) trials: which strategy reaches the target at which budget.
 
-`run_replay` replays an experiment (`lrsearch.experiment.replay`) and writes these tables, their
+`write_replay` writes a replay's (`lrsearch.experiment.replay_study.run_replay`) tables, their
 figures and REPORT.md: `lrsearch replay`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,14 @@ import pandas as pd
 
 from lrsearch.experiment.config import Experiment
 from lrsearch.experiment.provenance import environment
-from lrsearch.experiment.replay import ReplayTable, replay_experiment
-from lrsearch.experiment.simulated import replay_parallel
+from lrsearch.experiment.replay_study import ReplayRun
 from lrsearch.experiment.store import Store
 from lrsearch.reporting.figures import budget_figures, parallel_speedup_figure, replay_check_figure
 from lrsearch.reporting.parallel import parallel_runs, parallel_summary
 from lrsearch.reporting.report import write_replay_report
 from lrsearch.reporting.scores import write_anchors
 from lrsearch.reporting.tables import (
-    bootstrap_ci,
+    median_best,
     median_with_failures,
     search_time_to_target,
     wilson_interval,
@@ -39,9 +37,9 @@ def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
     for (strategy, run_budget, seed), g in trials.groupby(["strategy", "run_budget", "seed"], sort=False):
         g = g.sort_values("trial_index")
         status = g["status"].to_numpy()
-        value = np.where(np.isin(status, USABLE), g["value"].to_numpy(dtype=float), 0.0)
-        best_so_far = np.maximum.accumulate(value)
-        argbest = np.array([int(np.argmax(value[:k + 1])) for k in range(len(value))])
+        value = np.where(np.isin(status, USABLE), g["value"].to_numpy(dtype=float), np.nan)  # NaN: no value
+        best_so_far = np.fmax.accumulate(value)  # fmax skips NaN: NaN until the run's first value
+        argbest = _first_best(value)
         n_diverged, n_pruned = np.cumsum(status == "diverged"), np.cumsum(status == "pruned")
         cum_train_s = np.cumsum(g["train_s"].to_numpy(dtype=float))
         cum_overhead_s = np.cumsum(g["overhead_s"].to_numpy(dtype=float))
@@ -55,11 +53,23 @@ def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
             rows.append({
                 "strategy": strategy, "budget": budget, "seed": seed, "n_trials": k + 1,
                 "n_diverged": int(n_diverged[k]), "n_pruned": int(n_pruned[k]), "best_val_acc": float(best_so_far[k]),
-                "best_lr": float(lrs[argbest[k]]), "test_acc_of_best": float(test_accs[argbest[k]]),
+                "best_lr": float(lrs[argbest[k]]) if argbest[k] is not None else math.nan,
+                "test_acc_of_best": float(test_accs[argbest[k]]) if argbest[k] is not None else math.nan,
                 "train_s": float(cum_train_s[k]), "overhead_s": float(cum_overhead_s[k]),
                 "search_time_to_target_s": seconds if reached else math.nan,
                 "trials_to_target": index if reached else math.nan, "reached_target": reached})
     return pd.DataFrame(rows)
+
+
+def _first_best(values: np.ndarray) -> list[int | None]:
+    """After each trial, the index of the first trial with the best value so far (None before any value)."""
+    best: int | None = None
+    out = []
+    for k, v in enumerate(values):
+        if not math.isnan(v) and (best is None or v > values[best]):
+            best = k
+        out.append(best)
+    return out
 
 
 def budget_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
@@ -67,13 +77,12 @@ def budget_summary(runs: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     (percentile bootstrap for the median, Wilson for the proportion), and the median search time-to-target."""
     rows = []
     for (strategy, budget), g in runs.groupby(["strategy", "budget"], sort=True):
-        acc = g["best_val_acc"].to_numpy(dtype=float)
-        acc_low, acc_high = bootstrap_ci(acc, statistic=np.median, n_boot=n_boot)
+        acc, acc_low, acc_high = median_best(g["best_val_acc"].to_numpy(dtype=float), n_boot=n_boot)
         hits = int(g["reached_target"].sum())
         p_low, p_high = wilson_interval(hits, len(g))
         times = g["search_time_to_target_s"].to_numpy(dtype=float)
         rows.append({"strategy": strategy, "budget": budget, "n_seeds": len(g),
-                     "median_best_val_acc": float(np.median(acc)), "acc_ci_low": acc_low, "acc_ci_high": acc_high,
+                     "median_best_val_acc": acc, "acc_ci_low": acc_low, "acc_ci_high": acc_high,
                      "p_target": hits / len(g), "p_ci_low": p_low, "p_ci_high": p_high,
                      "median_time_to_target_s": median_with_failures(times),
                      "median_overhead_s": float(g["overhead_s"].median())})
@@ -153,16 +162,13 @@ def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.
     return pd.DataFrame(rows)
 
 
-def run_replay(experiment: Experiment, results: str | Path | None = None, workers: int | None = None,
-               progress: bool = True) -> Path:
-    """Replay the experiment, write its tables (CSV and Parquet), figures and REPORT.md; return the folder.
-    With `[replay] simulated_workers`, also the replay with K workers on a simulated clock at
-    `simulated_budget` (default: the largest budget; `parallel_*` tables, figures/parallel_speedup.png)."""
+def write_replay(experiment: Experiment, run: ReplayRun, results: str | Path | None = None) -> Path:
+    """A replay's tables (CSV and Parquet), figures and REPORT.md (the replay itself: experiment/replay.py's
+    `run_replay`); returns the folder. With the K-worker replay, also the `parallel_*` tables and
+    figures/parallel_speedup.png."""
     out = experiment.results_dir(results)
     env = environment()
-    started = time.perf_counter()
-    table = ReplayTable.load(experiment.replay.table) if experiment.replay else None
-    trials = replay_experiment(experiment, table, workers, progress)
+    trials = run.trials
     runs = budget_runs(trials, experiment.budgets)
     summary = budget_summary(runs)
     startup = {name: get_strategy(name, experiment.search_space().to_dict(), **experiment.options.get(name, {})).startup_trials or 0
@@ -176,18 +182,13 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
         tables["check_runs"] = pd.concat([real.assign(source="real"),
                                           runs.merge(real[["strategy", "budget"]].drop_duplicates())
                                           .assign(source="replay")], ignore_index=True)
-    elapsed_s = time.perf_counter() - started
-    parallel_trials, parallel_s = None, None
-    if experiment.replay.simulated_workers:
-        parallel_trials = replay_parallel(experiment, table, experiment.replay.simulated_workers,
-                                          progress=progress, processes=workers)
-        tables["parallel_runs"] = parallel_runs(parallel_trials)
+    if run.parallel_trials is not None:
+        tables["parallel_runs"] = parallel_runs(run.parallel_trials)
         tables["parallel_summary"] = parallel_summary(tables["parallel_runs"])
-        parallel_s = time.perf_counter() - started - elapsed_s
     (out / "tables").mkdir(parents=True, exist_ok=True)
     trials.to_parquet(out / "tables" / "trials.parquet", index=False)  # large: Parquet only, not committed
-    if parallel_trials is not None:
-        parallel_trials.to_parquet(out / "tables" / "parallel_trials.parquet", index=False)  # as trials.parquet
+    if run.parallel_trials is not None:
+        run.parallel_trials.to_parquet(out / "tables" / "parallel_trials.parquet", index=False)  # as trials.parquet
     if len(trials):
         write_anchors(out)  # the scores' anchors from it, small and committed
     for name, frame in tables.items():
@@ -200,6 +201,6 @@ def run_replay(experiment: Experiment, results: str | Path | None = None, worker
         figures.append(replay_check_figure(tables["check_runs"], out / "figures" / "replay_check.png"))
     if "parallel_summary" in tables:
         figures.append(parallel_speedup_figure(tables["parallel_summary"], out / "figures" / "parallel_speedup.png"))
-    write_replay_report(out, experiment, tables, figures, env, table.environment, elapsed_s, len(trials),
-                        parallel_s)
+    write_replay_report(out, experiment, tables, figures, env, run.table.environment, run.elapsed_s, len(trials),
+                        run.parallel_s)
     return out

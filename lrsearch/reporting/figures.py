@@ -57,12 +57,12 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
     if target is not None:
         ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
     n_seeds = data["seed"].nunique()
-    scored = curves["best_val_acc"][curves["best_val_acc"] > 0]
-    if len(scored):  # a range test scores 0 (it is no candidate): zoom on the accuracies the trials reached
+    scored = curves["best_val_acc"].dropna()
+    if len(scored):  # zoom on the accuracies the trials reached
         ax.set_ylim(max(0.0, scored.quantile(0.02) - 0.05), min(1.0, scored.max() + 0.02))
     ax.set(xlabel="training seconds spent by the search", ylabel="best validation accuracy so far",
            title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval; "
-                 "a range test scores 0, below the axis)")
+                 "no line before a run's first value: range tests, diverged and failed trials have none)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)
 
@@ -101,7 +101,8 @@ def accuracy_vs_budget_figure(runs: pd.DataFrame, path: Path) -> Path:
 
 
 def trials_figure(trials: pd.DataFrame, path: Path) -> Path:
-    """Every training trial's LR against its validation accuracy: what each strategy tried."""
+    """Every training trial's LR against its validation accuracy: what each strategy tried. Trials without a
+    value (diverged, failed) are marked along the bottom edge, at their LR: they have no accuracy to plot."""
     data = trials[(trials["kind"] == "train") & trials["lr"].notna()]
     strategies = list(dict.fromkeys(data["strategy"]))
     cols = min(4, len(strategies))
@@ -110,9 +111,15 @@ def trials_figure(trials: pd.DataFrame, path: Path) -> Path:
     axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     for ax, strategy in zip(axes.flat, strategies):
         d = data[data["strategy"] == strategy]
-        sns.scatterplot(d, x="lr", y="value", style="status", hue="status", ax=ax, s=22,
-                        hue_order=["ok", "pruned", "diverged", "failed"], style_order=["ok", "pruned", "diverged", "failed"],
-                        legend=ax is axes.flat[0])
+        sns.scatterplot(d[d["value"].notna()], x="lr", y="value", style="status", hue="status", ax=ax, s=22,
+                        hue_order=["ok", "pruned"], style_order=["ok", "pruned"], legend=ax is axes.flat[0])
+        for status, colour in (("diverged", "C3"), ("failed", "0.3")):
+            lost = d[(d["status"] == status) & d["value"].isna()]
+            if len(lost):  # x in data, y in axes coordinates: the bottom edge, whatever the accuracies
+                ax.plot(lost["lr"], np.full(len(lost), 0.02), "x", color=colour, ms=5, mew=1.2, clip_on=False,
+                        transform=ax.get_xaxis_transform(), label=f"{status} (no value)")
+        if ax is axes.flat[0]:
+            ax.legend(fontsize=7)
         ax.set(xscale="log", title=strategy, xlabel="learning rate (peak)", ylabel="validation accuracy")
     for ax in list(axes.flat)[len(strategies):]:
         ax.set_visible(False)

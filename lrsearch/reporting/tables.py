@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from lrsearch.experiment.store import Store
-from lrsearch.search.strategies import USABLE
 
 
 def search_time_to_target(train_s: list[float], time_to_target_s: list[float | None]) -> tuple[float | None, int | None]:
@@ -47,6 +46,15 @@ def bootstrap_ci(values, statistic=median_with_failures, n_boot: int = 2000, lev
     stats = statistic(values[rng.integers(0, len(values), (n_boot, len(values)))], axis=1)
     low, high = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2], method="lower")
     return float(low), float(high)
+
+
+def median_best(best: np.ndarray, n_boot: int = 2000) -> tuple[float, float, float]:
+    """The median of runs' best values and its bootstrap interval (low, high), where a run without any value (NaN)
+    counts as worse than every value; NaN where the median, or an end of the interval, falls on such runs."""
+    worst_first = np.where(np.isnan(best), -np.inf, np.asarray(best, dtype=float))
+    low, high = bootstrap_ci(worst_first, statistic=np.median, n_boot=n_boot)
+    median = float(np.median(worst_first)) if len(worst_first) else math.nan
+    return tuple(math.nan if x == -math.inf else x for x in (median, low, high))
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -86,7 +94,7 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
         group = group.sort_values("trial_index")
-        candidates = group[group["status"].isin(USABLE) & (group["kind"] == "train")]
+        candidates = group[group["value"].notna()]  # the store's NaN: a trial without a value (failed, a range test)
         best = candidates.loc[candidates["value"].idxmax()] if len(candidates) else None
         ttt = group["time_to_target_s"].astype(float).where(group["kind"] == "train")
         seconds, index = search_time_to_target(group["train_s"].tolist(),
@@ -114,14 +122,15 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def anytime_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Best-so-far validation accuracy after each trial, against trials used and training seconds spent."""
+    """Best-so-far validation accuracy after each trial, against trials used and training seconds spent. A trial
+    without a value (NaN) leaves the best as it was: NaN until the run's first value."""
     frames = []
     for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
         group = group.sort_values("trial_index")
-        value = group["value"].where(group["status"].isin(USABLE) & (group["kind"] == "train"), 0.0)
         frames.append(pd.DataFrame({
             "strategy": strategy, "budget": budget, "seed": seed, "trials_used": np.arange(1, len(group) + 1),
-            "cum_train_s": group["train_s"].cumsum().to_numpy(), "best_val_acc": value.cummax().to_numpy()}))
+            "cum_train_s": group["train_s"].cumsum().to_numpy(),
+            "best_val_acc": np.fmax.accumulate(group["value"].to_numpy(dtype=float))}))  # fmax skips NaN
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
