@@ -218,7 +218,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.anchor is not None:
         raise UserError(f"--anchor {args.anchor}: the regret anchor is for a suite's cross-problem scores; "
                         f"{args.results} is one experiment's folder (give the suite's folder, holding suite.json)")
-    print(build_report(args.results))
+    print(build_report(args.results, calibration=args.calibration))
     return 0
 
 
@@ -322,6 +322,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_clr_paper)
     r = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results folder's store")
     r.add_argument("results", type=Path, help="a results folder (holding results.sqlite)")
+    r.add_argument("--calibration", type=Path, metavar="DIR", help="times on the cost clock: steps x the seconds per "
+                   "step that `lrsearch calibrate` measured into DIR (default: the experiment's `calibration`, else "
+                   "wall-clock seconds)")
     r.add_argument("--anchor", metavar="STRATEGY", help="a suite's scores: the strategy whose median trial is the "
                    "normalised regret's 1 (default: random, i.e. random search at budget 1)")
     r.set_defaults(func=_report)

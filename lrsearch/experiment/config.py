@@ -11,6 +11,7 @@
     target = 0.1                      # optional: the same for any metric (a user workload's loss, say)
     direction = "minimize"            # optional: a user workload's metric is maximised unless this says so
     time_budget_s = 120               # optional: training seconds per run
+    calibration = "results/calibration"  # optional: the report's times on the cost clock (lrsearch calibrate)
     results = "runs/my-run"           # optional: output folder (default runs/<name>, ignored by git)
     reference = "results/benchmark-cpu"  # optional: committed results a fresh run's report sets itself beside
 
@@ -137,6 +138,7 @@ class Experiment(BaseModel):
     direction: Literal["maximize", "minimize"] | None = None
     time_budget_s: float | None = Field(default=None, gt=0)
     results: str | None = None
+    calibration: str | None = None  # a folder `lrsearch calibrate` wrote: the report's seconds on the cost clock
     reference: str | None = None
     description: str = ""
     space: dict[str, Any] | None = None

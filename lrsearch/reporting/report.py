@@ -36,14 +36,32 @@ def _beside_reference(results_dir: Path, reference: str | None, summary: pd.Data
             "intervals.", "", _fmt(both, list(both.columns)), ""]
 
 
-def build_report(results_dir: str | Path, title: str | None = None) -> Path:
+def clock_note(clock) -> str:
+    """Which clock a report's seconds are on, in one paragraph."""
+    if clock is None:
+        return ("Seconds are wall-clock training seconds (`train_s`) on the machines listed below: they vary with the "
+                "machine and its load (the same trial has taken 4.6 s and 9.5 s on one day). Give a calibration "
+                "(`lrsearch calibrate`, then `lrsearch report --calibration DIR`) for the cost clock.")
+    return (f"Seconds are on the cost clock: each trial's training steps x its workload's calibrated seconds per step "
+            f"under its optimizer, plus its evaluations x the work its method needs before each one, from "
+            f"{clock.describe()} (lrsearch/experiment/calibration.py). Wall-clock seconds stay in the trials table "
+            "(`wall_train_s`, `wall_time_to_target_s`) as a check.")
+
+
+def build_report(results_dir: str | Path, title: str | None = None, calibration: str | Path | None = None) -> Path:
+    """REPORT.md, tables and figures of a results folder. Times are on the cost clock when a calibration is given
+    (here, or as the experiment's `calibration`), else wall-clock training seconds; the report says which."""
+    from lrsearch.experiment.calibration import Calibration
+
     results_dir = Path(results_dir)
     config_path = results_dir / "experiment.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     target = config.get("task", {}).get("target_acc")  # the latest run's; stored curves are read for it
     workload = config.get("workload") or {"metric": "val_acc", "direction": "maximize"}
     direction = workload.get("direction") or "maximize"
-    tables = build_tables(results_dir, target, direction)
+    calibration = calibration or config.get("calibration")
+    clock = Calibration.load(calibration) if calibration else None
+    tables = build_tables(results_dir, target, direction, clock)
     runs_meta = tables["runs_meta"]
     trials = tables["trials"]
     figures = build_figures(tables, results_dir / "figures", target)
@@ -70,6 +88,7 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Path:
                   ""]
     from lrsearch.experiment.provenance import changed_note
 
+    lines += ["## Clock", "", clock_note(clock), ""]
     lines += ["## Where these numbers come from", ""]
     for env in envs:
         lines += [f"- command: `{env['command']}`", f"  - date: {env['date']}", f"  - device: {env['device']}",

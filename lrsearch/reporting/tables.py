@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lrsearch.experiment.store import Store
+from lrsearch.training.errors import InputError
 
 
 def search_time_to_target(train_s: list[float], time_to_target_s: list[float | None]) -> tuple[float | None, int | None]:
@@ -87,6 +88,34 @@ def retarget(trials: pd.DataFrame, curves: pd.DataFrame, target: float, directio
     is_train = trials["kind"] == "train"
     trials.loc[is_train, "time_to_target_s"] = trials.loc[is_train, "trial_id"].map(hits["train_s"])
     trials.loc[is_train, "steps_to_target"] = trials.loc[is_train, "trial_id"].map(hits["step"])
+    return trials
+
+
+def cost_clock(trials: pd.DataFrame, curves: pd.DataFrame, calibration) -> pd.DataFrame:
+    """The trials on the cost clock (experiment/calibration.py): `train_s` and `time_to_target_s` become each trial's
+    steps (to the target) x its workload's calibrated seconds per step under its optimizer, plus its evaluations (up
+    to the target) x the work its method needs before each one; the wall-clock columns stay as `wall_train_s` and
+    `wall_time_to_target_s`. Everything read from `train_s` downstream (search time-to-target, anytime curves,
+    scores) is then on the cost clock."""
+    from lrsearch.training.tasks import TASKS
+
+    trials = trials.copy()
+    trials["wall_train_s"], trials["wall_time_to_target_s"] = trials["train_s"], trials["time_to_target_s"]
+    evals = curves[curves["kind"] == "train"]
+    cost, to_target = [], []
+    for t in trials.itertuples():
+        params = t.params if isinstance(t.params, dict) else json.loads(t.params)
+        if t.task not in TASKS:
+            raise InputError(f"the cost clock prices built-in tasks' steps; {t.task!r} is not one (leave out the "
+                             "calibration to report wall-clock seconds)")
+        rate, pre_eval = calibration.rate(t.task, params.get("optimizer") or TASKS[t.task].optimizer)
+        steps = float(t.steps) if t.steps is not None and not pd.isna(t.steps) else 0.0
+        mine = evals[evals["trial_id"] == t.trial_id]["step"] if t.kind == "train" else pd.Series(dtype=float)
+        cost.append(steps * rate + len(mine) * pre_eval)
+        hit = t.steps_to_target
+        reached = hit is not None and not pd.isna(hit)
+        to_target.append(float(hit) * rate + int((mine <= hit).sum()) * pre_eval if reached else math.nan)
+    trials["train_s"], trials["time_to_target_s"] = cost, to_target
     return trials
 
 
@@ -208,10 +237,12 @@ def as_metric(tables: dict[str, pd.DataFrame]) -> None:
         summary["acc_ci_low"], summary["acc_ci_high"] = -summary["acc_ci_high"], -summary["acc_ci_low"]
 
 
-def build_tables(results_dir: str | Path, target: float | None = None, direction: str = "maximize") -> dict[str, pd.DataFrame]:
+def build_tables(results_dir: str | Path, target: float | None = None, direction: str = "maximize",
+                 calibration=None) -> dict[str, pd.DataFrame]:
     """Read the store, write every table as CSV and Parquet under results_dir/tables/, return them. With
     `target`, time-to-target is read off the stored curves for it (see `retarget`). For a minimised metric
-    (`direction`), the best-value columns hold the metric itself, the lowest found (see `as_metric`)."""
+    (`direction`), the best-value columns hold the metric itself, the lowest found (see `as_metric`). With a
+    `calibration` (experiment.calibration.Calibration), times are on the cost clock (`cost_clock`)."""
     results_dir = Path(results_dir)
     store = Store(results_dir / "results.sqlite", create=False)
     try:
@@ -222,6 +253,8 @@ def build_tables(results_dir: str | Path, target: float | None = None, direction
         store.close()
     if target is not None and len(trials):
         trials = retarget(trials, curves, target, direction)
+    if calibration is not None and len(trials):
+        trials = cost_clock(trials, curves, calibration)
     runs = runs_table(trials) if len(trials) else pd.DataFrame()
     tables = {"trials": trials, "runs": runs, "anytime": anytime_table(trials) if len(trials) else pd.DataFrame(),
               "summary": summary_table(runs) if len(runs) else pd.DataFrame(), "curves": curves, "runs_meta": runs_meta,

@@ -1,0 +1,38 @@
+"""`lrsearch calibrate`: the cost clock's seconds per training step (experiment/calibration.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lrsearch.cli.errors import UserError
+
+# the CPU suite's workloads (experiments/suite-cpu.toml) and the smoke and cpu tasks
+DEFAULT_TASKS = ["smoke", "cpu", "resnet-adamw", "caffe-cpu", "nobn", "finetune"]
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from lrsearch.experiment.calibration import calibrate
+    from lrsearch.training.tasks import TASKS, get_task
+
+    unknown = [t for t in args.tasks if t not in TASKS]
+    if unknown:
+        raise UserError(f"--tasks {', '.join(unknown)}: not a built-in task ({', '.join(TASKS)})")
+    table = calibrate([get_task(t) for t in args.tasks], args.out, args.steps, args.repeats, args.threads, args.data)
+    print(f"{len(table)} (workload, optimizer) pairs calibrated: {args.out}/calibration.csv, {args.out}/README.md. "
+          "Measure on a machine doing nothing else.")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("calibrate", help="measure each workload's seconds per training step for the cost clock")
+    c.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, metavar="TASK", help="built-in tasks (default: "
+                   + ", ".join(DEFAULT_TASKS) + ")")
+    c.add_argument("--out", type=Path, default=Path("results/calibration"), help="where to write (default: %(default)s)")
+    c.add_argument("--steps", type=int, default=20, help="training steps per timed block (default: %(default)s)")
+    c.add_argument("--repeats", type=int, default=5, help="timed blocks, at least 5; the median is kept (default: "
+                   "%(default)s)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads, as the tables' lanes train (default: "
+                   "%(default)s)")
+    c.add_argument("--data", help="the CIFAR-10 source (default: $LRSEARCH_DATA, or ./data)")
+    c.set_defaults(func=_calibrate)

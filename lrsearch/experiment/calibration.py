@@ -1,0 +1,159 @@
+"""The cost clock: seconds per training step, measured once per workload and optimizer on a quiet machine.
+
+A trial's wall-clock seconds depend on the day: the same trial took 4.6 s and 9.5 s on one shared machine. Its
+training steps do not. So, as HPOBench and YAHPO take a trial's cost from a table, a trial's primary time here is
+
+    cost_s = steps x (calibrated seconds per training step of its workload and optimizer)
+             + evaluations x (calibrated seconds of the work its method needs before each evaluation)
+
+The second term charges a method for what it must do before its model can be evaluated: Schedule-Free's BatchNorm
+recalibration (self_tuning.recalibrate_batchnorm), which the trainer keeps out of `train_s`.
+
+`lrsearch calibrate` measures each (workload, optimizer): the workload's own optimizer and each self-tuning
+contender (tasks.SELF_TUNING_OPTIMIZERS), `repeats` blocks of `steps` steps after a warm-up, each block timed
+alone; the figure is the median block's seconds per step, with the blocks' spread. It writes
+`results/calibration/calibration.csv` and a README.md with the machine (processor, cores, torch threads), date,
+command, git commit and library versions. Wall-clock seconds stay recorded beside the cost clock, as a check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lrsearch.training.errors import InputError
+
+COLUMNS = ["workload", "optimizer", "s_per_step", "s_per_step_min", "s_per_step_max", "repeats", "steps",
+           "batch_size", "pre_eval_s", "threads"]
+
+
+def processor() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (platform's guess elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def optimizers_of(task) -> list[str]:
+    """What a workload trains with: its own optimizer, then each self-tuning contender it can run."""
+    from lrsearch.training.tasks import SELF_TUNING_OPTIMIZERS
+
+    return [task.optimizer, *SELF_TUNING_OPTIMIZERS]
+
+
+def _timed(fn, n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - started
+
+
+def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source: str | None = None) -> dict:
+    """One (workload, optimizer) on the CPU: the median of `repeats` timed blocks of `steps` training steps (after 3
+    warm-up steps), and of the pre-evaluation work its method needs (0 when none)."""
+    import torch
+
+    from lrsearch.training.loop import batches
+    from lrsearch.training.tasks import SELF_TUNING_OPTIMIZERS
+    from lrsearch.training.trainer import trial_parts
+
+    params = {} if optimizer == task.optimizer else {"optimizer": optimizer, **SELF_TUNING_OPTIMIZERS[optimizer]}
+    run_task = task.with_overrides(epochs=None, steps=max(steps * (repeats + 1), 10), seconds=None)
+    setup, _ = trial_parts(run_task, params, seed=0, device="cpu", data_source=data_source)
+    stream = batches(setup.loader)
+
+    def one_step() -> None:  # the trainer's step: forward, backward, the optimizer's step and its after_step hook
+        x, y = next(stream)
+        setup.step(x, y)
+
+    _timed(one_step, 3)
+    per_step = [_timed(one_step, steps) / steps for _ in range(repeats)]
+    pre_eval = []
+    if setup.recalibrate is not None:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            setup.recalibrate(setup)
+            pre_eval.append(time.perf_counter() - started)
+    return {"workload": task.name, "optimizer": optimizer, "s_per_step": statistics.median(per_step),
+            "s_per_step_min": min(per_step), "s_per_step_max": max(per_step), "repeats": repeats, "steps": steps,
+            "batch_size": task.batch_size, "pre_eval_s": statistics.median(pre_eval) if pre_eval else 0.0,
+            "threads": torch.get_num_threads()}
+
+
+def calibrate(tasks: list, out: str | Path, steps: int = 20, repeats: int = 5, threads: int = 1,
+              data_source: str | None = None, progress=print) -> pd.DataFrame:
+    """`measure` for every workload of `tasks` and each of its optimizers, with `threads` torch threads (the tables'
+    lanes train with one each); writes out/calibration.csv and out/README.md; returns the table."""
+    import torch
+
+    from lrsearch.experiment.provenance import as_markdown, environment
+
+    if repeats < 5:
+        raise InputError(f"--repeats {repeats}: a calibration is the median of at least 5 repeats")
+    torch.set_num_threads(threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for task in tasks:
+        for optimizer in optimizers_of(task):
+            row = measure(task, optimizer, steps, repeats, data_source)
+            rows.append(row)
+            progress(f"{row['workload']:>14} {row['optimizer']:>18}: {1000 * row['s_per_step']:.2f} ms/step "
+                     f"({1000 * row['s_per_step_min']:.2f} to {1000 * row['s_per_step_max']:.2f})"
+                     + (f", {row['pre_eval_s']:.2f} s before each evaluation" if row["pre_eval_s"] else ""))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.to_csv(out / "calibration.csv", index=False)
+    env = environment() | {"processor": processor(), "cores": os.cpu_count(), "threads": threads}
+    (out / "environment.json").write_text(json.dumps(env, indent=2))
+    lines = ["# Calibration: seconds per training step", "",
+             "The cost clock's constants (lrsearch/experiment/calibration.py): for each workload and optimizer, the median "
+             f"of {repeats} timed blocks of {steps} training steps on the CPU, {threads} torch thread(s), after 3 "
+             "warm-up steps; `pre_eval_s`: the work a method needs before each evaluation (Schedule-Free's BatchNorm "
+             "recalibration), charged to it. A trial's cost = steps x s_per_step + evaluations x pre_eval_s.", "",
+             f"- processor: {env['processor']}, {env['cores']} cores", as_markdown(env).rstrip(), "",
+             table.assign(ms_per_step=1000 * table["s_per_step"], min_ms=1000 * table["s_per_step_min"],
+                          max_ms=1000 * table["s_per_step_max"])
+             [["workload", "optimizer", "ms_per_step", "min_ms", "max_ms", "pre_eval_s"]]
+             .to_markdown(index=False, floatfmt=".3f"), ""]
+    (out / "README.md").write_text("\n".join(lines))
+    return table
+
+
+@dataclass
+class Calibration:
+    """A calibration's table, to price trials: `cost(workload, optimizer, steps, evaluations)`."""
+    table: pd.DataFrame
+    path: Path
+    processor: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        path = Path(path)
+        file = path / "calibration.csv" if path.is_dir() else path
+        if not file.is_file():
+            raise InputError(f"{file}: no calibration here; make one with `lrsearch calibrate --out {path}`")
+        env = file.with_name("environment.json")
+        proc = json.loads(env.read_text()).get("processor", "") if env.is_file() else ""
+        return cls(pd.read_csv(file), file, proc)
+
+    def rate(self, workload: str, optimizer: str) -> tuple[float, float]:
+        """(seconds per step, seconds before each evaluation) of a workload under an optimizer."""
+        hit = self.table[(self.table["workload"] == workload) & (self.table["optimizer"] == optimizer)]
+        if hit.empty:
+            raise InputError(f"{self.path}: no calibration of workload {workload!r} with optimizer {optimizer!r}; "
+                             f"run `lrsearch calibrate --tasks {workload}` into it")
+        return float(hit["s_per_step"].iloc[0]), float(hit["pre_eval_s"].iloc[0])
+
+    def describe(self) -> str:
+        return f"`{self.path}`" + (f" ({self.processor})" if self.processor else "")

@@ -1,0 +1,102 @@
+"""The cost clock (experiment/calibration.py): a calibration measured, trials priced by their steps, and the same
+run trained on a quiet and on a loaded machine: the same cost-clock time-to-target, different wall-clock ones."""
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lrsearch.experiment.calibration import COLUMNS, Calibration, calibrate
+from lrsearch.training.errors import InputError
+from lrsearch.training.tasks import get_task
+
+EXPERIMENT = """
+name = "clock"
+task = "smoke"
+strategies = ["grid"]
+budgets = [3]
+seeds = [0]
+target_acc = 0.2
+[space]
+lr = { low = 0.01, high = 0.2, log = true }
+[task_overrides]
+epochs = 1
+eval_every = 5
+"""
+
+
+def _spin(stop_at: float) -> None:
+    while time.time() < stop_at:
+        pass
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_calibrate_writes_a_median_of_at_least_five_repeats_with_the_machine(tmp_path, monkeypatch):
+    from conftest import JPEG
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    with pytest.raises(InputError, match="at least 5 repeats"):
+        calibrate([get_task("smoke")], tmp_path, steps=2, repeats=3)
+    smoke = get_task("smoke", train_subset=1000, val_size=200, test_subset=200)
+    table = calibrate([smoke], tmp_path, steps=3, repeats=5, progress=lambda line: None)
+    assert list(table.columns) == COLUMNS
+    assert list(table["optimizer"])[:1] == ["sgd"] and "schedulefree-sgd" in set(table["optimizer"])
+    assert (table["s_per_step_min"] <= table["s_per_step"]).all() and (table["s_per_step"] <= table["s_per_step_max"]).all()
+    assert (table["s_per_step"] > 0).all() and (table["repeats"] == 5).all()
+    # Schedule-Free recalibrates BatchNorm before each evaluation (the tiny net has BatchNorm): charged to it
+    assert (table.loc[table["optimizer"].str.startswith("schedulefree"), "pre_eval_s"] > 0).all()
+    assert (table.loc[table["optimizer"] == "sgd", "pre_eval_s"] == 0).all()
+    readme = (tmp_path / "README.md").read_text()
+    assert "processor:" in readme and "git commit" in readme and "versions" in readme
+    clock = Calibration.load(tmp_path)
+    assert clock.rate("smoke", "sgd")[0] == pytest.approx(float(table.loc[0, "s_per_step"]))
+    with pytest.raises(InputError, match="no calibration of workload 'nobn'"):
+        clock.rate("nobn", "sgd")
+
+
+@pytest.mark.usefixtures("jpeg_data")
+def test_a_loaded_machine_changes_wall_clock_time_to_target_not_the_cost_clock(tmp_path, monkeypatch):
+    from conftest import JPEG
+
+    from lrsearch.experiment.config import load_experiment
+    from lrsearch.experiment.runner import run_experiment
+    from lrsearch.reporting.report import build_report
+    from lrsearch.reporting.tables import build_tables
+
+    monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
+    config = tmp_path / "clock.toml"
+    config.write_text(EXPERIMENT)
+    rate = 0.01  # a calibration of 10 ms per step (its measurement is the test above)
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    pd.DataFrame([{"workload": "smoke", "optimizer": "sgd", "s_per_step": rate, "s_per_step_min": rate,
+                   "s_per_step_max": rate, "repeats": 5, "steps": 20, "batch_size": 100, "pre_eval_s": 0.0,
+                   "threads": 1}]).to_csv(calibration / "calibration.csv", index=False)
+    clock = Calibration.load(calibration)
+
+    quiet = run_experiment(load_experiment(config), tmp_path / "quiet", progress=False)
+    context = multiprocessing.get_context("spawn")
+    load = [context.Process(target=_spin, args=(time.time() + 120,)) for _ in range(4)]
+    for p in load:
+        p.start()
+    try:
+        loaded = run_experiment(load_experiment(config), tmp_path / "loaded", progress=False)
+    finally:
+        for p in load:
+            p.terminate()
+            p.join()
+
+    a, b = (build_tables(folder, 0.2, calibration=clock) for folder in (quiet, loaded))
+    ta, tb = a["trials"].sort_values("trial_index"), b["trials"].sort_values("trial_index")
+    assert ta["steps_to_target"].notna().any(), "no trial reached the target: the test measures nothing"
+    # the cost clock: steps to the target x 10 ms, whatever the machine did meanwhile
+    assert ta["time_to_target_s"].tolist() == pytest.approx(tb["time_to_target_s"].tolist(), nan_ok=True)
+    assert ta["time_to_target_s"].dropna().tolist() == pytest.approx((ta["steps_to_target"].dropna() * rate).tolist())
+    assert a["runs"]["search_time_to_target_s"].tolist() == pytest.approx(b["runs"]["search_time_to_target_s"].tolist())
+    # the wall clock, kept beside it: not the same
+    assert ta["wall_time_to_target_s"].tolist() != tb["wall_time_to_target_s"].tolist()
+    report = Path(build_report(loaded, calibration=calibration)).read_text()
+    assert "cost clock" in report and str(calibration / "calibration.csv") in report
+    assert "wall-clock training seconds" in Path(build_report(quiet)).read_text()
