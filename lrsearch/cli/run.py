@@ -209,7 +209,8 @@ def _report(args: argparse.Namespace) -> int:
 
         suite = Suite(**json.loads((args.results / "suite.json").read_text()))
         try:
-            print(build_suite_report(suite, args.results, anchor=args.anchor or DEFAULT_ANCHOR))
+            print(build_suite_report(suite, args.results, anchor=args.anchor or DEFAULT_ANCHOR,
+                                     calibration=args.calibration))
         except InputError as err:  # an anchor that is not among the suite's strategies
             raise UserError(str(err)) from None
         return 0

@@ -113,6 +113,7 @@ class Suite(BaseModel):
     seeds: list[int] = Field(min_length=1)
     time_budget_s: float | None = Field(default=None, gt=0)
     results: str | None = None
+    calibration: str | None = None  # a folder `lrsearch calibrate` wrote: every report's seconds on the cost clock
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     problems: list[Problem] = Field(min_length=1)
@@ -159,6 +160,7 @@ class Suite(BaseModel):
                         name=f"{self.name}.{label}", task=problem.task, strategies=in_space, budgets=self.budgets,
                         seeds=self.seeds, target_acc=problem.target_acc, target=problem.target,
                         direction=problem.direction, time_budget_s=self.time_budget_s, results=str(root / label),
+                        calibration=self.calibration,
                         description=problem.description or self.description, space=space,
                         task_overrides=problem.task_overrides,
                         options={k: v for k, v in self.options.items() if k in in_space},

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrsearch.experiment.simulated import parallel_budget
-from lrsearch.reporting.report import _fmt, build_report
+from lrsearch.reporting.report import _fmt, build_report, clock_note
 from lrsearch.reporting.score_report import (
     has_tables,
     parallel_scores_section,
@@ -98,15 +98,17 @@ def _wall_span(folders: list[Path]) -> tuple[datetime.datetime, datetime.datetim
 
 
 def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | None = None,
-                       anchor: str = DEFAULT_ANCHOR) -> Path:
+                       anchor: str = DEFAULT_ANCHOR, calibration: str | Path | None = None) -> Path:
     """REPORT.md in the suite's folder (and each problem's own, rebuilt from its store when `rebuild`), with the
     Scores section; `replay`: the suite's replay folder to compare with (default `<root>-replay`, if there);
-    `anchor`: the strategy whose median trial anchors the normalised regret (`scores.problem_anchors`)."""
+    `anchor`: the strategy whose median trial anchors the normalised regret (`scores.problem_anchors`);
+    `calibration` (default: the suite's): every problem's seconds on the cost clock (report.clock_note)."""
     root = Path(root)
     folders = [Path(e.results) for e in suite.experiments(root) if (Path(e.results) / "results.sqlite").exists()]
+    calibration = calibration or suite.calibration
     if rebuild:
         for folder in folders:
-            build_report(folder)
+            build_report(folder, calibration=calibration)
     rows = [problem_row(f) for f in folders if (f / "tables" / "summary.csv").exists()]
     table = pd.DataFrame(rows)
     span = _wall_span(folders)
@@ -115,6 +117,9 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
              f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds {suite.seeds}. Each problem's own "
              "report (its tables, figures, where its numbers come from: command, date, device, commit, library "
              "versions) is in its folder.", ""]
+    from lrsearch.experiment.calibration import Calibration
+
+    lines += ["## Clock", "", clock_note(Calibration.load(calibration) if calibration else None), ""]
     scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
     replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
     replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
