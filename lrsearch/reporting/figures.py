@@ -61,7 +61,7 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
     if len(scored):  # zoom on the accuracies the trials reached
         ax.set_ylim(max(0.0, scored.quantile(0.02) - 0.05), min(1.0, scored.max() + 0.02))
     ax.set(xlabel="training seconds spent by the search", ylabel="best validation accuracy so far",
-           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval; "
+           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval;\n"
                  "no line before a run's first value: range tests, diverged and failed trials have none)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)

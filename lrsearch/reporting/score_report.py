@@ -279,7 +279,9 @@ def comparison_markdown(real: dict, replay: dict, problems: list[str], strategie
             f"best value and anchor; gap = replay - real. `scores/real_vs_replay.csv`; {other}. A problem's time is a "
             f"median over seeds: over {real['n_seeds']} real seeds it is one seed's time, over {replay['n_seeds']} "
             "replayed ones a stable middle, so the real ratios can spread wider and every real B be lower; compare "
-            "B's order across the two more than its level.", "",
+            "B's order across the two more than its level. Each side's times are on its own clock: the real runs' as "
+            "the Clock section says, the replay's the recorded training seconds of its table's trials; B compares "
+            "times within a side only.", "",
             _fmt(table, list(table.columns)), ""]
 
 
