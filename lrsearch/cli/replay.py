@@ -22,6 +22,9 @@ def _tabulate(args: argparse.Namespace) -> int:
     build_report(out)
     print(f"replay table in {out}/results.sqlite ({args.lrs} LRs x {len(table.seeds)} seeds); "
           f"replay it with a config whose [replay] table = \"{out}\"")
+    from lrsearch.reporting.noise import check_table
+
+    print(check_table(out)[1])  # is the workload out of the noise? (reporting/noise.py)
     return 0
 
 
