@@ -1,8 +1,8 @@
 """The cost clock (experiment/calibration.py): a calibration measured, trials priced by their steps, and the same
 run trained on a quiet and on a loaded machine: the same cost-clock time-to-target, different wall-clock ones."""
 
-import multiprocessing
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +25,6 @@ lr = { low = 0.01, high = 0.2, log = true }
 epochs = 1
 eval_every = 5
 """
-
-
-def _spin(stop_at: float) -> None:
-    while time.time() < stop_at:
-        pass
 
 
 @pytest.mark.usefixtures("jpeg_data")
@@ -77,16 +72,16 @@ def test_a_loaded_machine_changes_wall_clock_time_to_target_not_the_cost_clock(t
     clock = Calibration.load(calibration)
 
     quiet = run_experiment(load_experiment(config), tmp_path / "quiet", progress=False)
-    context = multiprocessing.get_context("spawn")
-    load = [context.Process(target=_spin, args=(time.time() + 120,)) for _ in range(4)]
-    for p in load:
-        p.start()
+    # four busy processes beside the run (plain subprocesses: multiprocessing would leave its resource tracker
+    # running in this worker, which the Ray tests would count as a process left behind)
+    spin = "import time\nend = time.time() + 120\nwhile time.time() < end:\n    pass"
+    load = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(4)]
     try:
         loaded = run_experiment(load_experiment(config), tmp_path / "loaded", progress=False)
     finally:
         for p in load:
-            p.terminate()
-            p.join()
+            p.kill()
+            p.wait()
 
     a, b = (build_tables(folder, 0.2, calibration=clock) for folder in (quiet, loaded))
     ta, tb = a["trials"].sort_values("trial_index"), b["trials"].sort_values("trial_index")
