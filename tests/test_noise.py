@@ -39,3 +39,20 @@ def test_the_committed_nobn_table_is_not_out_of_the_noise():
     checks, text = check_table("results/nobn-table")
     assert {c.name for c in checks if not c.passed} == {"reading noise", "target margin"}
     assert "NOT out of the noise" in text and "2.13 points" in text
+
+
+def test_the_suggested_target_is_the_highest_that_passes_margin_and_reach():
+    from lrsearch.reporting.noise import suggest_target
+
+    table = _table({0.001: [0.30] * 10, 0.01: [0.45] * 10, 0.1: [0.59, 0.61] * 5})
+    # 0.60 - 3 x 0.693 points = 0.5792 (below 0.59, which 90% of the seeds reach), rounded down to 0.5 points
+    assert suggest_target(table, 5000) == 0.575
+    diverging = _table({0.1: [0.60] * 8 + [math.nan, 0.40], 0.01: [0.3] * 10})  # the 9th best seed: 0.40
+    assert suggest_target(diverging, 5000) == 0.4
+
+
+def test_reading_noise_is_judged_at_one_decimal_as_the_check_states_it():
+    """5,000 images at 50% give 0.707 points: "at most 0.7 points (about 5,000 images)"; 4,000 give 0.79."""
+    table = _table({0.1: [0.50] * 10, 0.01: [0.2] * 10})
+    assert noise_checks(table, n_val=5000, target=0.45)[0][0].passed
+    assert not noise_checks(table, n_val=4000, target=0.45)[0][0].passed
