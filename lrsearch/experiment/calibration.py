@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -28,21 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrsearch.experiment.provenance import processor
 from lrsearch.training.errors import InputError
 
 COLUMNS = ["workload", "optimizer", "s_per_step", "s_per_step_min", "s_per_step_max", "repeats", "steps",
            "batch_size", "pre_eval_s", "threads"]
-
-
-def processor() -> str:
-    """The CPU's model name, as /proc/cpuinfo gives it (platform's guess elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def optimizers_of(task) -> list[str]:

@@ -69,18 +69,21 @@ def git_commit(cwd: str | Path | None = None) -> str:
     return out.stdout.strip() + ("-dirty" if changed_files(cwd) else "")
 
 
-def device_description() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
+def processor() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (platform's guess elsewhere)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+    return platform.processor() or platform.machine()
+
+
+def device_description() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return f"CPU: {processor()}, {torch.get_num_threads()} threads"
 
 
 def versions() -> dict[str, str]:
