@@ -3,6 +3,7 @@ a 3-D space and a conditional one (a schedule choice with its own sub-parameters
 
 import math
 
+import numpy as np
 import pytest
 
 from lrsearch.search.strategies import (
@@ -14,6 +15,7 @@ from lrsearch.search.strategies import (
     search,
     strategy_names,
 )
+from lrsearch.training.errors import InputError
 
 OPTIMUM = 0.05
 SPACE = {"lr": {"low": 1e-4, "high": 1.0, "log": True}}
@@ -266,6 +268,27 @@ def test_grid_says_which_axis_the_budget_leaves_at_one_point():
     evaluations = strategy.run(lambda params, report=None: Evaluation(params, 0.0), 4)
     assert len(evaluations) == 4 and len({e.params["one_minus_momentum"] for e in evaluations}) == 1
     assert strategy.flattens_space and "one_minus_momentum" in strategy.space_notes()[1]
+
+
+def test_grid_with_given_points_per_axis_is_the_product_tabular_benchmarks_use():
+    strategy = get_strategy("grid", SPACE_3D, points={"lr": 8, "weight_decay": 3, "one_minus_momentum": 2})
+    assert strategy.grid_size(10**6) == 48
+    evaluations = strategy.run(lambda params, report=None: Evaluation(params, 0.0), 48)
+    assert [len({e.params[n] for e in evaluations}) for n in SPACE_3D] == [8, 3, 2]
+    assert len({tuple(e.params.values()) for e in evaluations}) == 48
+    assert strategy.space_notes() == ["grid: 8 x 3 x 2 = 48 points (budget 48)"]
+    lrs = sorted({e.params["lr"] for e in evaluations})
+    assert lrs == pytest.approx(list(np.geomspace(lrs[0], lrs[-1], 8)))  # log-spaced over the bounds
+
+
+@pytest.mark.parametrize("points, says", [
+    ({"lr": 8, "weight_decay": 3}, "no count for one_minus_momentum"),
+    ({"lr": 8, "weight_decay": 3, "one_minus_momentum": 2, "momentum": 2}, "'momentum' is not a numeric axis"),
+    ({"lr": 0, "weight_decay": 3, "one_minus_momentum": 2}, "options.grid.points.lr: 0"),
+])
+def test_grid_points_that_do_not_fit_the_space_stop_with_the_axis_named(points, says):
+    with pytest.raises(InputError, match=says):
+        get_strategy("grid", SPACE_3D, points=points)
 
 
 @pytest.mark.parametrize("name", LIBRARY_STRATEGIES)

@@ -8,6 +8,17 @@ from lrsearch.cli.errors import UserError
 from lrsearch.training.errors import InputError
 
 
+def _points(given: list[str] | None) -> dict[str, int]:
+    """`--points weight_decay=3 one_minus_momentum=3` as {name: count}."""
+    points = {}
+    for item in given or []:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit():
+            raise UserError(f"--points {item}: expected NAME=COUNT, e.g. weight_decay=3")
+        points[name] = int(count)
+    return points
+
+
 def _tabulate(args: argparse.Namespace) -> int:
     from lrsearch.experiment.config import load_experiment
     from lrsearch.experiment.replay import tabulation
@@ -15,12 +26,13 @@ def _tabulate(args: argparse.Namespace) -> int:
     from lrsearch.reporting.report import build_report
 
     try:
-        table = tabulation(load_experiment(args.experiment), args.lrs, args.seeds, args.results)
+        table = tabulation(load_experiment(args.experiment), args.lrs, args.seeds, args.results,
+                           _points(args.points))
         out = run_experiment(table, device=args.device, data_source=args.data)
     except InputError as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     build_report(out)
-    print(f"replay table in {out}/results.sqlite ({args.lrs} LRs x {len(table.seeds)} seeds); "
+    print(f"table in {out}/results.sqlite ({table.budgets[0]} points x {len(table.seeds)} seeds); "
           f"replay it with a config whose [replay] table = \"{out}\"")
     from lrsearch.reporting.noise import check_table
 
@@ -52,10 +64,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("tabulate", help="record a dense table of real trials (LR grid x seeds) for replay")
+    t = sub.add_parser("tabulate", help="record a dense table of real trials (a grid over the space x seeds)")
     t.add_argument("experiment", help="experiment config whose task and lr space to tabulate")
     t.add_argument("--lrs", type=int, default=48, help="log-spaced learning rates (default 48)")
     t.add_argument("--seeds", nargs="+", type=int, help="training seeds (default 0 1 2)")
+    t.add_argument("--points", nargs="+", metavar="NAME=K",
+                   help="grid points on each other axis of a space of several dimensions, e.g. weight_decay=3 "
+                        "one_minus_momentum=3 (lr gets --lrs unless named)")
     t.add_argument("--results", help="results folder (default: the experiment's folder + '-table')")
     t.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     t.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1 ...")

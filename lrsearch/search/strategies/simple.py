@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from lrsearch.search.strategies.base import AskTellStrategy, Proposal, register
+from lrsearch.training.errors import InputError
+
+from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
 from lrsearch.search.strategies.space import Dimension, SearchSpace
 
 
@@ -65,9 +67,41 @@ class GridSearch(AskTellStrategy):
     summary = ("log-spaced grid sized to the budget (a product grid for several parameters, a conditional "
                "choice as the sum of its branches' grids), in ascending order")
     budget_aware = True
+    options_spec = (Option("points", dict, None, "points on each numeric axis, e.g. {lr = 8, weight_decay = 3} (a "
+                           "branch's axis as \"choice.name\"); every axis named. Default: sized to the budget"),)
+
+    def __init__(self, space, seed=0, **options):
+        super().__init__(space, seed, **options)
+        if self.option("points") is not None:
+            self._given_counts()  # a misnamed axis stops here, before any trial
+
+    def _given_counts(self) -> dict[tuple[str, str], int]:
+        """The `points` option as grid_counts' keys; every numeric axis named, each at least 1 point."""
+        points = self.option("points")
+        axes = {("", d.name) for d in self.space if not d.categorical}
+        axes |= {(c, s.name) for d in self.space if d.conditional for c, sub in d.branches.items()
+                 for s in sub if not s.categorical}
+        counts = {}
+        for key, k in points.items():
+            choice, _, name = key.rpartition(".")
+            if (choice, name) not in axes:
+                raise InputError(f"options.grid.points: {key!r} is not a numeric axis of the space; "
+                                 f"the axes are {', '.join(sorted(f'{c}.{n}' if c else n for c, n in axes))}")
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                raise InputError(f"options.grid.points.{key}: {k!r}; give a whole number of points >= 1")
+            counts[(choice, name)] = k
+        missing = sorted(f"{c}.{n}" if c else n for c, n in axes - set(counts))
+        if missing:
+            raise InputError(f"options.grid.points: no count for {', '.join(missing)}; name every numeric axis")
+        return counts
+
+    def grid_size(self, n_trials: int) -> int:
+        """The number of grid points a run at this budget visits (at most the budget)."""
+        counts = self._given_counts() if self.option("points") is not None else grid_counts(self.space, n_trials)
+        return min(n_trials, _grid_size(self.space, counts))
 
     def _start(self, n_trials, in_flight):
-        counts = grid_counts(self.space, n_trials)
+        counts = self._given_counts() if self.option("points") is not None else grid_counts(self.space, n_trials)
         self._note = _grid_note(self.space, counts, n_trials)
         self._fixed = [f"{choice}.{name}" if choice else name for (choice, name), k in counts.items() if k == 1]
         # each top-level dimension's partial proposals; a conditional one's are a choice with a point of its sub-grid
