@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 
-from lrsearch.training.errors import InputError
-
 from lrsearch.search.strategies.base import AskTellStrategy, Option, Proposal, register
 from lrsearch.search.strategies.space import Dimension, SearchSpace
+from lrsearch.training.errors import InputError
 
 
 def grid_counts(space: SearchSpace, budget: int) -> dict[tuple[str, str], int]:
