@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
                         f"run it with `lrsearch replay {args.experiment}`")
     try:
-        if not is_user_workload(experiment.task):
+        if not is_user_workload(experiment.task) and experiment.table is None:  # a table needs no data
             ensure_source(args.data)  # a missing source: its message (or, on a fresh machine, the download) before Ray
         executor = _executor(experiment, args)
         out = run_experiment(experiment, args.results, only=args.only, seeds=args.seeds, device=args.device,
@@ -69,7 +69,7 @@ def _run_suite(suite, args: argparse.Namespace) -> int:
         raise UserError(f"--only {', '.join(unknown)}: not among the suite's strategies ({', '.join(suite.strategies)})")
     root = suite.results_dir(args.results)
     try:
-        if any(not is_user_workload(e.task) for e in experiments):
+        if any(not is_user_workload(e.task) and e.table is None for e in experiments):
             ensure_source(args.data)
         folders = run_suite(suite, args.results, only=args.only, make_executor=lambda e: _executor(e, args),
                             seeds=args.seeds, device=args.device, data_source=args.data, reset=args.reset)

@@ -153,8 +153,11 @@ def run_definition(experiment: Experiment, spec, workload: Workload) -> dict:
     overrides, its target aside since a new target is read off the stored curves, and the data source's name
     and size, not its path, which differs between machines), the search space, the strategy's options and
     the time budget."""
-    return {**workload.definition(), "space": experiment.search_space().to_dict(),
-            "options": experiment.options.get(spec.strategy, {}), "time_budget_s": experiment.time_budget_s}
+    definition = {**workload.definition(), "space": experiment.search_space().to_dict(),
+                  "options": experiment.options.get(spec.strategy, {}), "time_budget_s": experiment.time_budget_s}
+    if experiment.executor.kind == "simulated":  # K workers change what a run's trials see
+        definition["simulated_workers"] = experiment.executor.workers or 1
+    return definition
 
 
 def check_definitions(store: Store, experiment: Experiment, specs: list, workload: Workload,

@@ -12,6 +12,8 @@
     direction = "minimize"            # optional: a user workload's metric is maximised unless this says so
     time_budget_s = 120               # optional: training seconds per run
     calibration = "results/calibration"  # optional: the report's times on the cost clock (lrsearch calibrate)
+    table = "results/tables/nobn"     # optional: answer trials from this table (`lrsearch tabulate`), no training:
+                                      # the task's recorded runs, snapped to the grid (experiment/table.py)
     results = "runs/my-run"           # optional: output folder (default runs/<name>, ignored by git)
     reference = "results/benchmark-cpu"  # optional: committed results a fresh run's report sets itself beside
 
@@ -31,9 +33,9 @@
     simulated_budget = 16                  # optional: that replay's trials per run (default: the largest budget)
 
     [executor]                        # optional: where trials run (default: here, one at a time)
-    kind = "ray"                      # local | ray
+    kind = "ray"                      # local | ray | simulated (a table's trials, K workers on a simulated clock)
     address = "auto"                  # optional: an existing Ray cluster (default: a private one on 127.0.0.1)
-    workers = 8                       # optional: trials at once (default: GPUs, else CPU cores)
+    workers = 8                       # optional: trials at once (default: GPUs, else CPU cores; simulated: 1)
     num_gpus = 0.5                    # optional: per trial; a fraction packs trials on a GPU (default 1 if GPUs)
     num_cpus = 1                      # optional: per trial (default: CPUs / workers)
 
@@ -108,10 +110,13 @@ class ReplaySettings(BaseModel):
         return self
 
 
+_TABLES: dict[str, object] = {}  # table folder -> Table, for this process
+
+
 class ExecutorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    kind: Literal["local", "ray"] = "local"
+    kind: Literal["local", "ray", "simulated"] = "local"
     address: str | None = Field(default=None, min_length=1)
     workers: int | None = Field(default=None, ge=1)
     num_gpus: float | None = Field(default=None, ge=0)
@@ -122,6 +127,9 @@ class ExecutorSettings(BaseModel):
         given = [k for k in ("address", "workers", "num_gpus", "num_cpus") if getattr(self, k) is not None]
         if self.kind == "local" and given:
             raise ValueError(f"{', '.join(given)}: options of the Ray executor; set kind = \"ray\"")
+        if self.kind == "simulated" and set(given) - {"workers"}:
+            raise ValueError(f"{', '.join(sorted(set(given) - {'workers'}))}: options of the Ray executor; the "
+                             "simulated one takes workers only")
         return self
 
 
@@ -139,6 +147,7 @@ class Experiment(BaseModel):
     time_budget_s: float | None = Field(default=None, gt=0)
     results: str | None = None
     calibration: str | None = None  # a folder `lrsearch calibrate` wrote: the report's seconds on the cost clock
+    table: str | None = None  # a folder `lrsearch tabulate` wrote: trials are read from it (experiment/table.py)
     reference: str | None = None
     description: str = ""
     space: dict[str, Any] | None = None
@@ -226,6 +235,21 @@ class Experiment(BaseModel):
         if self.direction is not None and not is_user_workload(self.task):
             raise ValueError("direction: a built-in task's metric is validation accuracy, maximised; "
                              "direction is for your own workload's metric")
+        if self.executor.kind == "simulated" and self.table is None:
+            raise ValueError("executor.kind = \"simulated\": a simulated clock needs the trials' costs from a table; "
+                             "set table = \"FOLDER\" (`lrsearch tabulate`), or use kind = \"local\"")
+        if self.table is not None:
+            from lrsearch.experiment.table import check_table_experiment
+
+            try:
+                table = self._table()
+            except InputError as err:
+                raise ValueError(str(err)) from None
+            problems = check_table_experiment(self.strategies, table, self.search_space(), self.task,
+                                              self.task_overrides)
+            if problems:
+                raise ValueError("; ".join(problems))
+            return self
         try:
             workload = self.workload()
         except WorkloadError as err:
@@ -267,7 +291,23 @@ class Experiment(BaseModel):
         """The workload this experiment tunes: a built-in task with its overrides and target, or the user's own
         (imported here: `lrsearch validate` checks it loads)."""
         target = self.target if self.target is not None else self.target_acc
+        if self.table is not None:
+            from lrsearch.experiment.calibration import Calibration
+            from lrsearch.experiment.table import TableWorkload
+
+            if target is None and self.task in TASKS:
+                target = get_task(self.task).target_acc
+            return TableWorkload(self._table(), target, Calibration.load(self.calibration) if self.calibration else None)
         return load_workload(self.task, self.task_overrides, data_source, self.direction, target)
+
+    def _table(self):
+        """The Table of `table`, loaded once per experiment (tables are read often and never change under a run)."""
+        from lrsearch.experiment.table import Table
+
+        cached = _TABLES.get(self.table)
+        if cached is None:
+            cached = _TABLES[self.table] = Table.load(self.table)
+        return cached
 
     def task_spec(self):
         """The built-in Task (with overrides and target); a user workload has none."""

@@ -21,6 +21,7 @@ import json
 import math
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -76,7 +77,9 @@ class OptunaMirror:
                 except KeyError:
                     pass
                 study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
-                study.set_metric_names([self.metric])
+                with warnings.catch_warnings():  # Optuna calls it experimental, once per call
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.set_metric_names([self.metric])
                 for key, value in self.attrs.items():
                     study.set_user_attr(key, value)
                 study.add_trials(trials)

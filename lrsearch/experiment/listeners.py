@@ -144,14 +144,17 @@ class Callback(Listener):
 def default_listeners(experiment: Experiment, workload: Workload, store: Store, out: Path, specs: list,
                progress: bool | None, on_trial: Callable | None) -> list[Listener]:
     """Progress, the run log, the Optuna mirror (its objective named after the metric) and the caller's
-    callback, in that order."""
+    callback, in that order. A simulated experiment (trials read from a table, thousands of them a minute) has
+    no mirror: it is for watching trainings live, and rewriting a study per trial would cost more than the run."""
     space = experiment.search_space()
+    shown = bar_wanted() if progress is None else progress
+    listeners: list[Listener] = [Progress(sum(s.budget for s in specs), experiment.name, shown, workload.metric,
+                                          -1.0 if workload.direction == "minimize" else 1.0), RunLog(out)]
+    if experiment.executor.kind == "simulated":
+        return listeners + ([Callback(on_trial)] if on_trial is not None else [])
     metric = workload.metric if workload.direction == "maximize" else f"-{workload.metric}"
     mirror = OptunaMirror(out, space, metric, {"problem": experiment.name, "workload": workload.name,
                                                "metric": workload.metric, "direction": workload.direction,
                                                "space": json.dumps(space.to_dict(), sort_keys=True)})
-    shown = bar_wanted() if progress is None else progress
-    listeners = [Progress(sum(s.budget for s in specs), experiment.name, shown, workload.metric,
-                          -1.0 if workload.direction == "minimize" else 1.0),
-                 RunLog(out), Mirror(store, experiment.name, mirror)]
+    listeners.append(Mirror(store, experiment.name, mirror))
     return listeners + ([Callback(on_trial)] if on_trial is not None else [])

@@ -16,6 +16,7 @@ these threads write the store (its writes are serialised).
 
 from __future__ import annotations
 
+import heapq
 import json
 import threading
 import time
@@ -176,6 +177,87 @@ class _RecordingObjective:
         return index, False
 
 
+class _SimulatedRecording(_RecordingObjective):
+    """The recording objective on a simulated clock (a SimulatedExecutor; trials read from a table). One per run:
+    the run's clock starts at 0; a trial starts when it is submitted (or called) and finishes its price later,
+    `width` of them in flight, as in Syne Tune's simulator. Its price is its steps x the calibrated seconds per
+    step (the table workload's `price`), or its recorded training seconds without a calibration. Each trial's
+    place on the clock is stored in its extra["simulated"]: start_s, finish_s, reached_at_s (start plus its
+    time to target; None: it never reached it) and workers. A replayed stored trial keeps its stored duration.
+
+    The strategy's own decision time is not charged to this clock (it is recorded per trial as overhead_s):
+    measured seconds of a strategy depend on the machine, which the clock is there to leave out."""
+
+    def __init__(self, *args, workload=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workload = workload
+        self.clock_s = 0.0
+        self._free = self.width
+        self._finishes: list[tuple[float, int]] = []  # heap of (finish_s, trial index) of the trials in flight
+        self._pending: dict[int, Evaluation] = {}
+
+    def _price(self, evaluation: Evaluation) -> tuple[float, float | None]:
+        """(seconds the trial takes, seconds until it reached the target or None) on the run's clock."""
+        sim = evaluation.extra.get("simulated")
+        if sim is not None:  # replayed from the store
+            reached = sim.get("reached_at_s")
+            return sim["finish_s"] - sim["start_s"], None if reached is None else reached - sim["start_s"]
+        result, price = evaluation.record, getattr(self.workload, "price", lambda *a: None)
+        if result is None:
+            return evaluation.train_s, None
+        steps = [row["step"] for row in result.curve]
+        duration = price(evaluation.params, result.steps, len(steps))
+        if duration is None:
+            duration = result.train_s
+        to_target = None
+        if result.steps_to_target is not None:
+            to_target = price(evaluation.params, result.steps_to_target, sum(s <= result.steps_to_target for s in steps))
+            if to_target is None:
+                to_target = result.time_to_target_s
+        return duration, to_target
+
+    def _place(self, evaluation: Evaluation) -> float:
+        duration, to_target = self._price(evaluation)
+        start = self.clock_s
+        evaluation.extra = {**evaluation.extra, "simulated": {
+            "workers": self.width, "start_s": start, "finish_s": start + duration,
+            "reached_at_s": None if to_target is None else start + to_target}}
+        return start + duration
+
+    def __call__(self, params: dict, report: ReportHook | None) -> Evaluation:
+        k, old = self._stored(params)
+        evaluation = self._replay(old, report) if old else self.executor.evaluate(self.objective, params, report)
+        self._index_of[id(evaluation)] = k
+        self.clock_s = self._place(evaluation)
+        return evaluation
+
+    def reserve(self, block: bool) -> bool:
+        if self._free:
+            self._free -= 1
+            return True
+        if block:  # nothing in flight could ever free a slot
+            raise RuntimeError("reserve(block=True) with every simulated worker busy")
+        return False
+
+    def release(self) -> None:
+        self._free += 1
+
+    def submit(self, params: dict) -> int:
+        k, old = self._stored(params)
+        evaluation = self._replay(old, None) if old else self.executor.evaluate(self.objective, params, None)
+        heapq.heappush(self._finishes, (self._place(evaluation), k))
+        self._pending[k] = evaluation
+        return k
+
+    def wait(self, tokens: list[int]) -> tuple[int, Evaluation]:
+        finish_s, k = heapq.heappop(self._finishes)  # the earliest finish; ties: the first proposed
+        self.clock_s = max(self.clock_s, finish_s)
+        self._free += 1
+        evaluation = self._pending.pop(k)
+        self._index_of[id(evaluation)] = k
+        return k, evaluation
+
+
 def run_experiment(experiment: Experiment, results_dir: str | Path | None = None, only: list[str] | None = None,
                    seeds: list[int] | None = None, executor: Executor | None = None, device: str | None = None,
                    data_source: str | None = None, progress: bool | None = None,
@@ -231,9 +313,14 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
                 return True
             objective = WorkloadObjective(workload, spec.seed, device)
             strategy = get_strategy(spec.strategy, space, seed=spec.seed, **experiment.options.get(spec.strategy, {}))
-            parallel = executor.slots > 1 and strategy.parallel
-            recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1,
-                                            strategy.startup_trials, strategy)
+            if executor.simulated:  # a table's trials, `workers` in flight on the run's simulated clock
+                parallel = executor.workers > 1 and strategy.parallel
+                recording = _SimulatedRecording(objective, executor, store, run_id, executor.workers if parallel else 1,
+                                                strategy.startup_trials, strategy, workload=workload)
+            else:
+                parallel = executor.slots > 1 and strategy.parallel
+                recording = _RecordingObjective(objective, executor, store, run_id, executor.slots if parallel else 1,
+                                                strategy.startup_trials, strategy)
 
             def after_trial(evaluation: Evaluation) -> None:
                 index, replayed = recording.record(evaluation)

@@ -36,8 +36,16 @@ def _beside_reference(results_dir: Path, reference: str | None, summary: pd.Data
             "intervals.", "", _fmt(both, list(both.columns)), ""]
 
 
-def clock_note(clock) -> str:
-    """Which clock a report's seconds are on, in one paragraph."""
+def clock_note(clock, simulated: dict | None = None) -> str:
+    """Which clock a report's seconds are on, in one paragraph; `simulated`: the config's [executor] when its trials
+    were read from a table on a simulated clock."""
+    if simulated:
+        k = simulated.get("workers") or 1
+        return (f"Trials were read from a table (no training here) and placed on a simulated clock with {k} "
+                f"worker{'s' if k > 1 else ''}: a trial starts when its strategy proposes it and takes its price, "
+                "and a run's time-to-target is the moment its first trial reached the target. "
+                + clock_note(clock).replace("Seconds are", "Prices are", 1) + " Strategies' own decision seconds "
+                "are not on this clock (`overhead_s` has them).")
     if clock is None:
         return ("Seconds are wall-clock training seconds (`train_s`) on the machines listed below: they vary with the "
                 "machine and its load (the same trial has taken 4.6 s and 9.5 s on one day). Give a calibration "
@@ -88,7 +96,8 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
                   ""]
     from lrsearch.experiment.provenance import changed_note
 
-    lines += ["## Clock", "", clock_note(clock), ""]
+    executor = config.get("executor") or {}
+    lines += ["## Clock", "", clock_note(clock, executor if executor.get("kind") == "simulated" else None), ""]
     lines += ["## Where these numbers come from", ""]
     for env in envs:
         lines += [f"- command: `{env['command']}`", f"  - date: {env['date']}", f"  - device: {env['device']}",

@@ -119,6 +119,17 @@ def cost_clock(trials: pd.DataFrame, curves: pd.DataFrame, calibration) -> pd.Da
     return trials
 
 
+def simulated_times(group: pd.DataFrame) -> pd.DataFrame | None:
+    """A run's trials on its simulated clock (a table's trials, K workers; runner.py's `_SimulatedRecording`):
+    start_s, finish_s and reached_at_s (NaN: never reached the target) per trial, in the group's order; None for
+    a run trained for real."""
+    extras = [json.loads(e) if isinstance(e, str) else (e or {}) for e in group["extra"]]
+    if not extras or any("simulated" not in e for e in extras):
+        return None
+    return pd.DataFrame([{k: (math.nan if e["simulated"][k] is None else e["simulated"][k])
+                          for k in ("start_s", "finish_s", "reached_at_s")} for e in extras], index=group.index)
+
+
 def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
@@ -126,8 +137,14 @@ def runs_table(trials: pd.DataFrame) -> pd.DataFrame:
         candidates = group[group["value"].notna()]  # the store's NaN: a trial without a value (failed, a range test)
         best = candidates.loc[candidates["value"].idxmax()] if len(candidates) else None
         ttt = group["time_to_target_s"].astype(float).where(group["kind"] == "train")
-        seconds, index = search_time_to_target(group["train_s"].tolist(),
-                                               [None if math.isnan(v) else v for v in ttt.tolist()])
+        clock = simulated_times(group)
+        if clock is None:  # trials one after another: seconds spent until the first reaches the target
+            seconds, index = search_time_to_target(group["train_s"].tolist(),
+                                                   [None if math.isnan(v) else v for v in ttt.tolist()])
+        else:  # K workers on the simulated clock: the earliest moment any trial reached the target
+            reached = clock["reached_at_s"].to_numpy(dtype=float)
+            hit = int(np.nanargmin(reached)) if np.isfinite(reached).any() else None
+            seconds, index = (None, None) if hit is None else (float(reached[hit]), hit + 1)
         startup = [json.loads(e).get("random_startup") for e in group.loc[group["kind"] == "train", "extra"]]
         flattened = any(json.loads(e).get("flattens_space") for e in group["extra"])
         rows.append({
@@ -156,6 +173,14 @@ def anytime_table(trials: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for (strategy, budget, seed), group in trials.groupby(["strategy", "budget", "seed"], sort=False):
         group = group.sort_values("trial_index")
+        clock = simulated_times(group)
+        if clock is not None:  # K workers on a simulated clock: results in the order they finished, at that time
+            order = clock["finish_s"].to_numpy().argsort(kind="stable")
+            frames.append(pd.DataFrame({
+                "strategy": strategy, "budget": budget, "seed": seed, "trials_used": np.arange(1, len(group) + 1),
+                "cum_train_s": clock["finish_s"].to_numpy()[order],
+                "best_val_acc": np.fmax.accumulate(group["value"].to_numpy(dtype=float)[order])}))
+            continue
         frames.append(pd.DataFrame({
             "strategy": strategy, "budget": budget, "seed": seed, "trials_used": np.arange(1, len(group) + 1),
             "cum_train_s": group["train_s"].cumsum().to_numpy(),

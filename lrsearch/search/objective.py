@@ -29,7 +29,7 @@ class WorkloadObjective:
             return self._range_test(params)
         result = self.workload.trial(params, seed=self.seed, report=report, device=self.device)
         value = self.workload.score(result.final_val_acc if result.status in USABLE else None)
-        return Evaluation(params, value, result.status, result.train_s, record=result)
+        return Evaluation(params, value, result.status, result.train_s, record=result, extra=dict(result.notes))
 
     def _range_test(self, params: dict) -> Evaluation:
         request = dict(params["range_test"])

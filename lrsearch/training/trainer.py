@@ -87,6 +87,7 @@ class TrialResult:
     step_losses: list[float] | None = None  # every step's training loss, when asked for (range tests)
     resumed_from: list[int] = field(default_factory=list)  # the steps of the checkpoints this trial went on from
     checkpoint_s: float = 0.0  # seconds spent writing checkpoints (outside train_s and eval_s)
+    notes: dict = field(default_factory=dict)  # what the workload adds about the trial, stored in its `extra`
 
     @property
     def value(self) -> float:

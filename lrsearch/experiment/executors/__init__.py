@@ -7,10 +7,16 @@ and nothing above the experiment layer.
 
 from __future__ import annotations
 
-from lrsearch.experiment.executors.base import Cancelled, Executor, LocalExecutor, SlotExecutor
+from lrsearch.experiment.executors.base import (
+    Cancelled,
+    Executor,
+    LocalExecutor,
+    SimulatedExecutor,
+    SlotExecutor,
+)
 from lrsearch.training.errors import InputError
 
-__all__ = ["Cancelled", "Executor", "LocalExecutor", "SlotExecutor", "make_executor"]
+__all__ = ["Cancelled", "Executor", "LocalExecutor", "SimulatedExecutor", "SlotExecutor", "make_executor"]
 
 
 def make_executor(kind: str = "local", address: str | None = None, workers: int | None = None,
@@ -18,7 +24,9 @@ def make_executor(kind: str = "local", address: str | None = None, workers: int 
     """The executor a config's [executor] (or `lrsearch run --executor ...`) asks for."""
     if kind == "local":
         return LocalExecutor()
+    if kind == "simulated":
+        return SimulatedExecutor(workers)
     if kind == "ray":
         from lrsearch.experiment.executors.ray_executor import RayExecutor  # Ray is an optional extra
         return RayExecutor(address, workers, num_gpus, num_cpus)
-    raise InputError(f"executor {kind!r}: allowed: local, ray")
+    raise InputError(f"executor {kind!r}: allowed: local, ray, simulated")

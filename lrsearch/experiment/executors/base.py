@@ -31,6 +31,7 @@ class Executor:
 
     slots = 1
     remote = False  # whether trials run in other processes (the data then need not be on this one's device)
+    simulated = False  # whether trials are placed on a simulated clock (SimulatedExecutor)
 
     def describe(self) -> str:
         return "local: one trial at a time, in this process"
@@ -62,6 +63,20 @@ class Executor:
 
 class LocalExecutor(Executor):
     pass
+
+
+class SimulatedExecutor(Executor):
+    """A table's trials (experiment/table.py) on a simulated clock, as Syne Tune's simulator backend runs them:
+    each answered at once, each run's trials placed on that run's own clock with `workers` of them in flight
+    (runner.py's `_SimulatedRecording`). Runs go one after another; the clock, not the machine, is parallel."""
+
+    simulated = True
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or 1
+
+    def describe(self) -> str:
+        return f"simulated: {self.workers} worker{'s' if self.workers > 1 else ''} on a simulated clock, trials read from a table"
 
 
 class SlotExecutor(Executor):
