@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report suite suite-replay sweeps clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report suite suite-replay tables suite-tables clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -78,11 +78,15 @@ suite: install
 suite-replay: install
 	$(BIN)/lrsearch replay experiments/suite-cpu.toml $(RESULTS_FLAG)
 
-# The suite workloads' LR sweeps (16 LRs x 3 seeds each; the targets and replay tables) -> runs/<workload>-table/;
-# RESULTS_ROOT=results rewrites the committed ones
-sweeps: install
-	for w in resnet-adamw caffe-cpu nobn finetune; do \
-	  $(BIN)/lrsearch tabulate experiments/sweep-$$w.toml --lrs 16 --results $(or $(RESULTS_ROOT),runs)/$$w-table || exit 1; done
+# The tables behind every suite problem (experiments/tables/*.toml: 32 LRs x 10 seeds; grids of 8 LRs x 3 x 3 x 4
+# seeds), two lanes of one torch thread each (benchmarks/tables.sh), hours of CPU; resumes -> results/tables/<table>/
+tables: install
+	LRSEARCH=$(BIN)/lrsearch bash benchmarks/tables.sh & LRSEARCH=$(BIN)/lrsearch bash benchmarks/tables.sh; wait
+
+# Every searcher of the suite on the tables at 100 seeds, budget 16, simulated clock (minutes; no training)
+# -> runs/suite-cpu-tables/; K=4 runs it with 4 workers on the simulated clock -> runs/suite-cpu-tables-k4/
+suite-tables: install
+	$(BIN)/lrsearch run experiments/suite-cpu-tables.toml $(if $(K),--workers $(K) --results $(or $(RESULTS),runs/suite-cpu-tables-k$(K)),$(RESULTS_FLAG))
 
 # Reproduce the CLR paper's CIFAR-10 experiments -> results/clr-paper/ (a GPU: minutes; resumes across calls).
 # STAGE=extra: Table 3 and the sigmoid + BN net (STAGE=all: everything).

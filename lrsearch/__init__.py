@@ -49,6 +49,7 @@ _EXPORTS = {
     "load_results": "lrsearch.reporting.tables",
     "Results": "lrsearch.reporting.tables",
     "build_report": "lrsearch.reporting.report",
+    "bench": "lrsearch.experiment.bench",
 }
 
 __all__ = [
@@ -56,10 +57,11 @@ __all__ = [
     "load_cifar10", "build_model", "make_schedule", "Task", "TASKS", "get_task", "train",
     "TrialResult", "Workload", "ModelWorkload", "FunctionWorkload", "TaskWorkload", "load_workload", "range_test", "suggest_range", "suggest_lr", "get_strategy", "search",
     "strategy_names", "Experiment", "load_experiment", "run_experiment", "Store", "build_tables",
-    "build_report", "load_results", "Results",
+    "build_report", "load_results", "Results", "bench",
 ]
 
 if TYPE_CHECKING:
+    from lrsearch.experiment.bench import bench
     from lrsearch.experiment.config import Experiment, load_experiment
     from lrsearch.experiment.runner import run_experiment
     from lrsearch.experiment.store import Store

@@ -80,8 +80,9 @@ def _commands(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each command module's `register(subparsers)`."""
-    from lrsearch.cli import calibrate, data, replay, run, search, train
-    return [data.register, train.register, search.register, run.register, replay.register, calibrate.register]
+    from lrsearch.cli import calibrate, data, export, replay, run, search, train
+    return [data.register, train.register, search.register, run.register, replay.register, calibrate.register,
+            export.register]
 
 
 def main(argv: list[str] | None = None) -> int:

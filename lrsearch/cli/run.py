@@ -24,6 +24,7 @@ def _run(args: argparse.Namespace) -> int:
         experiment = load_config(args.experiment)
     except ConfigError as err:
         raise UserError(str(err)) from None
+    experiment = _executor_settings(experiment, args)
     if isinstance(experiment, Suite):
         return _run_suite(experiment, args)
     if args.target is not None:  # the command line wins over the file's `target` or `target_acc`
@@ -180,19 +181,30 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _executor(experiment, args: argparse.Namespace):
-    """The config's [executor], with the command line's flags over it."""
-    from lrsearch.experiment.executors import make_executor
+def _executor_settings(config, args: argparse.Namespace):
+    """The config's (an experiment's or a suite's) [executor], with the command line's flags over it: the config
+    then records what ran (a simulated run's K is part of its definition)."""
+    from lrsearch.experiment.config import ExecutorSettings
 
-    settings = experiment.executor.model_dump()
+    settings = config.executor.model_dump()
     flags = {"kind": args.executor, "address": args.address, "workers": args.workers, "num_gpus": args.gpus_per_trial,
              "num_cpus": args.cpus_per_trial}
     settings.update({k: v for k, v in flags.items() if v is not None})
     if settings["kind"] == "local" and any(settings[k] is not None for k in ("address", "workers", "num_gpus", "num_cpus")):
-        raise UserError("--address, --workers, --gpus-per-trial and --cpus-per-trial are for the Ray executor: "
-                        "add --executor ray")
-    executor = make_executor(**settings)
-    if settings["kind"] != "local":
+        raise UserError("--address, --workers, --gpus-per-trial and --cpus-per-trial are for the Ray executor (and "
+                        "--workers for the simulated one): add --executor ray")
+    try:
+        return config.model_copy(update={"executor": ExecutorSettings(**settings)})
+    except ValueError as err:
+        raise UserError(f"--executor: {err}") from None
+
+
+def _executor(experiment, args: argparse.Namespace):
+    """The executor the experiment's [executor] asks for (the command line's flags already applied)."""
+    from lrsearch.experiment.executors import make_executor
+
+    executor = make_executor(**experiment.executor.model_dump())
+    if experiment.executor.kind != "local":
         print(f"executor: {executor.describe()}", flush=True)
     return executor
 
@@ -271,10 +283,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "their curves for it, not retrained")
     p.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1 ...")
-    p.add_argument("--executor", choices=["local", "ray"], help="where trials run (default: the config's [executor], "
-                   "else local: here, one at a time); ray: as Ray tasks, several at once")
+    p.add_argument("--executor", choices=["local", "ray", "simulated"], help="where trials run (default: the config's "
+                   "[executor], else local: here, one at a time); ray: as Ray tasks, several at once; simulated: a "
+                   "table's trials on a simulated clock (the config names its `table`)")
     p.add_argument("--address", help="Ray: an existing cluster, 'auto' or HOST:PORT (default: a private Ray on 127.0.0.1)")
-    p.add_argument("--workers", type=_positive_int, help="Ray: trials at once (default: GPUs, else CPU cores)")
+    p.add_argument("--workers", type=_positive_int, help="Ray: trials at once (default: GPUs, else CPU cores); "
+                   "simulated: trials in flight on the simulated clock (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial; 0.5 packs two trials on a GPU "
                    "(default: 1 where there are GPUs)")
     p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs per trial (default: CPUs / workers)")

@@ -286,6 +286,8 @@ def run_experiment(experiment: Experiment, results_dir: str | Path | None = None
         specs = plan(experiment, only, seeds)  # a strategy whose library is missing stops here, before the store
         out = experiment.results_dir(results_dir)
         store = Store(out / "results.sqlite", create=True)
+        if executor.simulated:  # thousands of trials a minute, each redone in milliseconds
+            store.hand_writes_to_the_os()
         try:
             check_definitions(store, experiment, specs, workload, reset)
         except DefinitionChanged:

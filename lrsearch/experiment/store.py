@@ -191,6 +191,13 @@ class Store:
             raise StoreError(f"{self.path}: not an lrsearch results store ({err}); lrsearch leaves it as it is: "
                              "move it away, or give another folder with --results") from None
 
+    def hand_writes_to_the_os(self) -> None:
+        """Commit without waiting for the disk (`PRAGMA synchronous = OFF`): a trial committed survives this process
+        crashing or being killed, though not the machine losing power. For runs that cost seconds to redo (a table's
+        trials on a simulated clock), where an fsync per trial would be most of the run's time."""
+        with self._lock:
+            self.conn.execute("PRAGMA synchronous = OFF")
+
     def _open(self, migrate: bool) -> None:
         """Check what the file holds before writing anything, then (`migrate`) bring an older schema up to date.
         A writer checks and creates under SQLite's write lock, so that two workers starting together on a new

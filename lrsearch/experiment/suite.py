@@ -11,6 +11,8 @@
 
     [[problems]]                        # one per workload
     task = "cpu"                        # a built-in task or your own ("path/to/file.py:function")
+    tables = { lr = "results/tables/cpu" }  # optional: each space's table; with [executor] kind = "simulated" the
+                                        # suite reads its trials from them (experiment/table.py) instead of training
     target_acc = 0.46                   # optional, as in an experiment (or target, direction)
     task_overrides = {}                 # optional
     [problems.spaces.lr]                # one problem per space: <task>-<space>
@@ -58,6 +60,9 @@ class Problem(BaseModel):
     strategies: list[str] | None = None  # optional: a subset of the suite's for this workload
     description: str = ""
     replay_table: str | None = None  # optional: this workload's LR sweep (`lrsearch tabulate`), for `lrsearch replay`
+    # optional: space name -> its table (`lrsearch tabulate`); a suite whose [executor] is "simulated" reads every
+    # problem's trials from these instead of training
+    tables: dict[str, str] | None = None
 
     @field_validator("spaces")
     @classmethod
@@ -155,6 +160,13 @@ class Suite(BaseModel):
                     problems.append(f"problems[{i}]: problem {label!r} twice; give the problem a `name`")
                     continue
                 seen.add(label)
+                table = None
+                if self.executor.kind == "simulated":
+                    table = (problem.tables or {}).get(space_name)
+                    if table is None:
+                        problems.append(f"problems[{i}].tables.{space_name}: a simulated suite reads every problem "
+                                        "from its table; give the folder `lrsearch tabulate` wrote")
+                        continue
                 try:
                     out.append(Experiment(
                         name=f"{self.name}.{label}", task=problem.task, strategies=in_space, budgets=self.budgets,
@@ -162,7 +174,7 @@ class Suite(BaseModel):
                         direction=problem.direction, time_budget_s=self.time_budget_s, results=str(root / label),
                         calibration=self.calibration,
                         description=problem.description or self.description, space=space,
-                        task_overrides=problem.task_overrides,
+                        task_overrides=problem.task_overrides, table=table,
                         options={k: v for k, v in self.options.items() if k in in_space},
                         executor=self.executor))
                 except ConfigError as err:

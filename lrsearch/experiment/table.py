@@ -77,9 +77,9 @@ class Table:
             raise InputError(f"table {folder}: no results.sqlite and experiment.json there; record a table with "
                              "`lrsearch tabulate EXPERIMENT.toml --results FOLDER`")
         space = parse_space(json.loads(meta.read_text())["space"], f"{meta}: space")
-        if space.is_conditional:
-            raise InputError(f"table {folder}: its space is conditional; a table is answered on a product grid "
-                             "(tabulate each branch as a table of its own)")
+        if space.is_conditional or any(d.categorical for d in space):
+            raise InputError(f"table {folder}: its space has a categorical or conditional dimension; a table is "
+                             "answered on a numeric product grid (tabulate each choice as a table of its own)")
         store = Store(db, create=False)
         try:
             trials, curves, runs = store.trials_frame(), store.curves_frame(), store.runs_frame()
@@ -98,7 +98,7 @@ class Table:
             cells[(point, int(t.seed))] = Cell(point, int(t.seed), t.status, curve.reset_index(drop=True),
                                                 float(t.train_s), float(t.eval_s or 0.0), str(t.device))
         axes = {n: np.unique([p[i] for p, _ in cells]) for i, n in enumerate(names)}
-        grid = [tuple(v) for v in _product(axes, names)]
+        grid = [tuple(float(x) for x in v) for v in _product(axes, names)]
         counts = {s: sum((p, s) in cells for p in grid) for s in sorted({s for _, s in cells})}
         seeds = [s for s, n in counts.items() if n == len(grid)]
         if not seeds:
@@ -121,7 +121,7 @@ class Table:
     @property
     def points(self) -> list[tuple[float, ...]]:
         """Every grid point, in the grid's order (the first axis slowest)."""
-        return [tuple(v) for v in _product(self.axes, self.names)]
+        return [tuple(float(x) for x in v) for v in _product(self.axes, self.names)]
 
     def snap(self, params: dict) -> tuple[float, ...]:
         """The grid point nearest to `params` on each axis, in the axis's scale (log distance on a log axis)."""
@@ -216,8 +216,11 @@ class TableWorkload(Workload):
         """Seconds on the cost clock of `steps` training steps and `evaluations` evaluations (None: no calibration)."""
         if self.calibration is None:
             return None
-        from lrsearch.training.tasks import TASKS
-        rate, pre_eval = self.calibration.rate(self.name, params.get("optimizer") or TASKS[self.name].optimizer)
+        own = self.table.definition.get("task", {}).get("optimizer")  # a built-in task's; a user's function has none
+        if own is None and "optimizer" not in params:
+            raise InputError(f"table {self.table.folder}: the calibration prices a built-in task's steps; "
+                             f"{self.name!r} is not one (leave out `calibration` for its recorded seconds)")
+        rate, pre_eval = self.calibration.rate(self.name, params.get("optimizer") or own)
         return steps * rate + evaluations * pre_eval
 
     def trial(self, params: dict, seed: int = 0, report: ReportHook | None = None, device=None) -> TrialResult:
