@@ -222,3 +222,33 @@ def test_a_simulated_executor_needs_a_table():
     with pytest.raises(ConfigError, match="a simulated clock needs the trials' costs from a table"):
         Experiment(name="t", task="smoke", strategies=["random"], budgets=[4], seeds=[0],
                    executor={"kind": "simulated", "workers": 4})
+
+
+def test_calibrated_decision_seconds_are_charged_before_each_trial(tmp_path):
+    clock = tmp_path / "calibration"
+    clock.mkdir()
+    (clock / "calibration.csv").write_text((CALIBRATION / "calibration.csv").read_text())
+    # random: 1 s before its first two trials, 2 s before each later one (the last measured index carries on)
+    pd.DataFrame({"strategy": "random", "trial_index": [0, 1, 2], "decision_s": [1.0, 1.0, 2.0],
+                  "decision_s_min": 0.0, "decision_s_max": 0.0, "runs": 1}).to_csv(clock / "decisions.csv", index=False)
+    experiment = _experiment(tmp_path, 1, ("random",), seeds=1).model_copy(update={"calibration": str(clock)})
+    trials = _trials(run_experiment(experiment, progress=False)).sort_values("trial_index")
+    rate = Calibration.load(clock).rate("nobn", "sgd")[0]
+    sim = [json.loads(e)["simulated"] for e in trials["extra"]]
+    decisions = [1.0, 1.0] + [2.0] * 6
+    assert [s["decision_s"] for s in sim] == decisions
+    assert [s["start_s"] for s in sim] == pytest.approx(
+        np.cumsum(decisions) + np.concatenate([[0], np.cumsum(trials["steps"].to_numpy() * rate)[:-1]]))
+
+
+def test_decision_seconds_are_measured_per_strategy_and_trial_index(tmp_path):
+    from lrsearch.experiment.calibration import measure_decisions
+
+    table = measure_decisions(NOBN, tmp_path, ["random", "optuna-tpe"], seeds=2, budget=5, progress=lambda _: None)
+    assert set(table["strategy"]) == {"random", "optuna-tpe"} and (table["runs"] == 2).all()
+    assert sorted(table["trial_index"].unique()) == [0, 1, 2, 3, 4] and (table["decision_s"] > 0).all()
+    clock = Calibration(pd.DataFrame(), tmp_path / "calibration.csv", decisions=pd.read_csv(tmp_path / "decisions.csv"))
+    tpe = table.set_index(["strategy", "trial_index"])["decision_s"]
+    assert clock.decision_s("optuna-tpe", 4) == tpe[("optuna-tpe", 4)] and clock.decision_s("optuna-tpe", 40) == tpe[
+        ("optuna-tpe", 4)] and clock.decision_s("grid", 0) is None
+    assert "DECISIONS" in (tmp_path / "DECISIONS.md").read_text().upper()

@@ -12,9 +12,18 @@ DEFAULT_TASKS = ["smoke", "cpu", "resnet-adamw", "caffe-cpu", "nobn", "finetune"
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.calibration import calibrate
+    from lrsearch.experiment.calibration import calibrate, measure_decisions
+    from lrsearch.training.errors import InputError
     from lrsearch.training.tasks import TASKS, get_task
 
+    if args.decisions:
+        try:
+            measure_decisions(args.decisions, args.out, seeds=args.decision_seeds, budget=args.decision_budget)
+        except InputError as err:
+            raise UserError(str(err)) from None
+        print(f"decision seconds per strategy and trial index: {args.out}/decisions.csv, {args.out}/DECISIONS.md. "
+              "Measure on a machine doing nothing else.")
+        return 0
     unknown = [t for t in args.tasks if t not in TASKS]
     if unknown:
         raise UserError(f"--tasks {', '.join(unknown)}: not a built-in task ({', '.join(TASKS)})")
@@ -35,4 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, default=1, help="torch threads, as the tables' lanes train (default: "
                    "%(default)s)")
     c.add_argument("--data", help="the CIFAR-10 source (default: $LRSEARCH_DATA, or ./data)")
+    c.add_argument("--decisions", metavar="TABLE", help="instead: each searcher's decision seconds, run on this table "
+                   "(e.g. results/tables/nobn) -> decisions.csv")
+    c.add_argument("--decision-seeds", type=int, default=10, help="with --decisions: runs per strategy (default: "
+                   "%(default)s)")
+    c.add_argument("--decision-budget", type=int, default=32, help="with --decisions: trials per run (default: "
+                   "%(default)s)")
     c.set_defaults(func=_calibrate)

@@ -14,6 +14,11 @@ contender (tasks.SELF_TUNING_OPTIMIZERS), `repeats` blocks of `steps` steps afte
 alone; the figure is the median block's seconds per step, with the blocks' spread. It writes
 `results/calibration/calibration.csv` and a README.md with the machine (processor, cores, torch threads), date,
 command, git commit and library versions. Wall-clock seconds stay recorded beside the cost clock, as a check.
+
+A strategy's own decision time (its proposal and its update from a result) is priced the same way:
+`lrsearch calibrate --decisions TABLE` runs each searcher on a table (no training: only the strategy's seconds are
+left) and keeps the median seconds per strategy and trial index in `decisions.csv` (DECISIONS.md says how it was
+measured). A simulated run charges them to its clock (runner.py's `_SimulatedRecording`).
 """
 
 from __future__ import annotations
@@ -119,12 +124,79 @@ def calibrate(tasks: list, out: str | Path, steps: int = 20, repeats: int = 5, t
     return table
 
 
+# the searchers the suite runs on tables (experiments/suite-cpu-tables.toml), with its start-up
+DECISION_STRATEGIES = ["grid", "random", "optuna-tpe", "optuna-tpe-asha", "hyperopt-tpe", "nni-tpe", "optunity-pso"]
+DECISION_OPTIONS = {s: {"n_startup_trials": 4} for s in ("optuna-tpe", "optuna-tpe-asha", "hyperopt-tpe", "nni-tpe")}
+
+
+def measure_decisions(table: str | Path, out: str | Path, strategies: list[str] | None = None, seeds: int = 10,
+                      budget: int = 32, progress=print) -> pd.DataFrame:
+    """Each strategy's decision seconds on `table` (a run on a simulated clock, where nothing else takes time), per
+    trial index over `seeds` runs at `budget`: median, min, max. Writes out/decisions.csv and out/DECISIONS.md."""
+    import tempfile
+
+    import torch
+
+    from lrsearch.experiment.config import Experiment
+    from lrsearch.experiment.provenance import as_markdown, environment
+    from lrsearch.experiment.runner import run_experiment
+    from lrsearch.experiment.store import Store
+    from lrsearch.experiment.table import Table
+
+    torch.set_num_threads(1)
+    strategies = strategies or DECISION_STRATEGIES
+    loaded = Table.load(table)
+    options = {k: v for k, v in DECISION_OPTIONS.items() if k in strategies}
+    experiment = Experiment(name="decisions", task=loaded.task, table=str(table), strategies=strategies,
+                            budgets=[budget], seeds=seeds, space=loaded.space.to_dict(), options=options,
+                            executor={"kind": "simulated"})
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = run_experiment(experiment, Path(scratch) / "runs", progress=False)
+        store = Store(folder / "results.sqlite", create=False)
+        try:
+            trials = store.trials_frame()
+        finally:
+            store.close()
+    decisions = (trials.groupby(["strategy", "trial_index"])["overhead_s"]
+                 .agg(decision_s="median", decision_s_min="min", decision_s_max="max", runs="count").reset_index())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    decisions.to_csv(out / "decisions.csv", index=False)
+    env = environment() | {"processor": processor(), "cores": os.cpu_count(), "threads": 1}
+    per_strategy = decisions.groupby("strategy", sort=False)["decision_s"].agg(["median", "max", "sum"])
+    per_strategy.columns = ["median_s_per_trial", "slowest_trial_s", f"run_of_{budget}_s"]
+    lines = ["# Calibration: strategies' decision seconds", "",
+             f"Each strategy ran {seeds} seeds at budget {budget} on `{table}` ({loaded.describe()}) with the "
+             "simulated executor: trials read from the table, so the seconds left are the strategy's own (its "
+             "proposal and its update from the result, `overhead_s`). `decisions.csv` keeps the median, min and max "
+             "per strategy and trial index; a simulated run charges the median to its clock (a trial index past "
+             f"{budget - 1} is charged the last one's). Options: {options}.", "",
+             f"- processor: {env['processor']}, {env['cores']} cores", as_markdown(env).rstrip(), "",
+             per_strategy.reset_index().to_markdown(index=False, floatfmt=".4f"), ""]
+    (out / "DECISIONS.md").write_text("\n".join(lines))
+    progress(per_strategy.to_string())
+    return decisions
+
+
 @dataclass
 class Calibration:
-    """A calibration's table, to price trials: `cost(workload, optimizer, steps, evaluations)`."""
+    """A calibration's table, to price trials: `cost(workload, optimizer, steps, evaluations)`, and, where it has
+    decisions.csv, a strategy's decision seconds at a trial index (`decision_s`)."""
     table: pd.DataFrame
     path: Path
     processor: str = ""
+    decisions: pd.DataFrame | None = None
+
+    def decision_s(self, strategy: str, trial_index: int) -> float | None:
+        """The median decision seconds of `strategy` at `trial_index` (past the measured ones: the last measured);
+        None where the calibration has no decisions for it."""
+        if self.decisions is None:
+            return None
+        mine = self.decisions[self.decisions["strategy"] == strategy]
+        if mine.empty:
+            return None
+        at = mine[mine["trial_index"] <= trial_index]
+        return float((at if len(at) else mine).sort_values("trial_index")["decision_s"].iloc[-1 if len(at) else 0])
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
@@ -134,7 +206,8 @@ class Calibration:
             raise InputError(f"{file}: no calibration here; make one with `lrsearch calibrate --out {path}`")
         env = file.with_name("environment.json")
         proc = json.loads(env.read_text()).get("processor", "") if env.is_file() else ""
-        return cls(pd.read_csv(file), file, proc)
+        decisions = file.with_name("decisions.csv")
+        return cls(pd.read_csv(file), file, proc, pd.read_csv(decisions) if decisions.is_file() else None)
 
     def rate(self, workload: str, optimizer: str) -> tuple[float, float]:
         """(seconds per step, seconds before each evaluation) of a workload under an optimizer."""

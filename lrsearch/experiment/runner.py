@@ -185,8 +185,10 @@ class _SimulatedRecording(_RecordingObjective):
     place on the clock is stored in its extra["simulated"]: start_s, finish_s, reached_at_s (start plus its
     time to target; None: it never reached it) and workers. A replayed stored trial keeps its stored duration.
 
-    The strategy's own decision time is not charged to this clock (it is recorded per trial as overhead_s):
-    measured seconds of a strategy depend on the machine, which the clock is there to leave out."""
+    The strategy's own decision time is charged from the calibration's decisions table (calibration.py: the median
+    seconds per strategy and trial index, measured once on a quiet machine), before each trial starts; without one
+    it is not charged. Its measured seconds here (overhead_s) stay recorded as a check: they depend on the machine,
+    which the clock is there to leave out."""
 
     def __init__(self, *args, workload=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -216,11 +218,22 @@ class _SimulatedRecording(_RecordingObjective):
                 to_target = result.time_to_target_s
         return duration, to_target
 
-    def _place(self, evaluation: Evaluation) -> float:
+    def _decision_s(self, index: int) -> float:
+        """The strategy's calibrated decision seconds before trial `index` (0 without a decisions table)."""
+        calibration = getattr(self.workload, "calibration", None)
+        decided = calibration.decision_s(self.strategy.name, index) if calibration is not None else None
+        return decided or 0.0
+
+    def _place(self, evaluation: Evaluation, index: int) -> float:
+        """Put a trial on the clock: its strategy decides (the clock moves on by the calibrated decision seconds),
+        then it runs for its price. A replayed trial keeps its stored start, decision and duration."""
         duration, to_target = self._price(evaluation)
+        sim = evaluation.extra.get("simulated")
+        decision = sim.get("decision_s", 0.0) if sim is not None else self._decision_s(index)
+        self.clock_s += decision
         start = self.clock_s
         evaluation.extra = {**evaluation.extra, "simulated": {
-            "workers": self.width, "start_s": start, "finish_s": start + duration,
+            "workers": self.width, "decision_s": decision, "start_s": start, "finish_s": start + duration,
             "reached_at_s": None if to_target is None else start + to_target}}
         return start + duration
 
@@ -228,7 +241,7 @@ class _SimulatedRecording(_RecordingObjective):
         k, old = self._stored(params)
         evaluation = self._replay(old, report) if old else self.executor.evaluate(self.objective, params, report)
         self._index_of[id(evaluation)] = k
-        self.clock_s = self._place(evaluation)
+        self.clock_s = self._place(evaluation, k)
         return evaluation
 
     def reserve(self, block: bool) -> bool:
@@ -245,7 +258,7 @@ class _SimulatedRecording(_RecordingObjective):
     def submit(self, params: dict) -> int:
         k, old = self._stored(params)
         evaluation = self._replay(old, None) if old else self.executor.evaluate(self.objective, params, None)
-        heapq.heappush(self._finishes, (self._place(evaluation), k))
+        heapq.heappush(self._finishes, (self._place(evaluation, k), k))
         self._pending[k] = evaluation
         return k
 

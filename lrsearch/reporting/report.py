@@ -44,8 +44,12 @@ def clock_note(clock, simulated: dict | None = None) -> str:
         return (f"Trials were read from a table (no training here) and placed on a simulated clock with {k} "
                 f"worker{'s' if k > 1 else ''}: a trial starts when its strategy proposes it and takes its price, "
                 "and a run's time-to-target is the moment its first trial reached the target. "
-                + clock_note(clock).replace("Seconds are", "Prices are", 1) + " Strategies' own decision seconds "
-                "are not on this clock (`overhead_s` has them).")
+                + clock_note(clock).replace("Seconds are", "Prices are", 1)
+                + (" Each strategy's decision seconds are charged before each of its trials from "
+                   f"`{clock.path.with_name('decisions.csv')}` (the median per strategy and trial index, measured once "
+                   "on a quiet machine; DECISIONS.md); measured ones stay in `overhead_s` as a check."
+                   if clock is not None and clock.decisions is not None else
+                   " Strategies' own decision seconds are not on this clock (`overhead_s` has them)."))
     if clock is None:
         return ("Seconds are wall-clock training seconds (`train_s`) on the machines listed below: they vary with the "
                 "machine and its load (the same trial has taken 4.6 s and 9.5 s on one day). Give a calibration "
