@@ -177,7 +177,7 @@ class Table:
         shape = " x ".join(str(len(self.axes[n])) for n in self.names)
         left = (f"; left out, recorded at fewer points: {', '.join(f'seed {s} ({n})' for s, n in self.partial.items())}"
                 if self.partial else "")
-        return (f"table `{self.folder}`: task {self.task}, {shape} grid over {', '.join(self.names)} x "
+        return (f"table `{self.folder}`: task {self.task}, {shape} grid points over {', '.join(self.names)} x "
                 f"{len(self.seeds)} seeds = {len(self.cells)} runs{left}")
 
 

@@ -114,12 +114,16 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
     span = _wall_span(folders)
     lines = [f"# {suite.name}", "", suite.description, "",
              f"{len(rows)} problems (workload x search space) of {len(suite.experiments(root))}; strategies "
-             f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds {suite.seeds}. Each problem's own "
+             f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds "
+             f"{f'0 to {len(suite.seeds) - 1}' if suite.seeds == list(range(len(suite.seeds))) and len(suite.seeds) > 5 else suite.seeds}"
+             ". Each problem's own "
              "report (its tables, figures, where its numbers come from: command, date, device, commit, library "
              "versions) is in its folder.", ""]
     from lrsearch.experiment.calibration import Calibration
 
-    lines += ["## Clock", "", clock_note(Calibration.load(calibration) if calibration else None), ""]
+    executor = suite.executor.model_dump()
+    lines += ["## Clock", "", clock_note(Calibration.load(calibration) if calibration else None,
+                                         executor if executor["kind"] == "simulated" else None), ""]
     scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
     replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
     replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
