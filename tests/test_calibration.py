@@ -1,6 +1,7 @@
 """The cost clock (experiment/calibration.py): a calibration measured, trials priced by their steps, and the same
 run trained on a quiet and on a loaded machine: the same cost-clock time-to-target, different wall-clock ones."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,28 @@ def test_a_loaded_machine_changes_wall_clock_time_to_target_not_the_cost_clock(t
     report = Path(build_report(loaded, calibration=calibration)).read_text()
     assert "cost clock" in report and str(calibration / "calibration.csv") in report
     assert "wall-clock training seconds" in Path(build_report(quiet)).read_text()
+
+
+def test_the_cost_clock_charges_each_strategys_calibrated_decision_seconds(tmp_path):
+    from lrsearch.reporting.tables import cost_clock, runs_table
+
+    rate = 0.01
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    pd.DataFrame([{"workload": "smoke", "optimizer": "sgd", "s_per_step": rate, "s_per_step_min": rate,
+                   "s_per_step_max": rate, "repeats": 5, "steps": 20, "batch_size": 100, "pre_eval_s": 0.0,
+                   "threads": 1}]).to_csv(calibration / "calibration.csv", index=False)
+    trials = pd.DataFrame([{"task": "smoke", "strategy": "random", "budget": 2, "seed": 0, "run_status": "complete",
+                            "trial_id": i + 1, "trial_index": i, "kind": "train", "params": '{"lr": 0.1}', "lr": 0.1,
+                            "status": "ok", "value": v, "final_test_acc": v, "train_s": 9.0, "wall_s": 9.0,
+                            "overhead_s": 0.5, "time_to_target_s": ttt, "steps_to_target": stt, "steps": 100,
+                            "extra": "{}"} for i, (v, ttt, stt) in enumerate([(0.1, math.nan, math.nan),
+                                                                              (0.5, 4.0, 50)])])
+    curves = pd.DataFrame({"kind": "train", "trial_id": [1, 1, 2, 2], "step": [50, 100, 50, 100]})
+    without = runs_table(cost_clock(trials, curves, Calibration.load(calibration)))
+    pd.DataFrame({"strategy": "random", "trial_index": [0, 1], "decision_s": [2.0, 3.0], "decision_s_min": 0.0,
+                  "decision_s_max": 0.0, "runs": 1}).to_csv(calibration / "decisions.csv", index=False)
+    charged = runs_table(cost_clock(trials, curves, Calibration.load(calibration)))
+    # trial 0: 100 steps x 10 ms; trial 1 reaches the target at step 50: 0.5 s
+    assert without["search_time_to_target_s"].iloc[0] == pytest.approx(1.0 + 0.5)
+    assert charged["search_time_to_target_s"].iloc[0] == pytest.approx(2.0 + 1.0 + 3.0 + 0.5)

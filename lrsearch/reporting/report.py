@@ -45,19 +45,19 @@ def clock_note(clock, simulated: dict | None = None) -> str:
                 f"worker{'s' if k > 1 else ''}: a trial starts when its strategy proposes it and takes its price, "
                 "and a run's time-to-target is the moment its first trial reached the target. "
                 + clock_note(clock).replace("Seconds are", "Prices are", 1)
-                + (" Each strategy's decision seconds are charged before each of its trials from "
-                   f"`{clock.path.with_name('decisions.csv')}` (the median per strategy and trial index, measured once "
-                   "on a quiet machine; DECISIONS.md); measured ones stay in `overhead_s` as a check."
-                   if clock is not None and clock.decisions is not None else
+                + ("" if clock is not None and clock.decisions is not None else
                    " Strategies' own decision seconds are not on this clock (`overhead_s` has them)."))
     if clock is None:
         return ("Seconds are wall-clock training seconds (`train_s`) on the machines listed below: they vary with the "
                 "machine and its load (the same trial has taken 4.6 s and 9.5 s on one day). Give a calibration "
                 "(`lrsearch calibrate`, then `lrsearch report --calibration DIR`) for the cost clock.")
+    decisions = (" Each trial also costs its strategy's decision seconds before it, from `decisions.csv` beside it (the "
+                 "median per strategy and trial index, measured once on a quiet machine)." if clock.decisions is not None
+                 else "")
     return (f"Seconds are on the cost clock: each trial's training steps x its workload's calibrated seconds per step "
             f"under its optimizer, plus its evaluations x the work its method needs before each one, from "
-            f"{clock.describe()} (lrsearch/experiment/calibration.py). Wall-clock seconds stay in the trials table "
-            "(`wall_train_s`, `wall_time_to_target_s`) as a check.")
+            f"{clock.describe()} (lrsearch/experiment/calibration.py).{decisions} Wall-clock seconds stay in the trials "
+            "table (`wall_train_s`, `wall_time_to_target_s`) as a check.")
 
 
 def build_report(results_dir: str | Path, title: str | None = None, calibration: str | Path | None = None) -> Path:

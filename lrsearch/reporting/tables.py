@@ -95,8 +95,9 @@ def cost_clock(trials: pd.DataFrame, curves: pd.DataFrame, calibration) -> pd.Da
     """The trials on the cost clock (experiment/calibration.py): `train_s` and `time_to_target_s` become each trial's
     steps (to the target) x its workload's calibrated seconds per step under its optimizer, plus its evaluations (up
     to the target) x the work its method needs before each one; the wall-clock columns stay as `wall_train_s` and
-    `wall_time_to_target_s`. Everything read from `train_s` downstream (search time-to-target, anytime curves,
-    scores) is then on the cost clock."""
+    `wall_time_to_target_s`. Where the calibration has decisions.csv, each trial also costs its strategy's
+    calibrated decision seconds before it (the median at that trial index). Everything read from `train_s`
+    downstream (search time-to-target, anytime curves, scores) is then on the cost clock."""
     from lrsearch.training.tasks import TASKS
 
     trials = trials.copy()
@@ -111,10 +112,12 @@ def cost_clock(trials: pd.DataFrame, curves: pd.DataFrame, calibration) -> pd.Da
         rate, pre_eval = calibration.rate(t.task, params.get("optimizer") or TASKS[t.task].optimizer)
         steps = float(t.steps) if t.steps is not None and not pd.isna(t.steps) else 0.0
         mine = evals[evals["trial_id"] == t.trial_id]["step"] if t.kind == "train" else pd.Series(dtype=float)
-        cost.append(steps * rate + len(mine) * pre_eval)
+        # the strategy's calibrated decision seconds before this trial (calibration.py's decisions.csv; 0 without)
+        decision = (calibration.decision_s(t.strategy, int(t.trial_index)) or 0.0) if t.kind == "train" else 0.0
+        cost.append(decision + steps * rate + len(mine) * pre_eval)
         hit = t.steps_to_target
         reached = hit is not None and not pd.isna(hit)
-        to_target.append(float(hit) * rate + int((mine <= hit).sum()) * pre_eval if reached else math.nan)
+        to_target.append(decision + float(hit) * rate + int((mine <= hit).sum()) * pre_eval if reached else math.nan)
     trials["train_s"], trials["time_to_target_s"] = cost, to_target
     return trials
 
