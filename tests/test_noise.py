@@ -34,11 +34,20 @@ def test_each_check_fails_on_its_own_case(n_val, target, values, failing):
     assert {c.name for c in checks if not c.passed} == failing
 
 
-def test_the_committed_nobn_table_is_not_out_of_the_noise():
-    """500 validation images and a target 0.7 standard errors below the best mean: the issue's finding, measured."""
-    checks, text = check_table("results/nobn-table")
+def test_the_old_nobn_sweep_was_not_out_of_the_noise():
+    """500 validation images and its target (0.33) 0.7 standard errors below the best mean: the issue's finding."""
+    checks, text = check_table("results/nobn-table", target=0.33)
     assert {c.name for c in checks if not c.passed} == {"reading noise", "target margin"}
     assert "NOT out of the noise" in text and "2.13 points" in text
+
+
+@pytest.mark.parametrize("workload", ["nobn", "resnet-adamw", "finetune"])
+def test_every_finished_table_passes_every_check_at_its_tasks_target(workload):
+    from lrsearch.training.tasks import TASKS
+
+    checks, text = check_table(f"results/tables/{workload}")
+    assert all(c.passed for c in checks), text
+    assert f"target {TASKS[workload].target_acc:.3f}" in text and "x 10 seeds" in text
 
 
 def test_the_suggested_target_is_the_highest_that_passes_margin_and_reach():

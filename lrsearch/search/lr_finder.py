@@ -12,6 +12,11 @@ All of them cut the curve at its first non-finite value, drop `skip_start` / `sk
 points, and smooth it with a centred moving average (no lag, unlike an EMA, so a
 suggestion is not pushed towards larger rates). The default for CLR bounds is
 `suggest_range(metric="acc")`, Smith's rule on validation accuracy.
+
+An optimizer with several parameter groups (fine-tuning's backbone and head) is swept with every
+group at its own LR, at the ratios it was built with: the table has a column per group (`lr_group0`,
+...) beside `lr`, and `RangeTest.suggestions()` gives every rule's suggestion per group. A sweep step
+may average several batches (`accumulation_steps`), and float16 autocast runs with a GradScaler.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lrsearch.training.errors import InputError
 from lrsearch.training.schedules import make_schedule
 from lrsearch.training.tasks import Task
 
 RULES = ("valley", "steep", "minimum", "slide", "steepest_gradient")
+COLUMNS = ("step", "lr", "train_loss", "smoothed_loss", "val_acc")  # a test's table; lr_group0, ... follow `lr`
 
 
 # ---------------------------------------------------------------- curve helpers
@@ -194,13 +201,15 @@ def suggest_lr(lrs, losses, rule: str = "valley", **kwargs) -> float:
 
 @dataclass
 class RangeTest:
-    table: pd.DataFrame  # one row per step: step, lr, train_loss, smoothed_loss, val_acc (at evaluations)
+    table: pd.DataFrame  # one row per sweep step: step, lr, lr_group0 ..., train_loss, smoothed_loss, val_acc (at evaluations)
     stop_reason: str  # "completed", or why it stopped early
     status: str  # the trainer's status: ok, diverged or failed
     train_s: float
     wall_s: float
     mode: str
-    steps_per_epoch: int
+    steps_per_epoch: int  # sweep steps per pass over the training loader
+    lr_mults: tuple[float, ...] = (1.0,)  # each parameter group's LR over the `lr` column's, all along the sweep
+    skipped_steps: int = 0  # optimizer steps the GradScaler skipped (inf or nan gradients): not sweep points
 
     def evaluations(self) -> pd.DataFrame:
         return self.table.dropna(subset=["val_acc"])
@@ -213,6 +222,34 @@ class RangeTest:
 
     def suggest_lr(self, rule: str = "valley", **kwargs) -> float:
         return suggest_lr(self.table["lr"], self.table["train_loss"], rule, **kwargs)
+
+    def group_lrs(self, lr: float) -> list[float]:
+        """`lr`, read on the `lr` column (a suggestion), as each parameter group trains at it."""
+        return [lr * mult for mult in self.lr_mults]
+
+    def suggestions(self, rules: tuple[str, ...] = RULES, metrics: tuple[str, ...] = ("acc", "loss")) -> pd.DataFrame:
+        """Every rule's suggestion for every parameter group, one row each: `rule` (a single-LR rule, or
+        `smith-acc` / `smith-loss` for Smith's range on that metric), `bound` (lr, or base_lr / max_lr), `group`
+        (the optimizer's index), its `lr_mult` and `lr`. Every group swept at a fixed ratio to `lr`, a rule picks
+        one sweep step for them all: each group's suggestion is its LR at that step. A rule that finds nothing
+        gives NaN and its reason in `error`."""
+        found: list[tuple[str, str, float, str | None]] = []
+        for rule in rules:
+            try:
+                found.append((rule, "lr", self.suggest_lr(rule), None))
+            except ValueError as err:
+                found.append((rule, "lr", np.nan, str(err)))
+        for metric in metrics:
+            try:
+                bounds = self.suggest_range(metric)
+            except ValueError as err:
+                bounds, error = (np.nan, np.nan), str(err)
+            else:
+                error = None
+            found += [(f"smith-{metric}", bound, lr, error) for bound, lr in zip(("base_lr", "max_lr"), bounds)]
+        rows = [{"rule": rule, "bound": bound, "group": i, "lr_mult": mult, "lr": lr * mult, "error": error}
+                for rule, bound, lr, error in found for i, mult in enumerate(self.lr_mults)]
+        return pd.DataFrame(rows, columns=["rule", "bound", "group", "lr_mult", "lr", "error"])
 
 
 def range_schedule(min_lr: float, max_lr: float, steps: int, mode: str) -> dict:
@@ -242,18 +279,76 @@ def range_test(subject, *args, **kwargs) -> RangeTest:
     return model_range_test(subject, *args, **kwargs)
 
 
+def _lr_mults(param_groups: list[dict]) -> tuple[float, ...]:
+    """Each group's LR over the sweep's: its `lr_mult` (lrsearch's models: the finetune backbone's is
+    backbone_lr_mult, the head's 1), else its LR over the first group's, so that discriminative LRs keep
+    their ratios (all 1 when the first group's LR is 0: there is no ratio to keep)."""
+    first = param_groups[0]["lr"]
+    return tuple(float(g["lr_mult"]) if "lr_mult" in g else (float(g["lr"] / first) if first else 1.0)
+                 for g in param_groups)
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _check_accumulation_steps(accumulation_steps) -> None:
+    if not _whole_number(accumulation_steps) or accumulation_steps < 1:
+        raise InputError(f"range test: accumulation_steps={accumulation_steps!r}: expected an integer >= 1, the "
+                         "number of batches each sweep step averages (1, the default: no accumulation)")
+
+
+def _check_arguments(steps, n_evals, diverge_factor, beta, autocast_dtype, grad_scaler, accumulation_steps) -> None:
+    """One message per bad argument, naming it and what it takes."""
+    import torch
+
+    _check_accumulation_steps(accumulation_steps)
+    if steps is not None and (not _whole_number(steps) or steps < 1):
+        raise InputError(f"range test: steps={steps!r}: expected an integer >= 1 sweep steps, or None for one pass "
+                         "over the training loader")
+    if not _whole_number(n_evals) or n_evals < 1:
+        raise InputError(f"range test: n_evals={n_evals!r}: expected an integer >= 1, how often to measure accuracy "
+                         "on val_loader")
+    if not isinstance(diverge_factor, int | float) or not diverge_factor > 1:
+        raise InputError(f"range test: diverge_factor={diverge_factor!r}: expected a number > 1, the multiple of its "
+                         "best smoothed loss at which the test stops (fastai's: 4)")
+    if not isinstance(beta, int | float) or not 0 <= beta < 1:
+        raise InputError(f"range test: beta={beta!r}: expected 0 <= beta < 1, the smoothing EMA's weight on the "
+                         "past (fastai's: 0.98)")
+    if autocast_dtype not in (None, torch.float16, torch.bfloat16):
+        raise InputError(f"range test: autocast_dtype={autocast_dtype!r}: expected None (float32), torch.float16 "
+                         "or torch.bfloat16")
+    if grad_scaler is not None and not isinstance(grad_scaler, torch.amp.GradScaler):
+        raise InputError(f"range test: grad_scaler={grad_scaler!r}: expected a torch.amp.GradScaler, or None (one "
+                         "is made for float16 autocast)")
+
+
 def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_lr: float = 10.0,
                      steps: int | None = None, mode: str = "exp", loss_fn=None, val_loader=None, n_evals: int = 10,
                      diverge_factor: float = 4.0, beta: float = 0.98, autocast_dtype=None,
-                     restore: bool = True) -> RangeTest:
+                     restore: bool = True, accumulation_steps: int = 1, grad_scaler=None) -> RangeTest:
     """Train `model` with `optimizer` on batches of `train_loader` (any iterable of (inputs, targets); cycled
-    if `steps` is longer than it) while the LR rises from min_lr to max_lr (`mode` exp or linear) over
-    `steps` (default: one pass over the loader). Every parameter group gets the LR times its `lr_mult` if it
-    has one (lrsearch's models), else times its LR's ratio to the first group's (discriminative LRs keep
-    their ratios). Stops when the loss diverges: not finite, or its smoothed value (debiased EMA, `beta`)
-    above `diverge_factor` times its best (fastai's rule). With `val_loader`, classification accuracy on it
-    is measured `n_evals` times. `loss_fn(outputs, targets)` defaults to cross-entropy. With `restore`
-    (default) the model's and optimizer's states are put back afterwards, as fastai and torch-lr-finder do.
+    if the test is longer than it) while the LR rises from min_lr to max_lr (`mode` exp or linear) over
+    `steps` sweep steps (default: one pass over the loader). Stops when the loss diverges: not finite, or its
+    smoothed value (debiased EMA, `beta`) above `diverge_factor` times its best (fastai's rule). With
+    `val_loader`, classification accuracy on it is measured `n_evals` times. `loss_fn(outputs, targets)`
+    defaults to cross-entropy. With `restore` (default) the model's, the optimizer's and a given grad_scaler's
+    states are put back afterwards, as fastai and torch-lr-finder do for the first two.
+
+    Parameter groups: every group gets the LR times its `lr_mult` if it has one (lrsearch's models), else
+    times its LR's ratio to the first group's, so the ratios the optimizer was built with hold all along the
+    sweep. The table's `lr` is the sweep's LR (that of a group with lr_mult 1, or of the first group); each
+    group's own is in `lr_group0`, `lr_group1`, ... and `RangeTest.suggestions()` reads every rule per group.
+
+    accumulation_steps k: each sweep step adds up the gradients of k batches, each batch's loss divided by k
+    (as torch-lr-finder does), then takes one optimizer step; its loss is the k batches' mean. On a model
+    without batch statistics that is one batch k times the size (BatchNorm normalises each batch alone).
+
+    autocast_dtype float16 runs with a torch.amp.GradScaler (`grad_scaler`, or a default one): float16 ends at
+    65504 and flushes small gradients to zero; bfloat16 has float32's range and needs none. A step the scaler
+    skips (inf or nan gradients; it then halves its scale) is not a sweep point: the same LR is tried again on
+    the next k batches, and `skipped_steps` counts it. Gradients still inf at a scale below 1 overflow
+    unscaled: the test stops there as diverged.
     """
     import copy
     import time
@@ -267,41 +362,76 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
         diverged,
     )
 
+    _check_arguments(steps, n_evals, diverge_factor, beta, autocast_dtype, grad_scaler, accumulation_steps)
     loss_fn = loss_fn or F.cross_entropy
-    steps = int(steps or len(train_loader))
+    per_epoch = len(train_loader) // accumulation_steps if hasattr(train_loader, "__len__") else 0
+    if steps is None:
+        if per_epoch < 1:
+            raise InputError(f"range test: steps=None means one pass over the training loader, but it has "
+                             f"{'no length' if not hasattr(train_loader, '__len__') else f'{len(train_loader)} batches'}"
+                             f" for accumulation_steps={accumulation_steps}; give steps (the loader is cycled)")
+        steps = per_epoch
     schedule = make_schedule(range_schedule(min_lr, max_lr, steps, mode), steps)
     device = next(model.parameters()).device
-    first = optimizer.param_groups[0]["lr"] or 1.0
-    mults = [g["lr_mult"] if "lr_mult" in g else (g["lr"] / first if g["lr"] else 1.0) for g in optimizer.param_groups]
-    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())) if restore else None
-    eval_at = set(np.unique(np.linspace(1, steps, max(1, n_evals)).round().astype(int))) if val_loader is not None else set()
+    mults = _lr_mults(optimizer.param_groups)
+    scaler = grad_scaler
+    if scaler is None and autocast_dtype == torch.float16:
+        scaler = torch.amp.GradScaler(device.type)
+    saved = None
+    if restore:
+        saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()),
+                 grad_scaler.state_dict() if grad_scaler is not None else None)
+    eval_at = set(np.unique(np.linspace(1, steps, n_evals).round().astype(int))) if val_loader is not None else set()
 
     def autocast():
         return torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
 
+    def sweep_step() -> tuple[float, bool]:
+        """One optimizer step on k batches: their mean loss, and whether the optimizer stepped."""
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(accumulation_steps):
+            x, y = (t.to(device, non_blocking=True) for t in next(train_batches))
+            with autocast():
+                loss = loss_fn(model(x), y) / accumulation_steps
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            total = total + loss.detach().float()
+        if scaler is None:
+            optimizer.step()
+            return float(total), True
+        scale = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        return float(total), scaler.get_scale() >= scale  # a skipped step multiplies the scale by backoff_factor < 1
+
     rows, best, avg = [], np.inf, 0.0
-    status, reason, train_s = "ok", "completed", 0.0
+    status, reason, train_s, skipped = "ok", "completed", 0.0, 0
     started = time.perf_counter()
     was_training = model.training
     model.train()
     try:
         train_batches = batches(train_loader)
-        for step in range(1, steps + 1):
-            lr = schedule(step - 1)
+        step = 0
+        while step < steps:
+            lr = schedule(step)
             for group, mult in zip(optimizer.param_groups, mults):
                 group["lr"] = lr * mult
-            x, y = (t.to(device, non_blocking=True) for t in next(train_batches))
+            group_lrs = {f"lr_group{i}": group["lr"] for i, group in enumerate(optimizer.param_groups)}
             t0 = time.perf_counter()
-            with autocast():
-                loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())  # one synchronisation per step: the curve is what the test is for
+            value, stepped = sweep_step()  # one synchronisation per step: the curve is what the test is for
             train_s += time.perf_counter() - t0
+            if np.isfinite(value) and not stepped:
+                skipped += 1
+                if scaler.get_scale() < 1:
+                    status = "diverged"
+                    reason = (f"diverged at step {step + 1}, lr {lr:.3g}: gradients inf or nan even at a loss scale "
+                              f"below 1 ({skipped} steps skipped)")
+                    break
+                continue  # not a sweep point: the same LR again, on the next batches
+            step += 1
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta**step)
-            row = {"step": step, "lr": lr, "train_loss": value, "smoothed_loss": smoothed, "val_acc": np.nan}
+            row = {"step": step, "lr": lr, **group_lrs, "train_loss": value, "smoothed_loss": smoothed, "val_acc": np.nan}
             rows.append(row)
             if not np.isfinite(value) or diverged(smoothed, best, diverge_factor):
                 status = "diverged"
@@ -317,20 +447,24 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
         if saved is not None:
             model.load_state_dict(saved[0])
             optimizer.load_state_dict(saved[1])
+            if grad_scaler is not None:
+                grad_scaler.load_state_dict(saved[2])
         model.train(was_training)
-    table = pd.DataFrame(rows, columns=["step", "lr", "train_loss", "smoothed_loss", "val_acc"])
-    per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else 0
-    return RangeTest(table, reason, status, train_s, time.perf_counter() - started, mode, per_epoch)
+    columns = [*COLUMNS[:2], *(f"lr_group{i}" for i in range(len(mults))), *COLUMNS[2:]]
+    table = pd.DataFrame(rows, columns=columns)
+    return RangeTest(table, reason, status, train_s, time.perf_counter() - started, mode, per_epoch, mults, skipped)
 
 
 def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps: int | None = None,
                     epochs: float | None = None, mode: str = "exp", seed: int = 0, n_evals: int = 25,
-                    device=None, data_source: str | None = None) -> RangeTest:
+                    device=None, data_source: str | None = None, accumulation_steps: int = 1) -> RangeTest:
     """`model_range_test` on a task: its model, optimizer (parameter groups, weight decay), training loader
-    (augmentation) and precision as a trial of the task gets them, over `steps` (or `epochs`); accuracy on
-    the validation split (the test split when the task has none) `n_evals` times. No lookahead and no
-    test-time augmentation: the test reads the raw response to the LR. A failure (not a divergence) is
-    returned as status "failed" with the reason, as a trial's is."""
+    (augmentation) and precision as a trial of the task gets them, over `steps` sweep steps (or `epochs`,
+    each sweep step reading `accumulation_steps` batches); accuracy on the validation split (the test split
+    when the task has none) `n_evals` times. The groups keep the trial's ratios: the finetune task's backbone
+    sweeps at backbone_lr_mult times the head's LR, which is the table's `lr` (the trial's `lr` param). No
+    lookahead and no test-time augmentation: the test reads the raw response to the LR. A failure (not a
+    divergence, not a bad argument) is returned as status "failed" with the reason, as a trial's is."""
     import time
     import traceback
 
@@ -343,10 +477,11 @@ def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps
         trial_parts,
     )
 
+    _check_accumulation_steps(accumulation_steps)
     if steps is None:
         if epochs is None:
-            raise ValueError("range test: give steps or epochs")
-        steps = max(2, round(epochs * steps_per_epoch(task, device, data_source)))
+            raise InputError("range test: give steps or epochs")
+        steps = max(2, round(epochs * steps_per_epoch(task, device, data_source) / accumulation_steps))
     spec = range_schedule(min_lr, max_lr, steps, mode)
     run_task = task.with_overrides(epochs=None, steps=steps, seconds=None, lookahead_every=0, tta_level=0)
     started = time.perf_counter()
@@ -358,10 +493,11 @@ def task_range_test(task: Task, min_lr: float = 1e-4, max_lr: float = 1.0, steps
             setup.model, setup.optimizer, setup.loader, min_lr, max_lr, steps, mode,
             loss_fn=lambda out, target: F.cross_entropy(out, target, label_smoothing=task.label_smoothing),
             val_loader=DeviceLoader(x, y, task.eval_batch_size, train=False), n_evals=n_evals,
-            diverge_factor=task.diverge_factor, autocast_dtype=torch.bfloat16 if bf16 else None, restore=False)
+            diverge_factor=task.diverge_factor, autocast_dtype=torch.bfloat16 if bf16 else None, restore=False,
+            accumulation_steps=accumulation_steps)
     except Exception as err:  # recorded, as a trial's failure is
         error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
-        table = pd.DataFrame(columns=["step", "lr", "train_loss", "smoothed_loss", "val_acc"])
+        table = pd.DataFrame(columns=list(COLUMNS))
         return RangeTest(table, f"failed: {error.splitlines()[0]}", "failed", 0.0, time.perf_counter() - started, mode, 0)
 
 

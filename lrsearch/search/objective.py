@@ -54,7 +54,8 @@ class WorkloadObjective:
         ev = test.evaluations()
         extra = {"kind": "range_test", "lrs": test.table["lr"].tolist(), "losses": test.table["train_loss"].tolist(),
                  "eval_lrs": ev["lr"].tolist(), "eval_accs": ev["val_acc"].tolist(), "stop_reason": test.stop_reason,
-                 "steps_per_epoch": per_epoch, "total_steps": n_total}
+                 "steps_per_epoch": per_epoch, "total_steps": n_total,
+                 "lr_mults": list(test.lr_mults)}  # each parameter group's LR over `lrs` (finetune: backbone, head)
         status = "failed" if test.status == "failed" else "ok"  # a range test is meant to end in divergence
         # A range test is not a candidate configuration (its LR never settles): it scores 0 for the search.
         return Evaluation(params, 0.0, status, test.train_s, record=test, extra=extra)

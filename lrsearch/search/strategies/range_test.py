@@ -2,9 +2,15 @@
 
 The strategy asks the objective for a range test with params {"range_test": {...}}; the
 objective answers with an Evaluation whose `extra` holds the curve (lrs, losses, the
-evaluations' lrs and accuracies) and the task's steps per epoch and total steps. The
-range test counts as one trial and its training seconds count like any trial's. The
-suggestion rules (lrsearch.search.lr_finder) are pure numpy functions.
+evaluations' lrs and accuracies), each parameter group's LR as a multiple of `lrs`
+(`lr_mults`) and the task's steps per epoch and total steps. The range test counts as one
+trial and its training seconds count like any trial's. The suggestion rules
+(lrsearch.search.lr_finder) are pure numpy functions.
+
+Parameter groups: the test sweeps every group at the ratio the trial trains it at (the
+finetune task's backbone at `backbone_lr_mult` times the head's LR, which is `lr`), so a
+suggestion read on `lrs` is the trial's `lr`, and the run that follows trains each group at
+the same ratio. The suggestion note gives each group's LRs too (`group_lrs`).
 
 Options (all optional): metric "acc"|"loss" (Smith's rule on accuracy or loss), rule
 (single-LR rule for lr-range-fixed, default "valley"), range_fraction (range-test length
@@ -71,6 +77,12 @@ class _RangeThenTrain(Strategy):
     def final_params(self, test: Evaluation) -> tuple[dict | None, dict]:
         raise NotImplementedError
 
+    @staticmethod
+    def _group_lrs(test: Evaluation, **lrs: float) -> dict[str, list[float]]:
+        """Each suggested LR as every parameter group trains at it (a test recorded before `lr_mults`: one group)."""
+        mults = test.extra.get("lr_mults", [1.0])
+        return {name: [lr * mult for mult in mults] for name, lr in lrs.items()}
+
     def space_notes(self) -> list[str]:
         others = [d.name for d in self.space.flattened() if d.name != "lr"]
         if not others:
@@ -109,7 +121,8 @@ class RangeTestCLR(_RangeThenTrain):
         if "gamma" in self.options:
             schedule["gamma"] = self.options["gamma"]
         return ({"lr": max_lr, "schedule": schedule, "steps": 2 * step_size * cycles},
-                {"base_lr": base_lr, "max_lr": max_lr, "step_size": step_size, "cycles": cycles})
+                {"base_lr": base_lr, "max_lr": max_lr, "step_size": step_size, "cycles": cycles,
+                 "group_lrs": self._group_lrs(test, base_lr=base_lr, max_lr=max_lr)})
 
 
 @register
@@ -126,7 +139,8 @@ class RangeTestOneCycle(_RangeThenTrain):
         base_lr, max_lr = bounds
         schedule = {"name": "one_cycle", "max_lr": max_lr, "div_factor": max(max_lr / base_lr, 1.0),
                     "pct_start": self.option("pct_start")}
-        return {"lr": max_lr, "schedule": schedule}, {"base_lr": base_lr, "max_lr": max_lr}
+        return {"lr": max_lr, "schedule": schedule}, {"base_lr": base_lr, "max_lr": max_lr,
+                                                      "group_lrs": self._group_lrs(test, base_lr=base_lr, max_lr=max_lr)}
 
 
 @register
@@ -141,4 +155,5 @@ class RangeTestFixed(_RangeThenTrain):
             lr = suggest_lr(test.extra["lrs"], test.extra["losses"], rule)
         except ValueError as err:
             return None, {"error": f"{rule}: {err}"}
-        return {"lr": lr, "schedule": {"name": "constant", "lr": lr}}, {"rule": rule, "lr": lr}
+        return ({"lr": lr, "schedule": {"name": "constant", "lr": lr}},
+                {"rule": rule, "lr": lr, "group_lrs": self._group_lrs(test, lr=lr)})
