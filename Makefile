@@ -66,7 +66,8 @@ replay-check: install
 	$(BIN)/lrsearch run experiments/replay-check-cpu.toml $(RESULTS_FLAG)
 
 # The CPU suite: 4 workloads x 2 spaces, 10 strategies, 3 seeds -> runs/suite-cpu/<problem>/ and REPORT.md
-# (about an hour on 2 cores; resumes; WORKERS=2 runs two cooperating workers, one torch thread each).
+# (hours: about 1,300 trials of 10 to 20 s each with their 5,000-image evaluations, so about 3 hours on 2 cores with
+# WORKERS=2; resumes; WORKERS=2 runs two cooperating workers, one torch thread each).
 # RESULTS=results/suite-cpu writes the committed one. `make suite SEEDS=0` runs one seed.
 WORKERS ?= 1
 suite: install
