@@ -111,10 +111,14 @@ def test_one_simulated_worker_runs_trials_back_to_back_on_the_cost_clock(tmp_pat
     calibration = Calibration.load(CALIBRATION)
     rate = calibration.rate("nobn", "sgd")[0]
     for _, run in trials.groupby("run_id"):
-        sim = [json.loads(e)["simulated"] for e in run.sort_values("trial_index")["extra"]]
-        prices = run.sort_values("trial_index")["steps"].to_numpy() * rate
-        assert [s["start_s"] for s in sim] == pytest.approx(np.concatenate([[0], np.cumsum(prices)[:-1]]))
-        assert [s["finish_s"] for s in sim] == pytest.approx(np.cumsum(prices))
+        run = run.sort_values("trial_index")
+        sim = [json.loads(e)["simulated"] for e in run["extra"]]
+        prices = run["steps"].to_numpy() * rate
+        # each trial waits for its strategy's calibrated decision (none where the calibration has no decisions.csv)
+        decisions = np.array([calibration.decision_s(s, i) or 0.0 for s, i in zip(run["strategy"], run["trial_index"])])
+        starts = np.cumsum(decisions) + np.concatenate([[0], np.cumsum(prices)[:-1]])
+        assert [s["start_s"] for s in sim] == pytest.approx(starts)
+        assert [s["finish_s"] for s in sim] == pytest.approx(starts + prices)
     assert len(trials) == 2 * 3 * 8 and (trials["device"].str.startswith("table")).all()
 
 
