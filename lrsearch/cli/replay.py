@@ -32,8 +32,8 @@ def _tabulate(args: argparse.Namespace) -> int:
     except InputError as err:  # a bug (any other error) is let through: traceback, exit 1
         raise UserError(str(err)) from None
     build_report(out)
-    print(f"table in {out}/results.sqlite ({table.budgets[0]} points x {len(table.seeds)} seeds); "
-          f"replay it with a config whose [replay] table = \"{out}\"")
+    print(f"table in {out}/results.sqlite ({table.budgets[0]} points x {len(table.seeds)} seeds); search on it with "
+          f"a config whose `table = \"{out}\"` (README: \"Search on the tables\"), or replay it with [replay] table")
     from lrsearch.reporting.noise import check_table
 
     print(check_table(out)[1])  # is the workload out of the noise? (reporting/noise.py)
