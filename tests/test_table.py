@@ -256,3 +256,14 @@ def test_decision_seconds_are_measured_per_strategy_and_trial_index(tmp_path):
     assert clock.decision_s("optuna-tpe", 4) == tpe[("optuna-tpe", 4)] and clock.decision_s("optuna-tpe", 40) == tpe[
         ("optuna-tpe", 4)] and clock.decision_s("grid", 0) is None
     assert "DECISIONS" in (tmp_path / "DECISIONS.md").read_text().upper()
+
+
+def test_a_report_names_the_strategies_that_could_not_use_the_simulated_workers(tmp_path):
+    from lrsearch.reporting.report import build_report
+
+    experiment = _experiment(tmp_path, 4, ("random", "hyperopt-tpe"), budget=4, seeds=1)
+    out = run_experiment(experiment, progress=False)
+    widths = {s: {json.loads(e)["simulated"]["workers"] for e in g["extra"]} for s, g in _trials(out).groupby("strategy")}
+    assert widths == {"random": {4}, "hyperopt-tpe": {1}}
+    report = build_report(out).read_text()
+    assert "With 4 workers, hyperopt-tpe ran one trial at a time" in report and "placed on a simulated clock" in report

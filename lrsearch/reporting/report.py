@@ -102,6 +102,14 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
 
     executor = config.get("executor") or {}
     lines += ["## Clock", "", clock_note(clock, executor if executor.get("kind") == "simulated" else None), ""]
+    if executor.get("kind") == "simulated" and (executor.get("workers") or 1) > 1 and len(trials):
+        widths = {s: {json.loads(e).get("simulated", {}).get("workers") for e in g["extra"]}
+                  for s, g in trials.groupby("strategy")}
+        alone = sorted(s for s, w in widths.items() if w == {1})
+        if alone:
+            lines += [f"With {executor['workers']} workers, {', '.join(alone)} ran one trial at a time: "
+                      f"{'they propose' if len(alone) > 1 else 'it proposes'} only after each result (no ask/tell "
+                      "with trials in flight), so K workers gain them nothing here.", ""]
     lines += ["## Where these numbers come from", ""]
     for env in envs:
         lines += [f"- command: `{env['command']}`", f"  - date: {env['date']}", f"  - device: {env['device']}",
