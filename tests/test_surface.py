@@ -31,7 +31,7 @@ from lrsearch.training.data import DataError, download, ensure_source, load_cifa
 def test_every_strategy_declares_options_whose_defaults_are_valid(name):
     declared = REGISTRY[name].declared_options()
     for option in declared.values():
-        assert option.meaning and option.type in (int, float, str, bool)
+        assert option.meaning and option.type in (int, float, str, bool, dict)
         if option.default is not None:
             assert option.problem(option.default) is None, option
     assert REGISTRY[name].option_problems({"no_such_option": 1})

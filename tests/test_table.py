@@ -246,7 +246,7 @@ def test_calibrated_decision_seconds_are_charged_before_each_trial(tmp_path):
 
 
 def test_decision_seconds_are_measured_per_strategy_and_trial_index(tmp_path):
-    from lrsearch.experiment.calibration import measure_decisions
+    from lrsearch.experiment.decisions import measure_decisions
 
     table = measure_decisions(NOBN, tmp_path, ["random", "optuna-tpe"], seeds=2, budget=5, progress=lambda _: None)
     assert set(table["strategy"]) == {"random", "optuna-tpe"} and (table["runs"] == 2).all()

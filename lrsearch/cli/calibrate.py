@@ -12,7 +12,8 @@ DEFAULT_TASKS = ["smoke", "cpu", "resnet-adamw", "caffe-cpu", "nobn", "finetune"
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.calibration import calibrate, measure_decisions
+    from lrsearch.experiment.calibration import calibrate
+    from lrsearch.experiment.decisions import measure_decisions
     from lrsearch.training.errors import InputError
     from lrsearch.training.tasks import TASKS, get_task
 

@@ -102,7 +102,7 @@ def _plain(value):
 class Option:
     """One option a strategy takes from `[options.<strategy>]`: its name, type, default and meaning."""
     name: str
-    type: type  # int, float, str or bool; an int is accepted where a float is declared
+    type: type  # int, float, str, bool or dict (a TOML table); an int is accepted where a float is declared
     default: Any
     meaning: str
     choices: tuple = ()  # allowed values, when the option is one of a few
