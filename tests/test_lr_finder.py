@@ -184,8 +184,8 @@ def test_range_test_on_the_smoke_task(monkeypatch, tmp_path):
 
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     test = range_test(get_task("smoke", train_subset=5500, val_size=500), 1e-3, 10.0, steps=150, mode="exp", n_evals=15)
-    assert list(test.table.columns) == ["step", "lr", "train_loss", "smoothed_loss", "val_acc"]
-    assert test.table["lr"].is_monotonic_increasing
+    assert list(test.table.columns) == ["step", "lr", "lr_group0", "train_loss", "smoothed_loss", "val_acc"]
+    assert test.table["lr"].is_monotonic_increasing and test.table["lr"].equals(test.table["lr_group0"])
     assert test.stop_reason.startswith("diverged") or test.stop_reason == "completed"
     base, top = test.suggest_range("acc")
     assert 1e-3 <= base < top <= 10.0

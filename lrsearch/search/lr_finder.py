@@ -22,6 +22,7 @@ may average several batches (`accumulation_steps`), and float16 autocast runs wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -201,7 +202,7 @@ def suggest_lr(lrs, losses, rule: str = "valley", **kwargs) -> float:
 
 @dataclass
 class RangeTest:
-    table: pd.DataFrame  # one row per sweep step: step, lr, lr_group0 ..., train_loss, smoothed_loss, val_acc (at evaluations)
+    table: pd.DataFrame  # a row per sweep step: step, lr, lr_group0 ..., train_loss, smoothed_loss, val_acc (at evals)
     stop_reason: str  # "completed", or why it stopped early
     status: str  # the trainer's status: ok, diverged or failed
     train_s: float
@@ -309,10 +310,10 @@ def _check_arguments(steps, n_evals, diverge_factor, beta, autocast_dtype, grad_
     if not _whole_number(n_evals) or n_evals < 1:
         raise InputError(f"range test: n_evals={n_evals!r}: expected an integer >= 1, how often to measure accuracy "
                          "on val_loader")
-    if not isinstance(diverge_factor, int | float) or not diverge_factor > 1:
+    if not isinstance(diverge_factor, Real) or not diverge_factor > 1:
         raise InputError(f"range test: diverge_factor={diverge_factor!r}: expected a number > 1, the multiple of its "
                          "best smoothed loss at which the test stops (fastai's: 4)")
-    if not isinstance(beta, int | float) or not 0 <= beta < 1:
+    if not isinstance(beta, Real) or not 0 <= beta < 1:
         raise InputError(f"range test: beta={beta!r}: expected 0 <= beta < 1, the smoothing EMA's weight on the "
                          "past (fastai's: 0.98)")
     if autocast_dtype not in (None, torch.float16, torch.bfloat16):
@@ -367,9 +368,9 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
     per_epoch = len(train_loader) // accumulation_steps if hasattr(train_loader, "__len__") else 0
     if steps is None:
         if per_epoch < 1:
-            raise InputError(f"range test: steps=None means one pass over the training loader, but it has "
-                             f"{'no length' if not hasattr(train_loader, '__len__') else f'{len(train_loader)} batches'}"
-                             f" for accumulation_steps={accumulation_steps}; give steps (the loader is cycled)")
+            size = f"{len(train_loader)} batches" if hasattr(train_loader, "__len__") else "no length"
+            raise InputError(f"range test: steps=None means one pass over the training loader, but it has {size} "
+                             f"for accumulation_steps={accumulation_steps}; give steps (the loader is cycled)")
         steps = per_epoch
     schedule = make_schedule(range_schedule(min_lr, max_lr, steps, mode), steps)
     device = next(model.parameters()).device
@@ -389,20 +390,22 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
     def sweep_step() -> tuple[float, bool]:
         """One optimizer step on k batches: their mean loss, and whether the optimizer stepped."""
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        losses = []
         for _ in range(accumulation_steps):
             x, y = (t.to(device, non_blocking=True) for t in next(train_batches))
             with autocast():
                 loss = loss_fn(model(x), y) / accumulation_steps
             (loss if scaler is None else scaler.scale(loss)).backward()
-            total = total + loss.detach().float()
+            losses.append(loss.detach())
         if scaler is None:
+            stepped = True
             optimizer.step()
-            return float(total), True
-        scale = scaler.get_scale()
-        scaler.step(optimizer)
-        scaler.update()
-        return float(total), scaler.get_scale() >= scale  # a skipped step multiplies the scale by backoff_factor < 1
+        else:
+            scale = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+            stepped = scaler.get_scale() >= scale  # a skipped step multiplies the scale by backoff_factor < 1
+        return sum(float(loss) for loss in losses), stepped  # read after the step: the device waits once
 
     rows, best, avg = [], np.inf, 0.0
     status, reason, train_s, skipped = "ok", "completed", 0.0, 0
@@ -431,7 +434,8 @@ def model_range_test(model, optimizer, train_loader, min_lr: float = 1e-7, max_l
             step += 1
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta**step)
-            row = {"step": step, "lr": lr, **group_lrs, "train_loss": value, "smoothed_loss": smoothed, "val_acc": np.nan}
+            row = {"step": step, "lr": lr, **group_lrs, "train_loss": value, "smoothed_loss": smoothed,
+                   "val_acc": np.nan}
             rows.append(row)
             if not np.isfinite(value) or diverged(smoothed, best, diverge_factor):
                 status = "diverged"

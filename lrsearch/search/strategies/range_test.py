@@ -139,8 +139,8 @@ class RangeTestOneCycle(_RangeThenTrain):
         base_lr, max_lr = bounds
         schedule = {"name": "one_cycle", "max_lr": max_lr, "div_factor": max(max_lr / base_lr, 1.0),
                     "pct_start": self.option("pct_start")}
-        return {"lr": max_lr, "schedule": schedule}, {"base_lr": base_lr, "max_lr": max_lr,
-                                                      "group_lrs": self._group_lrs(test, base_lr=base_lr, max_lr=max_lr)}
+        note = {"base_lr": base_lr, "max_lr": max_lr, "group_lrs": self._group_lrs(test, base_lr=base_lr, max_lr=max_lr)}
+        return {"lr": max_lr, "schedule": schedule}, note
 
 
 @register
