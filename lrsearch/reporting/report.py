@@ -36,6 +36,9 @@ def _beside_reference(results_dir: Path, reference: str | None, summary: pd.Data
             "intervals.", "", _fmt(both, list(both.columns)), ""]
 
 
+RUNS_SHOWN_SEEDS = 10  # a report lists each run of its first seeds; tables/runs.csv has the rest
+
+
 def clock_note(clock, simulated: dict | None = None) -> str:
     """Which clock a report's seconds are on, in one paragraph; `simulated`: the config's [executor] when its trials
     were read from a table on a simulated clock."""
@@ -150,11 +153,17 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
     for fig in figures:
         lines += [f"![{fig.stem}](figures/{fig.name})", ""]
     runs = tables["runs"]
+    shown_seeds = sorted(runs["seed"].unique())[:RUNS_SHOWN_SEEDS] if len(runs) else []
+    if len(runs) and len(shown_seeds) < runs["seed"].nunique():  # hundreds of seeds: the table has them all
+        lines += ["## Runs", "", f"{len(runs)} runs over {runs['seed'].nunique()} seeds (`tables/runs.csv` has every "
+                  f"one); the first {len(shown_seeds)} seeds here:", ""]
+        runs = runs[runs["seed"].isin(shown_seeds)]
+    elif len(runs):
+        lines += ["## Runs", ""]
     if len(runs):
-        lines += ["## Runs", "", _fmt(runs, ["strategy", "budget", "seed", "n_trials", "n_diverged", "n_pruned",
-                                             "n_failed", "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
-                                             "search_time_to_target_s", "trials_to_target", "random_startup_only",
-                                             "flattens_space"]),
+        lines += [_fmt(runs, ["strategy", "budget", "seed", "n_trials", "n_diverged", "n_pruned", "n_failed",
+                              "best_val_acc", "best_lr", "test_acc_of_best", "train_s", "overhead_s",
+                              "search_time_to_target_s", "trials_to_target", "random_startup_only", "flattens_space"]),
                   ""]
     lines += _beside_reference(results_dir, config.get("reference"), tables["summary"])
     lines += ["Tables: `tables/{trials,runs,anytime,summary,curves}.{csv,parquet}`.", ""]
