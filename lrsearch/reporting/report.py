@@ -39,6 +39,13 @@ def _beside_reference(results_dir: Path, reference: str | None, summary: pd.Data
 RUNS_SHOWN_SEEDS = 10  # a report lists each run of its first seeds; tables/runs.csv has the rest
 
 
+def seed_list(seeds: list[int]) -> str:
+    """Seeds as a reader wants them: "0 to 99" for a long run of consecutive seeds, else the list."""
+    if len(seeds) > 5 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]} to {seeds[-1]}"
+    return str(list(seeds))
+
+
 def clock_note(clock, simulated: dict | None = None) -> str:
     """Which clock a report's seconds are on, in one paragraph; `simulated`: the config's [executor] when its trials
     were read from a table on a simulated clock."""
@@ -99,7 +106,7 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
                 else "none")
         lines += [f"{config.get('description') or ''}", "", about,
                   f"- target: {goal}; search space `{json.dumps(config['space'])}`",
-                  f"- strategies: {', '.join(config['strategies'])}; budgets {config['budgets']} trials; seeds {config['seeds']}",
+                  f"- strategies: {', '.join(config['strategies'])}; budgets {config['budgets']} trials; seeds {seed_list(config['seeds'])}",
                   ""]
     from lrsearch.experiment.provenance import changed_note
 

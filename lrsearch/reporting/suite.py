@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lrsearch.experiment.simulated import parallel_budget
-from lrsearch.reporting.report import _fmt, build_report, clock_note
+from lrsearch.reporting.report import _fmt, build_report, clock_note, seed_list
 from lrsearch.reporting.score_report import (
     has_tables,
     parallel_scores_section,
@@ -114,9 +114,7 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
     span = _wall_span(folders)
     lines = [f"# {suite.name}", "", suite.description, "",
              f"{len(rows)} problems (workload x search space) of {len(suite.experiments(root))}; strategies "
-             f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds "
-             f"{f'0 to {len(suite.seeds) - 1}' if suite.seeds == list(range(len(suite.seeds))) and len(suite.seeds) > 5 else suite.seeds}"
-             ". Each problem's own "
+             f"{', '.join(suite.strategies)}; budgets {suite.budgets}; seeds {seed_list(suite.seeds)}. Each problem's own "
              "report (its tables, figures, where its numbers come from: command, date, device, commit, library "
              "versions) is in its folder.", ""]
     from lrsearch.experiment.calibration import Calibration
