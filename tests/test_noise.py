@@ -41,7 +41,7 @@ def test_the_old_nobn_sweep_was_not_out_of_the_noise():
     assert "NOT out of the noise" in text and "2.13 points" in text
 
 
-@pytest.mark.parametrize("workload", ["nobn", "resnet-adamw", "finetune"])
+@pytest.mark.parametrize("workload", ["nobn", "resnet-adamw", "finetune", "caffe-cpu"])
 def test_every_finished_table_passes_every_check_at_its_tasks_target(workload):
     from lrsearch.training.tasks import TASKS
 

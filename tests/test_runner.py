@@ -61,8 +61,8 @@ PRESET_TARGETS = {
     "budgets-replay-hpo-slow.toml": [0.46], "budgets-replay-hpo.toml": [0.46],
     "budgets-replay-slow.toml": [0.46], "budgets-replay.toml": [0.46], "budgets.toml": [0.33],
     "parallel-check-cpu-k1.toml": [0.46], "parallel-check-cpu.toml": [0.46], "parallel-replay.toml": [0.46], "replay-check-cpu.toml": [0.46], "replay-check-seed-per-run.toml": [0.46],
-    "suite-cpu.toml": [0.435, 0.435, 0.43, 0.43, 0.70, 0.70, 0.16, 0.16],
-    "suite-cpu-tables.toml": [0.435, 0.43, 0.70],
+    "suite-cpu.toml": [0.435, 0.435, 0.43, 0.43, 0.70, 0.70, 0.235, 0.235],
+    "suite-cpu-tables.toml": [0.435, 0.43, 0.70, 0.235],
 }
 
 

@@ -226,9 +226,10 @@ TASKS: dict[str, Task] = {
         description=("ResNet-8 (BatchNorm, 78k params), AdamW (decoupled weight decay 0.05 on conv/linear weights), 10% "
                      "linear warm-up then cosine to 0; 4,000 train / 5,000 val / 500 test images, 3 epochs (120 steps, "
                      "about 8.0 s on one core), 3 evaluations")),
-    # caffe-cpu: lengthened from 17 steps (best mean 18.5%, chance 10%: it did not measure the LR) to 60
+    # caffe-cpu: lengthened from 17 steps (best mean 18.5%, chance 10%: it did not measure the LR) to 60; best mean
+    # 0.255 (lr 0.0062), target 0.235
     "caffe-cpu": Task(
-        name="caffe-cpu", model="caffe_cifar10_full", batch_size=100, epochs=1, eval_every=30, target_acc=0.16,
+        name="caffe-cpu", model="caffe_cifar10_full", batch_size=100, epochs=1, eval_every=30, target_acc=0.235,
         train_subset=11000, val_size=5000, test_subset=500, lr=0.001, momentum=0.9, weight_decay=0.004,
         normalization="pixel_mean", schedule={"name": "constant", "lr": "$lr"},
         description=("the CLR paper's Caffe CIFAR-10 'full' net at the paper's setting (SGD, momentum 0.9, weight decay "
