@@ -128,8 +128,10 @@ def test_four_workers_start_four_trials_at_once_and_reach_the_target_sooner(tmp_
     assert one.sort_values(["seed", "trial_index"])["params"].tolist() == \
         four.sort_values(["seed", "trial_index"])["params"].tolist()
     for _, run in four.groupby("run_id"):
-        starts = [json.loads(e)["simulated"]["start_s"] for e in run.sort_values("trial_index")["extra"]]
-        assert starts[:4] == [0.0] * 4 and min(starts[4:]) > 0
+        sim = [json.loads(e)["simulated"] for e in run.sort_values("trial_index")["extra"]]
+        first_finish = min(s["finish_s"] for s in sim[:4])
+        # the first four start at once (only the strategy's calibrated decisions, about a millisecond, apart)
+        assert max(s["start_s"] for s in sim[:4]) < 0.01 < first_finish <= min(s["start_s"] for s in sim[4:])
     ttt_one = runs_table(one)["search_time_to_target_s"].to_numpy()
     ttt_four = runs_table(four)["search_time_to_target_s"].to_numpy()
     reached = np.isfinite(ttt_one)
