@@ -315,10 +315,11 @@ def report(out: Path, summary: pd.DataFrame, rows: pd.DataFrame, notes: list[str
     workloads = list(summary["workload"].unique())
     cost = rows.groupby("workload").agg(evals=("range_evals", "median"), wall=("range_wall_s", "median"),
                                         train=("range_train_s", "median"), completed=("stop_reason", lambda s: (s == "completed").mean()))
+    tests = rows.groupby("workload")["seed"].nunique()
+    tests_text = f"{tests.min()}" if tests.min() == tests.max() else f"{tests.min()} to {tests.max()}"
     lines = [
         "# How often does each LR range-test rule suggest a good LR? (issue 36, item 3)", "",
-        f"`benchmarks/range_rules.py` ran {rows.groupby('workload')['seed'].nunique().min()} to "
-        f"{rows.groupby('workload')['seed'].nunique().max()} range tests per workload (seeds "
+        f"`benchmarks/range_rules.py` ran {tests_text} range tests per workload (seeds "
         f"{rows['seed'].min()} to {rows['seed'].max()}), each the one {STRATEGY} and lr-range-1cycle run in "
         "`experiments/suite-cpu.toml`: exponential from the lr space's low bound to its high bound (the table's "
         "first and last LR), as long as one trial (range_fraction 1.0), 25 evaluations on the 5,000 validation "
@@ -352,7 +353,8 @@ def report(out: Path, summary: pd.DataFrame, rows: pd.DataFrame, notes: list[str
                     f"{cost.loc[w, 'wall']:.0f} s in all, {cost.loc[w, 'completed']:.0%} of tests ran to the end "
                     "without diverging" for w in workloads)
         + ". The evaluations, not the steps, are most of a test's time: 25 passes over 5,000 images against "
-          "one trial's 2 or 3.", "",
+          "one trial's 2 or 3. (Seconds on one torch thread of a 2-core machine that two other jobs shared: "
+          "indicative only.)", "",
         "## Figures", "",
         *[f"![{w}](figures/{w}.png)\n" for w in workloads],
         "Top: every table seed's final validation accuracy (grey), their mean (blue), the target (red), and the LRs "
