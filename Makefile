@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # or TORCH=torch on a CUDA machine.
 TORCH  ?= torch==2.13.0
 # Where the data is: $LRSEARCH_DATA if set, else the shared JPEG copy beside the
-# checkout when it exists, else ./data/ (see README).
+# checkout when it exists, else ./data/ (see docs/data.md).
 SHARED_DATA := $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
 export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
@@ -105,7 +105,7 @@ bench-trainer: install
 
 # The GPU checks in one call of at most 9 minutes (fast net over seeds, trainer speed with and without
 # compile, the gpu benchmark preset) -> results/{fast-net-gpu,trainer-gpu,benchmark-gpu}/; TINY=1 on a CPU
-# checks the script itself. On the lent GPU machine run it as `bash benchmarks/gpu_suite.sh` (README).
+# checks the script itself. On the lent GPU machine run it as `bash benchmarks/gpu_suite.sh` (docs/gpu.md).
 gpu-suite: install
 	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CLR paper reproduction as one prepared GPU call (make clr-gpu), at most 9 minutes on an H100 or H200
-# prepared with ../shared/device (see README, "On a GPU"):
+# prepared with ../shared/device (see docs/gpu.md):
 #   1. speed: one Caffe net alone against 3 seeds stacked (benchmarks/clr_speed.py)  -> results/clr-speed-gpu/
 #   2. stage main: Tables 1-2, Figures 1 and 3, every policy x 3 seeds, the faster way of step 1,
 #      8 policies side by side                                                           -> results/clr-paper/

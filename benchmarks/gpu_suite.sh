@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks as one prepared call (make gpu-suite), sized for one device call of at most 9 minutes
-# on an H100 or H200 prepared with ../shared/device (see README, "On a GPU"):
+# on an H100 or H200 prepared with ../shared/device (see docs/gpu.md):
 #   1. the fast net over 5 seeds, the LR sweep that sets the gpu task's target, and airbench94's own
 #      script as a reference when $REFERENCE names it           -> results/fast-net-gpu/
 #   2. trainer speed, the fast net with and without torch.compile -> results/trainer-gpu/

@@ -27,8 +27,8 @@ log-spaced LRs x 10 seeds; the multi-dimensional ones a product grid of 8 LRs x 
 `make tables` (benchmarks/tables.sh) records them in two lanes of one torch thread each, and the same command goes
 on from where a table stopped. Wall seconds here are the recording day's, on a machine that also ran tests part of
 the time; the cost clock (`results/calibration`) prices the steps. `lrsearch run` answers trials from a table
-(`table = "results/tables/<name>"`, README "Search on the tables"); `lrsearch.bench(name)` and `lrsearch export
---format syne-tune` publish them.
+(`table = "results/tables/<name>"`, docs/replay.md "Search on the tables"); `lrsearch.bench(name)` and
+`lrsearch export --format syne-tune` publish them.
 
 This file is written by `python benchmarks/tables_readme.py` from the stores.
 """

@@ -30,7 +30,7 @@ LONGEST_FIRST = [
     "test_clr_paper.py::test_side_by_side_workers_with_stacked_seeds",
     "test_clr_paper.py::test_a_run_stopped_part_way_goes_on_from_its_checkpoint",
     "test_checkpoint.py::test_a_sigkilled_trial_resumes_to_the_same_curve_and_weights_bit_for_bit",
-    "test_surface.py::test_readme_notebook_example_runs",
+    "test_surface.py::test_docs_notebook_example_runs",
     "test_ensemble.py::test_each_seed_matches_the_one_model_trainer",
     "test_lr_finder.py::test_range_test_on_the_smoke_task",
     "test_store.py::test_a_changed_experiment_stops_before_training",

@@ -132,14 +132,14 @@ def test_load_results_gives_dataframes_and_never_an_empty_new_store(tmp_path):
         assert name in lrsearch.__all__ and callable(getattr(lrsearch, name))
 
 
-def test_readme_notebook_example_runs(monkeypatch, tmp_path):
-    """The README's notebook example, as written there (the smoke task: seconds on a CPU)."""
+def test_docs_notebook_example_runs(monkeypatch, tmp_path):
+    """The notebook example of docs/python.md, as written there (the smoke task: seconds on a CPU)."""
     monkeypatch.setenv("LRSEARCH_DATA", str(JPEG))
     monkeypatch.chdir(tmp_path)
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "python.md").read_text()
     code = text.split("<!-- notebook example -->\n```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  (our own README)
+    exec(compile(code, "docs/python.md", "exec"), namespace)  # noqa: S102  (our own docs)
     assert namespace["results"].trials["status"].eq("ok").all()
 
 
@@ -176,6 +176,30 @@ def test_range_test_on_a_model_and_loader_lrsearch_did_not_build():
     ev = test.evaluations()
     assert len(ev) >= 3 and ev["val_acc"].between(0, 1).all() and ev["val_acc"].max() > 0.75  # best: ~0.8
     assert 1e-4 < test.suggest_lr("valley") < 1e4 and test.suggest_range("acc")[0] < test.suggest_range("acc")[1]
+
+
+def test_readme_own_model_example_runs():
+    """The README's "on your own model" lines, as written there, on a toy model with a real training function."""
+    model, train, val = _toy_problem(2)
+
+    def train_and_validate(lr: float) -> float:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        for x, y in train:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        with torch.no_grad():
+            return float(np.mean([(net(x).argmax(1) == y).float().mean() for x, y in val]))
+
+    text = (REPO / "README.md").read_text()
+    code = next(block for block in text.split("```python\n")[1:] if "lrsearch.range_test(model" in block)
+    namespace = {"model": model, "train_loader": train, "val_loader": val, "train_and_validate": train_and_validate,
+                 "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)}
+    exec(compile(code.split("```", 1)[0], "README.md", "exec"), namespace)  # noqa: S102  (our own README)
+    lr, trials = namespace["lr"], namespace["trials"]
+    assert len(trials) == 16 and all(lr / 10 <= p["lr"] <= lr * 10 and 0 <= v <= 1 for p, v in trials)
 
 
 def test_model_range_test_keeps_group_ratios_linear_mode_and_loss_fn():

@@ -57,7 +57,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
     working tree), the commit that `LRSEARCH_GIT_COMMIT` names.
 
     Before 2026-12-01 any changed tracked file counted, a run's own results.sqlite included, so results
-    folders stamped earlier may say -dirty for a run from clean code (README, "Provenance")."""
+    folders stamped earlier may say -dirty for a run from clean code (docs/store-and-workers.md, "Provenance")."""
     if os.environ.get("LRSEARCH_GIT_COMMIT"):
         return os.environ["LRSEARCH_GIT_COMMIT"]
     try:
