@@ -57,7 +57,8 @@ def describe(folder: Path) -> list[str]:
         checks = check_table(folder)[1]
         lines += ["```", checks, "```", ""]
         (folder / "TARGET.md").write_text(  # the workload's target and whether its table can rank strategies
-            f"# {folder.name}: noise checks at the target in lrsearch/training/tasks.py\n\n"
+            f"# {folder.name}: noise checks at its target (its table config's `target_acc` where it sets one, "
+            "else lrsearch/training/tasks.py's)\n\n"
             f"Written by `python benchmarks/tables_readme.py` from `results.sqlite` ({n} trials); "
             "lrsearch/reporting/noise.py has the checks.\n\n```\n" + checks + "\n```\n")
     else:
@@ -69,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("results/tables"))
     args = parser.parse_args()
-    lines = [HEAD, "## Status, cost and noise checks (`lrsearch/reporting/noise.py`, at the targets in tasks.py)", ""]
+    lines = [HEAD, "## Status, cost and noise checks (`lrsearch/reporting/noise.py`, at each table's target: its config's `target_acc`, else tasks.py's)", ""]
     for folder in sorted(p for p in args.root.iterdir() if (p / "results.sqlite").is_file()):
         lines += describe(folder)
     (args.root / "README.md").write_text("\n".join(lines))

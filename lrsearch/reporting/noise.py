@@ -89,8 +89,10 @@ def suggest_target(trials: pd.DataFrame, n_val: int) -> float:
 
 def check_table(results_dir: str | Path, target: float | None = None) -> tuple[list[NoiseCheck], str]:
     """The checks on a table folder (its store and experiment.json), and their text as `lrsearch tabulate` prints
-    it: one line per check and a plain verdict. The target: `target`, else the built-in task's as tasks.py sets it
-    now (a table is made before its target is read off it), else the one the table was made with."""
+    it: one line per check and a plain verdict. The target: `target`, else the table's own (its config's
+    `target_acc`: a grid over several dimensions has a lower best than the LR alone at the task's other settings),
+    else the built-in task's as tasks.py sets it now (a table is made before its target is read off it), else the
+    one the table was made with."""
     from lrsearch.reporting.tables import load_results
     from lrsearch.training.tasks import TASKS
 
@@ -98,9 +100,9 @@ def check_table(results_dir: str | Path, target: float | None = None) -> tuple[l
     config = json.loads((results_dir / "experiment.json").read_text())
     task = config["task"]
     n_val = task.get("val_size") or task.get("test_subset")
-    if target is None:
-        target = (TASKS[task["name"]].target_acc if task.get("name") in TASKS
-                  else (config.get("workload") or {}).get("target") or task.get("target_acc"))
+    if target is None:  # a table's own (its config's target_acc: a space of several dimensions), else the task's
+        target = (config.get("target_acc") or (TASKS[task["name"]].target_acc if task.get("name") in TASKS
+                  else (config.get("workload") or {}).get("target") or task.get("target_acc")))
     results = load_results(results_dir)
     params = results.trials.filter(like="params_")
     trials = results.trials.assign(params=[{k[len("params_"):]: v for k, v in row.items() if not pd.isna(v)}
