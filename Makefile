@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report suite suite-replay tables suite-tables clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report suite parallel-replay tables suite-tables tables-check clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -49,16 +49,20 @@ benchmark: install
 	$(BIN)/lrsearch run experiments/benchmark-$(PRESET).toml $(RESULTS_FLAG)
 
 # Compare search budgets: 2..32 trials over 5 seeds, real training -> runs/budgets/
-# REPLAY=1: budgets 1..64 over 100 seeds in about 2 minutes, replayed from recorded curves
-# (results/benchmark-cpu-table, see `make tabulate`) -> runs/budgets-replay/
-# REPLAY=1 SLOW=1: optuna-gp, hyperopt-atpe and nni-gp the same way over 30 seeds -> runs/budgets-replay-slow/
-# REPLAY=1 HPO=1: DEHB and Nevergrad beside random and optuna-tpe (100 seeds) -> runs/budgets-replay-hpo/;
-# with SLOW=1: SMAC3, HEBO, scikit-optimize and Syne Tune BORE (10 seeds, budgets to 16) -> runs/budgets-replay-hpo-slow/
+# REPLAY=1: budgets 1..32 over 100 seeds on the nobn workload's table (results/tables/nobn), every fast searcher,
+# through the one runner on the simulated clock (minutes; no training) -> runs/budgets-replay/
+# REPLAY=1 SLOW=1: the model-based tools that think for seconds (optuna-gp, SMAC3, HEBO, skopt, BORE, ...), 20 seeds,
+# budgets to 16 -> runs/budgets-replay-slow/
 budgets: install
-	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(HPO)),-hpo)$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml) $(RESULTS_FLAG)
+	$(BIN)/lrsearch $(if $(filter 1,$(REPLAY)),replay experiments/budgets-replay$(if $(filter 1,$(SLOW)),-slow).toml,run experiments/budgets.toml) $(RESULTS_FLAG)
 
-# The recordings behind REPLAY=1 (both committed under results/; each resumes): 48 LRs x 3 seeds of the
-# cpu task (~15 min), and real runs to check the replay against (~15 min). Like every experiment they
+# K = 1, 2, 4, 8 workers on the simulated clock, the same search on the nobn table at budget 16 (minutes)
+# -> runs/parallel-replay/k<K>/ and the speed-ups in runs/parallel-replay/REPORT.md
+parallel-replay: install
+	$(BIN)/lrsearch replay experiments/parallel-replay.toml --workers 1 2 4 8 $(RESULTS_FLAG)
+
+# The cpu task's table (48 LRs x 3 seeds, ~15 min; benchmarks/parallel_check.py reads it) and real runs of the
+# cpu task to check a search on it against (~15 min), both committed under results/; each resumes. Like every experiment they
 # write runs/<name>/; RESULTS=results/benchmark-cpu-table (or results/replay-check-cpu) rewrites the committed ones.
 tabulate: install
 	$(BIN)/lrsearch tabulate experiments/benchmark-cpu.toml $(RESULTS_FLAG)
@@ -75,10 +79,6 @@ suite: install
 	  $(if $(SEEDS),--seeds $(SEEDS)) --quiet & done; \
 	$(if $(filter-out 1,$(WORKERS)),OMP_NUM_THREADS=1) $(BIN)/lrsearch run experiments/suite-cpu.toml $(RESULTS_FLAG) $(if $(SEEDS),--seeds $(SEEDS)); wait
 
-# Each suite workload's LR sweep replayed at 100 seeds, budgets 1..64 (minutes; no training) -> runs/suite-cpu-replay/
-suite-replay: install
-	$(BIN)/lrsearch replay experiments/suite-cpu.toml $(RESULTS_FLAG)
-
 # The tables behind every suite problem (experiments/tables/*.toml: 32 LRs x 10 seeds; grids of 8 LRs x 3 x 3 x 4
 # seeds), two lanes of one torch thread each (benchmarks/tables.sh), hours of CPU; resumes -> results/tables/<table>/
 tables: install
@@ -88,6 +88,16 @@ tables: install
 # -> runs/suite-cpu-tables/; K=4 runs it with 4 workers on the simulated clock -> runs/suite-cpu-tables-k4/
 suite-tables: install
 	$(BIN)/lrsearch run experiments/suite-cpu-tables.toml $(if $(K),--workers $(K) --results $(or $(RESULTS),runs/suite-cpu-tables-k$(K)),$(RESULTS_FLAG))
+
+# The tables checked against real runs (issue 35): random, optuna-tpe and hyperopt-tpe trained on nobn-lr and
+# nobn-lr-wd-mom, budget 16, seeds 0..9 (960 trials, about 1.8 hours on 2 idle cores), two cooperating workers of
+# one torch thread each -> results/tables-check-cpu/<problem>/; then benchmarks/tables_check.py sets them beside
+# results/suite-cpu-tables (`make suite-tables RESULTS=results/suite-cpu-tables` first where a problem is missing)
+# under its pass rule -> results/tables-check-cpu/check/REPORT.md. Resumes.
+tables-check: install
+	OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/tables-check-cpu.toml --quiet & \
+	OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/tables-check-cpu.toml; wait
+	$(BIN)/python benchmarks/tables_check.py
 
 # Reproduce the CLR paper's CIFAR-10 experiments -> results/clr-paper/ (a GPU: minutes; resumes across calls).
 # STAGE=extra: Table 3 and the sigmoid + BN net (STAGE=all: everything).

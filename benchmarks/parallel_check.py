@@ -1,12 +1,13 @@
 """The simulated clock against real parallel runs: Ray with K = 2 workers on this CPU.
 
     python benchmarks/parallel_check.py [--real results/parallel-check-cpu] [--sequential results/parallel-check-cpu-k1]
-                                        [--replay experiments/parallel-replay.toml] [--seeds 100]
+                                        [--table results/benchmark-cpu-table] [--seeds 100]
 
 `--real` holds runs trained by `lrsearch run experiments/parallel-check-cpu.toml` (the Ray executor, 2 trials at
 once); `--sequential` the same runs trained one trial at a time on the same machine (`--executor local`).
-The replay side runs the same strategies at the same budget with K = 1 and 2 on the simulated clock
-(`lrsearch.experiment.simulated.replay_parallel`) against the recorded table.
+The simulated side runs the same experiment (strategies, space, budget) on the cpu task's table with K = 1 and 2
+on the simulated clock, through the one runner (`lrsearch replay ... --workers 1 2`; no calibration, so a trial
+costs its recorded seconds), into <out>/simulated-k<K>/.
 
 Per run, on each side:
 - makespan_s: from the run's start to its last trial's end (real: the store's run start and trial finish times;
@@ -37,7 +38,8 @@ import pandas as pd
 
 from lrsearch.experiment.config import load_experiment
 from lrsearch.experiment.provenance import as_markdown, environment
-from lrsearch.experiment.simulated import replay_parallel
+from lrsearch.experiment.runner import run_experiment
+from lrsearch.reporting.parallel import simulated_trials
 from lrsearch.reporting.tables import load_results
 
 
@@ -76,7 +78,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=Path("results/parallel-check-cpu"))
     parser.add_argument("--sequential", type=Path, default=Path("results/parallel-check-cpu-k1"))
-    parser.add_argument("--replay", type=Path, default=Path("experiments/parallel-replay.toml"))
+    parser.add_argument("--experiment", type=Path, default=Path("experiments/parallel-check-cpu.toml"))
+    parser.add_argument("--table", type=Path, default=Path("results/benchmark-cpu-table"))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None, help="default: <real>/check")
     args = parser.parse_args()
@@ -90,10 +93,18 @@ def main() -> int:
     sequential, sequential_trials = real_runs(args.sequential, target)
     sequential = sequential[sequential["strategy"].isin(strategies)]
 
-    replay = load_experiment(args.replay)
-    replay = replay.model_copy(update={"strategies": strategies, "budgets": [budget]})
-    simulated = simulated_runs(replay_parallel(replay, workers_list=(1, 2), budget=budget,
-                                               seeds=list(range(args.seeds)), progress=False))
+    from lrsearch.experiment.config import ExecutorSettings, Experiment
+
+    real = load_experiment(args.experiment)
+    folders = []
+    for k in (1, 2):
+        folder = out / f"simulated-k{k}"
+        on_table = Experiment(**{**real.model_dump(), "name": f"{real.name}-simulated", "table": str(args.table),
+                                 "strategies": strategies, "budgets": [budget], "seeds": list(range(args.seeds)),
+                                 "results": str(folder), "reference": None,
+                                 "executor": ExecutorSettings(kind="simulated", workers=k)})
+        folders.append(run_experiment(on_table, progress=False))
+    simulated = simulated_runs(pd.concat([simulated_trials(f) for f in folders], ignore_index=True))
 
     def med(frame: pd.DataFrame, column: str) -> float:
         return float(np.median(frame[column].to_numpy(dtype=float))) if len(frame) else np.nan
@@ -128,7 +139,7 @@ def main() -> int:
     parallel.assign(source="real K=2").to_csv(out / "real_runs.csv", index=False)
     lines = ["# The simulated clock against real runs with 2 workers (Ray) on this CPU", "",
              __doc__.split("\n\n", 2)[2].strip(), "",
-             f"Real K = 2: `{args.real}`; real K = 1: `{args.sequential}`; simulated: `{args.replay}` at budget {budget}, "
+             f"Real K = 2: `{args.real}`; real K = 1: `{args.sequential}`; simulated: `{args.experiment}` on `{args.table}` at budget {budget}, "
              f"{args.seeds} seeds, K = 1 and 2 (decision time charged).", "",
              table.to_markdown(index=False, floatfmt=".3g"), "",
              "## Where these numbers come from", "", as_markdown(env)]

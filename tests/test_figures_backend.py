@@ -22,9 +22,10 @@ SCRIPT = textwrap.dedent("""
     table = pd.DataFrame({"step": range(60), "lr": lr, "train_loss": loss, "smoothed_loss": ema(loss),
                           "val_acc": np.where(np.arange(60) % 6 == 0, 0.1 + 10 * lr, np.nan)})
     fig = plot_range_test(RangeTest(table, "made", "ok", math.nan, math.nan, "linear", 0), out / "range.png")
-    runs = pd.DataFrame({"best_val_acc": [0.3, 0.4, 0.35, 0.45], "source": ["real", "replay"] * 2,
-                         "strategy": ["random"] * 4, "budget": [4, 4, 8, 8]})
-    figures.replay_check_figure(runs, out / "check.png")
+    summary = pd.DataFrame({"strategy": ["random"] * 2, "workers": [1, 2], "n_seeds": 5,
+                            "median_wall_to_target_s": [40.0, 21.0], "wtt_ci_low_s": [30.0, 15.0],
+                            "wtt_ci_high_s": [55.0, math.inf], "ran_sequentially": False, "speedup": [1.0, 1.9]})
+    figures.parallel_speedup_figure(summary, out / "speedup.png")
     curves = pd.DataFrame({"strategy": ["fixed"] * 3, "seed": [0] * 3, "iteration": [1000, 2000, 3000],
                            "test_acc": [0.4, 0.5, 0.6]})
     clr._curve_figure(curves, ["fixed"], out / "fig1.png", "t", 0.814, 1)
@@ -38,5 +39,5 @@ def test_importing_and_drawing_leave_the_backend_alone(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["svg", "Figure"]
-    for name in ("range.png", "check.png", "fig1.png"):
+    for name in ("range.png", "speedup.png", "fig1.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

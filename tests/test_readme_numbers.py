@@ -55,9 +55,7 @@ PUBLISHED = {
     "93%": "the 93% goal airbench94 is named after (Jordan, 2024)",
 }
 # file -> why its passages still name folders instead of cells
-LEGACY = {
-    "docs/replay.md": "moved verbatim from the README while its text is rewritten (issue 35); tie it then",
-}
+LEGACY: dict[str, str] = {}
 
 TO_BASE = {"": 1.0, "x": 1.0, "%": 0.01, "points": 0.01, "s": 1.0, "ms": 1e-3, "min": 60.0, "minutes": 60.0,
            "h": 3600.0}

@@ -1,157 +1,84 @@
-"""Replaying recorded curves: interpolation, the pruning hook, strategies against the replay, the
-budget-prefix property the replay relies on, the tables, config errors, and a real tabulation."""
+"""`lrsearch replay`: a search on a table through the one runner (`lrsearch run --executor simulated`): strategies
+on a table written by hand, the budget-prefix property it relies on (a strategy whose proposals do not depend on
+its budget runs once, at the largest: runner.py's `run_budgets`; the report reads each smaller budget off its
+first trials: reporting/budgets.py), the budget tables on hand-made trials, a search on the committed cpu table
+against real runs, the command end to end (budgets, K workers compared) and its errors."""
 
+import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from test_table import bump_cells, write_table
 
-from lrsearch.experiment.config import ConfigError, load_experiment
-from lrsearch.experiment.replay import (
-    RecordedCurve,
-    ReplayObjective,
-    ReplayTable,
-    interpolate_curve,
-    tabulation,
-)
-from lrsearch.experiment.store import Store, TrialRecord
+from lrsearch.cli import main
+from lrsearch.experiment.config import ConfigError, Experiment, load_experiment
+from lrsearch.experiment.runner import plan, run_budgets, run_experiment
+from lrsearch.experiment.store import Store
 from lrsearch.reporting.budgets import budget_needed, budget_runs, budget_summary
 from lrsearch.reporting.tables import wilson_interval
 from lrsearch.search.strategies import REGISTRY, Evaluation, get_strategy
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = [10, 20, 30]
 SPACE = {"lr": {"low": 1e-3, "high": 3.0, "log": True}}
-
-
-def _accuracy(lr: float, step: int, seed: int) -> float:
-    """A synthetic learning curve: a bump in log-LR peaking at 0.1, rising with steps, a seed offset."""
-    return 0.1 + 0.5 * math.exp(-(math.log10(lr) + 1.0) ** 2) * step / STEPS[-1] + 0.01 * seed
-
-
-def _write_table(folder: Path, n_lrs: int = 24, seeds=(0, 1, 2), diverge_above: float = 1.0) -> Path:
-    """A tabulation's store written by hand: grid runs whose curves follow `_accuracy`; LRs above
-    `diverge_above` diverge at the first evaluation, as the trainer records it (no accuracy)."""
-    store = Store(folder / "results.sqlite", create=True)
-    env = {"command": "test", "date": "-", "device": "-", "git_commit": "-", "versions": {}}
-    for seed in seeds:
-        run = store.open_run(experiment="synthetic-table", task="smoke", strategy="grid", budget=n_lrs, seed=seed,
-                             environment=env)
-        for i, lr in enumerate(np.geomspace(1e-3, 3.0, n_lrs)):
-            diverged = lr > diverge_above
-            curve = [{"step": s, "val_acc": None if diverged else _accuracy(lr, s, seed), "test_acc": None,
-                      "train_s": 0.01 * s} for s in (STEPS[:1] if diverged else STEPS)]
-            store.add_trial(TrialRecord(run_id=run, trial_index=i, kind="train", params={"lr": float(lr)}, lr=float(lr),
-                                        status="diverged" if diverged else "ok",
-                                        value=None if diverged else curve[-1]["val_acc"],
-                                        train_s=curve[-1]["train_s"], overhead_s=0.0, curve=curve))
-        store.complete_run(run)
-    store.close()
-    return folder
+NOBN = REPO / "results" / "tables" / "nobn"
+CALIBRATION = REPO / "results" / "calibration"
+NOBN_SPACE = {"lr": {"low": 1e-3, "high": 1.0, "log": True}}
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory) -> ReplayTable:
-    return ReplayTable.load(_write_table(tmp_path_factory.mktemp("table")))
+def table(tmp_path_factory) -> Path:
+    """The bump of tests/test_table.py (optimum at lr 0.1) on 24 LRs x 3 seeds, diverging above lr 1."""
+    return write_table(tmp_path_factory.mktemp("table") / "table", bump_cells(), seeds=(0, 1, 2))
 
 
-def _curve(lr, status="ok", acc=(0.2, 0.3, 0.4), train_s=(1.0, 2.0, 3.0)):
-    n = len(acc)
-    return RecordedCurve(lr, status, np.array(STEPS[:n]), np.array(acc, float), np.array(acc, float), np.array(train_s, float))
+def _trials(out: Path) -> pd.DataFrame:
+    store = Store(out / "results.sqlite", create=False)
+    try:
+        return store.trials_frame().sort_values(["strategy", "budget", "seed", "trial_index"]).reset_index(drop=True)
+    finally:
+        store.close()
 
 
-def test_interpolation_is_exact_at_recorded_lrs_and_linear_in_log_lr_between():
-    low, high = _curve(0.01, acc=(0.2, 0.3, 0.4)), _curve(0.1, acc=(0.4, 0.5, 0.6), train_s=(2.0, 4.0, 6.0))
-    np.testing.assert_allclose(interpolate_curve(low, high, 0.01).val_acc, low.val_acc)
-    np.testing.assert_allclose(interpolate_curve(low, high, 0.1).val_acc, high.val_acc)
-    middle = interpolate_curve(low, high, math.sqrt(0.01 * 0.1))  # halfway in log-LR
-    np.testing.assert_allclose(middle.val_acc, [0.3, 0.4, 0.5])
-    np.testing.assert_allclose(middle.train_s, [1.5, 3.0, 4.5])
-    quarter = interpolate_curve(low, high, 0.01 * 10 ** 0.25)
-    np.testing.assert_allclose(quarter.val_acc, [0.25, 0.35, 0.45])
-
-
-def test_interpolation_takes_status_and_length_from_the_nearer_neighbour():
-    ok, diverged = _curve(0.1), _curve(1.0, "diverged", acc=(np.nan,), train_s=(1.0,))
-    near_ok = interpolate_curve(ok, diverged, 0.2)
-    assert near_ok.status == "ok" and len(near_ok.steps) == 3
-    near_diverged = interpolate_curve(ok, diverged, 0.6)
-    assert near_diverged.status == "diverged" and len(near_diverged.steps) == 1
-
-
-def test_table_loads_per_seed_and_answers_recorded_lrs_exactly(table):
-    assert table.task == "smoke" and table.seeds == [0, 1, 2]
-    assert table.lr_low == pytest.approx(1e-3) and table.lr_high == pytest.approx(3.0)
-    recorded = table.curves[1][5]
-    np.testing.assert_allclose(table.curve(1, recorded.lr).val_acc, [_accuracy(recorded.lr, s, 1) for s in STEPS])
-
-
-def test_objective_returns_recorded_time_and_honours_the_pruning_hook(table):
-    lr = table.curves[0][12].lr
-    seen = []
-    full = ReplayObjective(table, target_acc=0.3, seed=0)({"lr": lr}, lambda step, acc: seen.append(step) or False)
-    assert seen == STEPS and full.status == "ok" and full.train_s == pytest.approx(0.3)
-    seed = full.record["recorded_seed"]
-    assert full.value == pytest.approx(_accuracy(lr, 30, seed))
-    first_hit = next(s for s in STEPS if _accuracy(lr, s, seed) >= 0.3)
-    assert full.record["time_to_target_s"] == pytest.approx(0.01 * first_hit)
-
-    pruned = ReplayObjective(table, target_acc=0.3, seed=0)({"lr": lr}, lambda step, acc: step >= 20)
-    assert pruned.status == "pruned" and pruned.train_s == pytest.approx(0.2)
-    assert pruned.value == pytest.approx(_accuracy(lr, 20, seed))
-
-
-def test_diverged_lrs_replay_as_diverged_with_their_short_cost(table):
-    ev = ReplayObjective(table, target_acc=0.3, seed=0)({"lr": 2.5})
-    assert ev.status == "diverged" and ev.value == 0.0 and ev.train_s == pytest.approx(0.1)
-
-
-def test_each_trial_draws_a_recorded_seed_reproducibly(table):
-    def seeds(run_seed):
-        objective = ReplayObjective(table, 0.3, run_seed)
-        return [objective({"lr": 0.1}).record["recorded_seed"] for _ in range(30)]
-    assert seeds(4) == seeds(4)
-    assert set(seeds(4)) == {0, 1, 2}
-
-
-def test_seed_draw_per_run_answers_every_trial_of_a_run_from_one_recorded_seed(table):
-    def seeds(run_seed):
-        objective = ReplayObjective(table, 0.3, run_seed, seed_draw="run")
-        return {objective({"lr": 0.1}).record["recorded_seed"] for _ in range(20)}
-    per_run = [seeds(s) for s in range(12)]
-    assert all(len(s) == 1 for s in per_run) and set.union(*per_run) == {0, 1, 2}
+def _on(table: Path, out: Path, strategies: list[str], budgets: list[int], seeds=1, workers: int = 1,
+        **more) -> pd.DataFrame:
+    """The strategies searched on a table through the runner (the simulated executor), their trials."""
+    experiment = Experiment(name="on-table", task="smoke", table=str(table), strategies=strategies, budgets=budgets,
+                            seeds=seeds, target_acc=0.3, space=SPACE, executor={"kind": "simulated", "workers": workers},
+                            results=str(out), **more)
+    return _trials(run_experiment(experiment, progress=False))
 
 
 @pytest.mark.parametrize("name", ["random", "optuna-tpe", "hyperopt-tpe", "nni-tpe"])
-def test_strategies_run_unchanged_against_the_replay_and_find_the_optimum(table, name):
-    evaluations = get_strategy(name, SPACE, seed=0).run(ReplayObjective(table, 0.3, seed=0), 24)
-    assert len(evaluations) == 24
-    best = max(evaluations, key=lambda e: e.value)
-    assert 0.1 / 3 < best.params["lr"] < 0.1 * 3  # the synthetic optimum is at 0.1
+def test_strategies_run_unchanged_on_a_table_and_find_the_optimum(table, tmp_path, name):
+    trials = _on(table, tmp_path / "out", [name], [24])
+    assert len(trials) == 24
+    best = trials.loc[trials["value"].idxmax()]
+    assert 0.1 / 3 < json.loads(best["extra"])["table_point"]["lr"] < 0.1 * 3  # the bump's optimum is at 0.1
 
 
 @pytest.mark.parametrize("name", ["optuna-tpe-asha", "optuna-tpe-hyperband"])
-def test_pruning_strategies_stop_replayed_trials_early_and_repeat_themselves(table, name):
-    def run():
-        evaluations = get_strategy(name, SPACE, seed=0).run(ReplayObjective(table, 0.3, seed=0), 24)
-        return [(e.params["lr"], e.status, e.train_s) for e in evaluations]
-    first = run()
+def test_pruning_strategies_stop_table_trials_early_and_repeat_themselves(table, tmp_path, name):
+    def run(out):
+        trials = _on(table, tmp_path / out, [name], [24])
+        return list(zip(trials["params"], trials["status"], trials["train_s"]))
+    first = run("a")
     assert any(status == "pruned" for _, status, _ in first)
-    assert run() == first  # Hyperband's brackets come from the study's name: it must not be random
+    assert run("b") == first  # Hyperband's brackets come from the study's name: it must not be random
 
 
+# The strategies the committed searches on the table read budgets off (the HPO tools of issue 25 among them are
+# checked in tests/test_hpo_tools.py, with their faster settings: at these, HEBO and BORE take a minute).
+HPO_TOOLS = ("smac-", "hebo", "dehb", "nevergrad-", "skopt-", "synetune-")
 REPLAYED = {name: experiment.options.get(name, {}) for experiment in
             (load_experiment(REPO / "experiments" / f"{config}.toml") for config in ("budgets-replay", "budgets-replay-slow"))
-            for name in experiment.strategies}
+            for name in experiment.strategies if not name.startswith(HPO_TOOLS)}
 
 
 @pytest.mark.parametrize("name", [n for n in REPLAYED if not REGISTRY[n].budget_aware])
 def test_a_run_at_a_small_budget_is_the_first_trials_of_a_larger_run(name):
-    """What the replay relies on to read every budget from one run: proposals do not depend on the budget."""
+    """What reading every budget off one run relies on: proposals do not depend on the budget."""
     def proposals(budget):
         def objective(params, report=None):
             return Evaluation(params, math.exp(-(math.log10(params["lr"]) + 1.0) ** 2))
@@ -166,6 +93,37 @@ def test_grid_is_sized_to_its_budget_so_it_runs_every_budget():
     assert REGISTRY["grid"].budget_aware and lrs(4) != lrs(8)[:4]
 
 
+def test_on_a_table_a_budget_unaware_strategy_runs_once_at_the_largest_budget(table):
+    """Under the simulated executor only: grid sizes its grid to the budget, so it runs at every budget; the
+    others' smaller budgets are read off their run at the largest. Trained for real, every budget runs."""
+    simulated = Experiment(name="p", task="smoke", table=str(table), strategies=["grid", "random", "optuna-tpe"],
+                           budgets=[1, 2, 4], seeds=2, space=SPACE, executor={"kind": "simulated", "workers": 2})
+    assert run_budgets(simulated, "grid") == [1, 2, 4]
+    assert run_budgets(simulated, "random") == run_budgets(simulated, "optuna-tpe") == [4]
+    assert sorted((s.strategy, s.budget, s.seed) for s in plan(simulated)) == sorted(
+        [("grid", b, seed) for b in (1, 2, 4) for seed in (0, 1)]
+        + [(s, 4, seed) for s in ("random", "optuna-tpe") for seed in (0, 1)])
+    local = simulated.model_copy(update={"executor": simulated.executor.model_copy(update={"kind": "local",
+                                                                                         "workers": None})})
+    assert run_budgets(local, "random") == [1, 2, 4] and len(plan(local)) == 3 * 3 * 2
+
+
+@pytest.mark.parametrize("name", ["random", "optuna-tpe", "hyperopt-tpe", "nni-tpe"])
+def test_a_run_on_a_table_at_a_small_budget_is_the_first_trials_of_a_larger_run(tmp_path, name):
+    """What reading budgets off prefixes relies on, through the runner on the committed nobn table: the run at
+    budget 10 proposes, as its first 5 trials, what the run at budget 5 proposes (the model-based ones leave
+    their start-up after 3 trials, so their model proposes in both)."""
+    def params(budget):
+        experiment = Experiment(name="prefix", task="nobn", table=str(NOBN), strategies=[name], budgets=[budget],
+                                seeds=2, target_acc=0.43, space=NOBN_SPACE, results=str(tmp_path / f"b{budget}"),
+                                executor={"kind": "simulated", "workers": 1},
+                                options={name: {"n_startup_trials": 3}} if name != "random" else {})
+        trials = _trials(run_experiment(experiment, progress=False))
+        return {seed: g["params"].tolist() for seed, g in trials.groupby("seed")}
+    small, large = params(5), params(10)
+    assert all(small[seed] == large[seed][:5] for seed in (0, 1)) and all(len(large[s]) == 10 for s in (0, 1))
+
+
 def test_budget_runs_read_prefixes_best_so_far_and_time_to_target():
     trials = pd.DataFrame({
         "strategy": "random", "run_budget": 4, "seed": 0, "trial_index": range(4), "lr": [0.1, 0.2, 0.3, 0.4],
@@ -177,6 +135,40 @@ def test_budget_runs_read_prefixes_best_so_far_and_time_to_target():
     assert not runs.loc[2, "reached_target"] and math.isnan(runs.loc[2, "search_time_to_target_s"])
     assert runs.loc[4, "reached_target"] and runs.loc[4, "search_time_to_target_s"] == 2.0 + 1.0 + 1.5
     assert runs.loc[4, "trials_to_target"] == 3 and runs.loc[4, "n_diverged"] == 1
+
+
+def _run(strategy: str, run_budget: int, values: list[float], seed: int = 0, **columns) -> pd.DataFrame:
+    n = len(values)
+    return pd.DataFrame({"strategy": strategy, "run_budget": run_budget, "seed": seed, "trial_index": range(n),
+                         "lr": [0.1 * (i + 1) for i in range(n)], "status": "ok", "value": values,
+                         "final_test_acc": values, "train_s": 1.0, "overhead_s": 0.0, "time_to_target_s": None} | columns)
+
+
+def test_real_runs_at_every_budget_are_read_once_each():
+    """A budget-unaware strategy trained for real at budgets 2 and 4 (as `lrsearch run` does): budget 4 is its
+    run at 4, budget 2 its own run at 2 (not also the first 2 trials of the run at 4), budget 1 the first trial
+    of the smallest run above it; each (strategy, budget, seed) once."""
+    trials = pd.concat([_run("random", 2, [0.2, 0.3], seed) for seed in (0, 1)]
+                       + [_run("random", 4, [0.6, 0.1, 0.7, 0.5], seed) for seed in (0, 1)])
+    runs = budget_runs(trials, [1, 2, 4])
+    assert not runs.duplicated(["strategy", "budget", "seed"]).any() and len(runs) == 3 * 2
+    best = runs[runs["seed"] == 0].set_index("budget")["best_val_acc"]
+    assert best.to_dict() == {1: 0.2, 2: 0.3, 4: 0.7}
+    # grid (sized to its budget) is never read off another run
+    grid = budget_runs(pd.concat([_run("grid", 2, [0.2, 0.3]), _run("grid", 4, [0.6, 0.1, 0.7, 0.5])]), [1, 2, 4])
+    assert sorted(grid["budget"]) == [2, 4]
+
+
+def test_a_simulated_runs_time_to_target_at_budget_b_is_the_earliest_reached_at_among_its_first_b_trials():
+    """K workers on the simulated clock: a later trial can reach the target before an earlier one. At budget b
+    the time is the earliest `reached_at_s` among the first b trials, not the sequential sum of their seconds."""
+    reached = [None, 9.0, 5.0, 2.0]
+    extra = [json.dumps({"simulated": {"start_s": 0.0, "finish_s": 10.0, "reached_at_s": r}}) for r in reached]
+    trials = _run("random", 4, [0.3, 0.5, 0.6, 0.7], extra=extra, time_to_target_s=[None, 9.0, 5.0, 2.0])
+    runs = budget_runs(trials, [1, 2, 3, 4]).set_index("budget")
+    assert not runs.loc[1, "reached_target"] and math.isnan(runs.loc[1, "search_time_to_target_s"])
+    assert runs["search_time_to_target_s"].tolist()[1:] == [9.0, 5.0, 2.0]
+    assert runs["trials_to_target"].tolist()[1:] == [2, 2, 2]  # the first trial (in proposal order) to reach it
 
 
 def _failing_run(statuses: list[str], values: list[float], seed: int = 0) -> pd.DataFrame:
@@ -219,146 +211,6 @@ def test_budget_needed_is_the_first_budget_with_90_percent():
     assert (row["budget_for_p90"], row["budget_optimistic"], row["budget_pessimistic"]) == (4, 2, 8)
 
 
-def _replay_config(tmp_path, table_dir, extra="", strategies='["random", "optuna-tpe", "grid"]'):
-    path = tmp_path / "replay.toml"
-    path.write_text(f"""
-name = "r"
-task = "smoke"
-strategies = {strategies}
-budgets = [1, 2, 4, 8]
-seeds = 30
-target_acc = 0.5
-results = "{tmp_path / 'out'}"
-[space]
-lr = {{ low = 1e-3, high = 3.0, log = true }}
-[replay]
-table = "{table_dir}"
-workers = 2
-{extra}
-""")
-    return path
-
-
-COMMITTED_TABLE = REPO / "results" / "benchmark-cpu-table"  # 48 LRs x 3 seeds of the cpu task, really trained
-COMMITTED_REAL = REPO / "results" / "replay-check-cpu"  # random and optuna-tpe at budgets 4 and 8, really trained
-
-
-def _committed_replay_config(tmp_path) -> Path:
-    """The committed budgets-replay, cut down: replayed from the committed recordings and checked against the
-    committed real runs (`make replay-check`: trained by the trainer, not by the replay)."""
-    path = tmp_path / "replay.toml"
-    path.write_text(f"""
-name = "r"
-task = "cpu"
-strategies = ["random", "optuna-tpe", "grid"]
-budgets = [1, 2, 4, 8]
-seeds = 40
-target_acc = 0.46
-results = "{tmp_path / 'out'}"
-[space]
-lr = {{ low = 1e-3, high = 3.0, log = true }}
-[replay]
-table = "{COMMITTED_TABLE}"
-check = "{COMMITTED_REAL}"
-check_budgets = [4, 8]
-workers = 2
-[options.optuna-tpe]
-n_startup_trials = 4
-""")
-    return path
-
-
-def test_replay_command_writes_tables_figures_report_and_the_check(tmp_path):
-    config = _committed_replay_config(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "lrsearch", "replay", str(config)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = tmp_path / "out"
-    summary = pd.read_csv(out / "tables" / "summary.csv")
-    assert set(summary["strategy"]) == {"random", "optuna-tpe", "grid"} and set(summary["budget"]) == {1, 2, 4, 8}
-    assert (summary["n_seeds"] == 40).all()
-    # more budget never lowers the best found by a prefix-read strategy
-    for name in ("random", "optuna-tpe"):
-        assert summary[summary["strategy"] == name].sort_values("budget")["median_best_val_acc"].is_monotonic_increasing
-    # the replay against runs the trainer really made: the committed check's agreement holds (its gaps are
-    # under 0.01, results/budgets-replay/tables/check.csv)
-    check = pd.read_csv(out / "tables" / "check.csv")
-    assert set(zip(check["strategy"], check["budget"])) == {("random", 4), ("random", 8), ("optuna-tpe", 4),
-                                                            ("optuna-tpe", 8)}
-    assert (check["n_real"] == 10).all()
-    assert (check["median_gap"].abs() < 0.015).all() and (check["wasserstein"] < 0.02).all(), check
-    for name in ("budgets_accuracy.png", "budgets_target.png", "replay_check.png"):
-        assert (out / "figures" / name).stat().st_size > 10_000
-    report = (out / "REPORT.md").read_text()
-    assert "Budget needed" in report and "Check against real runs" in report and "git commit" in report
-    assert "`tables/trials.parquet` (not committed" in report
-
-    # ... and the check can fail: real runs 0.05 worse than recorded are told apart
-    from lrsearch.reporting.budgets import budget_runs, compare_with_real, real_trials
-
-    real = real_trials(COMMITTED_REAL)
-    real["value"] -= 0.05
-    worse = budget_runs(real, [4, 8])
-    gap = compare_with_real(pd.read_parquet(out / "tables" / "runs.parquet"), worse[worse["budget"].isin([4, 8])])
-    assert (gap["median_gap"] > 0.03).all() and (gap["wasserstein"] > 0.03).all() and (gap["ks_pvalue"] < 0.01).all()
-
-
-@pytest.mark.parametrize("strategies, extra, field", [
-    ('["random", "lr-range-clr"]', "", "strategies: lr-range-clr cannot be replayed"),
-    ('["random"]', "", "space.lr: [0.0001, 3]"),
-])
-def test_replay_config_errors_name_the_field(tmp_path, table, strategies, extra, field):
-    config = _replay_config(tmp_path, table.source, extra, strategies)
-    if "space.lr" in field:
-        config.write_text(config.read_text().replace("low = 1e-3", "low = 1e-4"))
-    done = subprocess.run([sys.executable, "-m", "lrsearch", "replay", str(config)], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 2 and field in done.stderr and "Traceback" not in done.stderr
-
-
-def test_replay_without_a_table_and_run_on_a_replay_config_say_what_to_do(tmp_path, table):
-    missing = _replay_config(tmp_path, tmp_path / "nowhere")
-    done = subprocess.run([sys.executable, "-m", "lrsearch", "replay", str(missing)], capture_output=True, text=True)
-    assert done.returncode == 2 and "lrsearch tabulate" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "lrsearch", "run", str(missing)], capture_output=True, text=True)
-    assert done.returncode == 2 and "lrsearch replay" in done.stderr
-
-
-def test_seed_count_and_tabulation_config(tmp_path):
-    experiment = load_experiment(REPO / "experiments" / "budgets-replay.toml")
-    assert experiment.seeds == list(range(100)) and max(experiment.budgets) == 64
-    table = tabulation(load_experiment(REPO / "experiments" / "benchmark-cpu.toml"), 48)
-    assert (table.strategies, table.budgets, table.seeds) == (["grid"], [48], [0, 1, 2])
-    assert table.results == "runs/benchmark-cpu-table"  # a fresh tabulation never overwrites the committed one
-    path = tmp_path / "two.toml"
-    path.write_text('name = "t"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = [0]\n'
-                    "[space]\nlr = { low = 1e-3, high = 1.0, log = true }\nmomentum = { low = 0.8, high = 0.99 }\n")
-    with pytest.raises(ValueError, match="options.grid.points: no count for momentum"):
-        tabulation(load_experiment(path))
-    path.write_text('name = "t"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = 0\n')
-    with pytest.raises(ConfigError, match="'seeds': a seed count is >= 1"):
-        load_experiment(path)
-
-
-@pytest.mark.slow
-def test_tabulate_records_real_trials_that_the_replay_answers(tmp_path):
-    from conftest import JPEG
-
-    config = tmp_path / "exp.toml"
-    config.write_text('name = "tab"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = [0]\n'
-                      f'results = "{tmp_path / "tab"}"\n[space]\nlr = {{ low = 0.01, high = 0.3, log = true }}\n')
-    done = subprocess.run([sys.executable, "-m", "lrsearch", "tabulate", str(config), "--lrs", "3", "--seeds", "0",
-                           "--data", str(JPEG)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    table = ReplayTable.load(tmp_path / "tab-table")
-    assert table.task == "smoke" and [round(c.lr, 6) for c in table.curves[0]] == [0.01, round(math.sqrt(0.003), 6), 0.3]
-    trials = pd.read_csv(tmp_path / "tab-table" / "tables" / "trials.csv")
-    recorded = trials.iloc[1]
-    replayed = ReplayObjective(table, 0.25, seed=0)({"lr": recorded["lr"]})
-    assert replayed.value == pytest.approx(recorded["value"]) and replayed.train_s == pytest.approx(recorded["train_s"])
-    assert replayed.value > 0.15  # the smoke task learns above chance at these LRs
-
-
 def test_proposal_overhead_per_strategy_reads_the_largest_budget_and_skips_the_start_up():
     from lrsearch.reporting.budgets import proposal_overhead
 
@@ -375,18 +227,146 @@ def test_proposal_overhead_per_strategy_reads_the_largest_budget_and_skips_the_s
     assert table.loc["fast", "median_past_startup_s"] == 0.5  # no start-up given: every proposal
 
 
-def test_seed_chunks_follow_the_worker_count_and_a_seeds_replay_does_not_depend_on_its_chunk(table):
-    from lrsearch.experiment.replay import _init_worker, _replay_runs, seed_chunks
+# ---------------------------------------------------------------- the committed cpu table against real runs
 
-    seeds = list(range(7))
-    for workers in (1, 2, 3, 16):
-        chunks = seed_chunks(seeds, workers)
-        assert len(chunks) == min(len(seeds), workers) and sorted(s for c in chunks for s in c) == seeds
-    _init_worker(table)
-    job = ("optuna-tpe", 4, None, SPACE, {"n_startup_trials": 2}, 0.5, "trial")
+COMMITTED_TABLE = REPO / "results" / "benchmark-cpu-table"  # 48 LRs x 3 seeds of the cpu task, really trained
+COMMITTED_REAL = REPO / "results" / "replay-check-cpu"  # random and optuna-tpe at budget 8 (and 4 read off it), trained
 
-    def rows(chunks):
-        out = [r for chunk in chunks for r in _replay_runs(job[:2] + (chunk,) + job[3:])]
-        return sorted((r["seed"], r["trial_index"], r["lr"], r["value"]) for r in out)
 
-    assert rows(seed_chunks(seeds, 1)) == rows(seed_chunks(seeds, 3))
+def test_a_search_on_the_committed_table_agrees_with_real_runs_and_the_check_can_fail(tmp_path):
+    """random and optuna-tpe searched on the committed cpu table (40 seeds) against the same two trained for real
+    by the trainer (10 seeds, `make replay-check`): the best validation accuracy at budgets 4 and 8 agrees (the
+    committed check's gaps were under 0.01); and real runs 0.05 worse than recorded are told apart."""
+    from lrsearch.reporting.budgets import compare_with_real, real_trials
+
+    experiment = Experiment(name="check", task="cpu", table=str(COMMITTED_TABLE), strategies=["random", "optuna-tpe"],
+                            budgets=[4, 8], seeds=40, target_acc=0.46, space=SPACE, results=str(tmp_path / "out"),
+                            executor={"kind": "simulated", "workers": 1}, options={"optuna-tpe": {"n_startup_trials": 4}})
+    trials = _trials(run_experiment(experiment, progress=False))
+    assert set(trials["budget"]) == {8}  # both read budget 4 off their first 4 trials
+    searched = budget_runs(trials.rename(columns={"budget": "run_budget"}), [4, 8])
+    real = budget_runs(real_trials(COMMITTED_REAL), [4, 8])
+    check = compare_with_real(searched, real)
+    assert set(zip(check["strategy"], check["budget"])) == {(s, b) for s in ("random", "optuna-tpe") for b in (4, 8)}
+    assert (check["n_real"] == 10).all() and (check["n_replay"] == 40).all()
+    assert (check["median_gap"].abs() < 0.015).all() and (check["wasserstein"] < 0.02).all(), check
+    # more budget never lowers the best found
+    summary = budget_summary(searched, n_boot=200)
+    for name in ("random", "optuna-tpe"):
+        assert summary[summary["strategy"] == name].sort_values("budget")["median_best_val_acc"].is_monotonic_increasing
+
+    worse = real_trials(COMMITTED_REAL)
+    worse["value"] -= 0.05
+    gap = compare_with_real(searched, budget_runs(worse, [4, 8]))
+    assert (gap["median_gap"] > 0.03).all() and (gap["wasserstein"] > 0.03).all() and (gap["ks_pvalue"] < 0.01).all()
+
+
+# ---------------------------------------------------------------- `lrsearch replay` end to end
+
+
+def _config(tmp_path: Path, extra: str = "", strategies: str = '["random", "hyperopt-tpe"]',
+            table: Path = NOBN) -> Path:
+    path = tmp_path / "replay.toml"
+    path.write_text(f"""
+name = "tiny-replay"
+task = "nobn"
+table = "{table}"
+calibration = "{CALIBRATION}"
+strategies = {strategies}
+budgets = [1, 2, 4]
+seeds = 5
+target_acc = 0.43
+[space]
+lr = {{ low = 1e-3, high = 1.0, log = true }}
+[executor]
+kind = "simulated"
+{extra}
+""")
+    return path
+
+
+def test_replay_command_writes_the_budgets_section(tmp_path):
+    out = tmp_path / "out"
+    assert main(["replay", str(_config(tmp_path)), "--results", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "## Budgets" in report and "### Budget needed to reach the target on 90% of seeds" in report
+    assert "random, hyperopt-tpe ran once per seed at the largest budget" in report or \
+        "hyperopt-tpe, random ran once per seed at the largest budget" in report
+    needed = pd.read_csv(out / "tables" / "budget_needed.csv")
+    assert set(needed["strategy"]) == {"random", "hyperopt-tpe"} and set(needed["max_budget"]) == {4}
+    for name in ("budgets_accuracy.png", "budgets_target.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000
+    # each strategy ran once per seed, at budget 4; budgets 1 and 2 are its first trials, each read once
+    trials = _trials(out)
+    assert set(trials["budget"]) == {4} and len(trials) == 2 * 5 * 4
+    runs = pd.read_csv(out / "tables" / "budget_runs.csv")
+    assert len(runs) == 2 * 3 * 5 and not runs.duplicated(["strategy", "budget", "seed"]).any()
+    # on the simulated clock: the time-to-target at budget b is the earliest moment one of the first b trials
+    # reached the target
+    for row in runs.itertuples():
+        run = trials[(trials["strategy"] == row.strategy) & (trials["seed"] == row.seed)].head(row.budget)
+        reached = [json.loads(e)["simulated"]["reached_at_s"] for e in run["extra"]]
+        hits = [r for r in reached if r is not None]
+        assert row.reached_target == bool(hits)
+        if hits:
+            assert row.search_time_to_target_s == pytest.approx(min(hits))
+
+
+def test_replay_with_several_workers_compares_their_speed_ups(tmp_path):
+    out = tmp_path / "out"
+    assert main(["replay", str(_config(tmp_path)), "--results", str(out), "--workers", "1", "2"]) == 0
+    for k in (1, 2):
+        assert (out / f"k{k}" / "REPORT.md").exists()
+        assert json.loads((out / f"k{k}" / "experiment.json").read_text())["executor"]["workers"] == k
+    report = (out / "REPORT.md").read_text()
+    assert "K = 1, 2 trials at once" in report and "[k2](k2/REPORT.md)" in report
+    assert "hyperopt-tpe cannot propose while trials run" in report
+    assert (out / "figures" / "parallel_speedup.png").stat().st_size > 10_000
+    summary = pd.read_csv(out / "tables" / "parallel_summary.csv").set_index(["strategy", "workers"])
+    assert summary.loc[("random", 2), "speedup"] > 1.5
+    assert summary.loc[("hyperopt-tpe", 2), "ran_sequentially"] and not summary.loc[("random", 2), "ran_sequentially"]
+    assert summary.loc[("hyperopt-tpe", 2), "speedup"] == pytest.approx(1.0)
+    assert set(pd.read_csv(out / "tables" / "parallel_runs.csv")["n_trials"]) == {4}
+
+
+@pytest.mark.parametrize("workers, says", [(["2", "4"], "with 1 among them"),
+                                           (["0"], "distinct counts of workers, each >= 1"),
+                                           (["1", "1"], "distinct counts of workers, each >= 1")])
+def test_replay_refuses_workers_it_cannot_compare(tmp_path, capsys, workers, says):
+    assert main(["replay", str(_config(tmp_path)), "--results", str(tmp_path / "out"), "--workers", *workers]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # refused before any run
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"strategies": '["random", "lr-range-clr"]'}, "lr-range-clr: a table holds fixed-schedule runs"),
+    ({"extra": "", "space": "low = 1e-4"}, "space.lr: [0.0001, 1] reaches outside the table's grid"),
+    ({"table": Path("no/such/folder")}, "no/such/folder: no results.sqlite"),
+])
+def test_replay_config_errors_name_the_field(tmp_path, capsys, change, says):
+    space = change.pop("space", None)
+    config = _config(tmp_path, **change)
+    if space:
+        config.write_text(config.read_text().replace("low = 1e-3", space))
+    assert main(["replay", str(config), "--results", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+
+
+def test_a_replay_section_is_refused_with_what_to_write_instead(tmp_path, capsys):
+    """The [replay] section went with the old replay: a config that still has one is told the two lines that
+    replace it, by `lrsearch run` and `lrsearch replay` alike."""
+    config = tmp_path / "old.toml"
+    config.write_text('name = "old"\ntask = "cpu"\nstrategies = ["random"]\nbudgets = [4]\nseeds = 3\n'
+                      '[space]\nlr = { low = 1e-3, high = 3.0, log = true }\n'
+                      '[replay]\ntable = "results/benchmark-cpu-table"\nsimulated_workers = [1, 2]\n')
+    with pytest.raises(ConfigError) as err:
+        load_experiment(config)
+    message = str(err.value)
+    for words in ("[replay]", 'table = "results/benchmark-cpu-table"', '[executor] kind = "simulated"', str(config)):
+        assert words in message, message
+    for command in ("run", "replay"):
+        assert main([command, str(config)]) == 2
+        said = capsys.readouterr().err
+        assert "[replay]" in said and "table" in said and "simulated" in said and said.count("\n") == 1, said

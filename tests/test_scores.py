@@ -183,30 +183,26 @@ def test_friedman_nemenyi_tells_a_clearly_better_strategy_apart_and_equal_ones_n
     assert table["rejects"].tolist() == [True, False] and "good > b" in table.loc[0, "differing_pairs"]
 
 
-def _suite_copy(tmp_path: Path, replay: bool = False) -> Path:
-    """The committed real suite (and its replay, beside it as `<real>-replay`) copied into tmp_path."""
-    for name in ["suite-cpu"] + (["suite-cpu-replay"] if replay else []):
-        # only what git holds: a replay's per-trial table is not committed (.gitignore), a fresh clone lacks it
-        uncommitted = ("trials.parquet",) if name.endswith("-replay") else ()
-        shutil.copytree(ROOT / "results" / name, tmp_path / name,
-                        ignore=shutil.ignore_patterns("figures", "REPORT.md", "*.log", "optuna.sqlite3", "curves.*",
-                                                      *uncommitted))
+def _suite_copy(tmp_path: Path) -> Path:
+    """The committed real suite copied into tmp_path (its stores and tables, not its figures and reports)."""
+    shutil.copytree(ROOT / "results" / "suite-cpu", tmp_path / "suite-cpu",
+                    ignore=shutil.ignore_patterns("figures", "REPORT.md", "*.log", "optuna.sqlite3", "curves.*"))
     return tmp_path / "suite-cpu"
 
 
 def test_the_suite_report_has_a_scores_section_with_its_tables_and_figures(tmp_path):
-    from lrsearch.experiment.suite import Suite
+    from lrsearch.experiment.suite import stored_suite
     from lrsearch.reporting.suite import build_suite_report
 
     root = _suite_copy(tmp_path)
-    suite = Suite(**json.loads((root / "suite.json").read_text()))
+    suite = stored_suite(root)  # written before the replay was retired: its `replay` keys are left out
     report = build_suite_report(suite, root, rebuild=False).read_text()
     section = report[report.index("## Scores"):]
     assert report.index("## Scores") < report.index("## Problems")  # the report opens with the answer
     for words in ("Score B", "r_max = 4", "5,000 stratified bootstrap", "Friedman test, then Nemenyi",
-                  "alpha = 0.05", "median value of one random-search trial", "(problem, seed) (n = 24)"):
+                  "alpha = 0.05", "median value of one random-search trial", "(problem, seed) (n = 12)"):  # 4 first spaces x 3 seeds: copies left out
         assert words in section, words
-    assert "Real against replayed" not in report  # no replay beside this copy
+    assert "Real runs against the tables' scores" not in report  # no search on the tables beside this copy
     score = pd.read_csv(root / "scores" / "score.csv")
     assert len(score) == len(suite.strategies) and score["score_B_time"].between(0, 1).all()
     assert score["iqm_regret"].between(0, 1).all() and (score["iqm_ci_low"] <= score["iqm_regret"]).all()
@@ -216,24 +212,53 @@ def test_the_suite_report_has_a_scores_section_with_its_tables_and_figures(tmp_p
     assert sorted(ranks["budget"].unique()) == [1, 2, 3, 4, 5, 6] and set(ranks["blocks"]) == {24}
 
 
-def test_the_replay_suite_report_scores_the_replay_and_compares_it_with_the_real_suite(tmp_path):
-    from lrsearch.experiment.suite import Suite, replay_experiments
-    from lrsearch.reporting.suite import build_replay_suite_report
+TABLES_SUITE = """
+name = "suite-cpu-tables"
+strategies = ["grid", "random", "optuna-tpe"]
+budgets = [6]
+seeds = 5
+calibration = "{root}/results/calibration"
+[executor]
+kind = "simulated"
+[options.optuna-tpe]
+n_startup_trials = 3
+[[problems]]
+task = "nobn"
+tables = {{ lr = "{root}/results/tables/nobn" }}
+[problems.spaces.lr]
+lr = {{ low = 1e-3, high = 1.0, log = true }}
+[[problems]]
+task = "caffe-cpu"
+tables = {{ lr = "{root}/results/tables/caffe-cpu" }}
+[problems.spaces.lr]
+lr = {{ low = 1e-4, high = 0.3, log = true }}
+"""
 
-    real = _suite_copy(tmp_path, replay=True)
-    suite = Suite(**json.loads((real / "suite.json").read_text()))
-    replays = replay_experiments(suite, tmp_path / "suite-cpu-replay")
-    report = build_replay_suite_report(suite, replays).read_text()  # finds the real suite beside it
-    assert "## Scores" in report and "budget 6 trials over 4 problems and 100 seeds" in report
-    assert report.index("## Scores") < report.index("## Problems")
-    assert "### Real against replayed scores" in report and f"`{real}`" in report
-    both = pd.read_csv(tmp_path / "suite-cpu-replay" / "scores" / "real_vs_replay.csv")
-    assert set(both["strategy"]) == set(suite.replay.strategies)
+
+def test_the_suite_report_compares_the_real_suite_with_its_search_on_the_tables_beside_it(tmp_path):
+    """Two of the real suite's problems searched on their tables (3 strategies, its budget, 5 seeds) into
+    `<real>-tables`, where the real suite's report finds them: its scores and the tables', recomputed on what the
+    two share, side by side."""
+    from lrsearch.cli import main
+    from lrsearch.experiment.suite import stored_suite
+    from lrsearch.reporting.suite import build_suite_report
+
+    real = _suite_copy(tmp_path)
+    config = tmp_path / "tables.toml"
+    config.write_text(TABLES_SUITE.format(root=ROOT))
+    assert main(["run", str(config), "--results", str(tmp_path / "suite-cpu-tables")]) == 0
+    suite = stored_suite(real)
+    report = build_suite_report(suite, real, rebuild=False).read_text()  # finds <real>-tables beside it
+    section = report[report.index("### Real runs against the tables' scores"):]
+    assert report.index("## Scores") < report.index("### Real runs against the tables' scores") < report.index("## Problems")
+    assert f"`{tmp_path / 'suite-cpu-tables'}`" in section
+    assert "2 problems (caffe-cpu-lr, nobn-lr), 3 strategies, budget 6" in section
+    both = pd.read_csv(real / "scores" / "real_vs_replay.csv")
+    assert set(both["strategy"]) == {"grid", "random", "optuna-tpe"}
     assert both["score_B_time_gap"].to_numpy() == pytest.approx(both["score_B_time_replay"] - both["score_B_time_real"])
 
 
 def test_a_self_tuning_run_stands_for_every_space_of_its_workload(tmp_path):
-    import json
 
     from lrsearch.reporting.scores import _self_tuning_in_every_space
 

@@ -1,12 +1,15 @@
 """A table is a workload: trials answered from recorded runs (experiment/table.py), on a simulated clock with K
 workers (runner.py's `_SimulatedRecording`), through the one runner.
 
-References: the committed nobn table read with plain sqlite3; a tabulated function with a known answer; the
-calibration's published rate; a run resumed after its last trials were dropped."""
+References: the committed nobn table read with plain sqlite3; a tabulated function with a known answer; a table
+written by hand with the store (`write_table`: known curves and seconds); the calibration's published rate; a run
+resumed after its last trials were dropped."""
 
 import json
 import math
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +17,40 @@ import pandas as pd
 import pytest
 
 from lrsearch.experiment.calibration import Calibration
-from lrsearch.experiment.config import ConfigError, Experiment
-from lrsearch.experiment.replay import tabulation
+from lrsearch.experiment.config import ConfigError, Experiment, load_experiment
 from lrsearch.experiment.runner import run_experiment
-from lrsearch.experiment.store import Store
-from lrsearch.experiment.table import Table, TableWorkload
+from lrsearch.experiment.store import Store, TrialRecord
+from lrsearch.experiment.table import Table, TableWorkload, tabulation
 from lrsearch.reporting.tables import runs_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBN = ROOT / "results" / "tables" / "nobn"
 CALIBRATION = ROOT / "results" / "calibration"
+
+
+def write_table(folder: Path, cells: dict[float, tuple[str, list[tuple[int, float | None, float]]]],
+                seeds=(0,), task: str = "smoke", space: dict | None = None) -> Path:
+    """A table written by hand with the store, as `lrsearch tabulate` leaves one: for each seed, a grid run whose
+    trial at `lr` has the status and curve `cells[lr]` gives, a curve as (step, val_acc, train_s) rows (val_acc
+    None: no accuracy, as the trainer records a diverged evaluation); `cells` may also be a function of (lr, seed)
+    returning that pair. Exact curves and seconds: a trial's answer and its place on the clock are known."""
+    space = space or {"lr": {"low": min(cells), "high": max(cells), "log": True}}
+    folder.mkdir(parents=True, exist_ok=True)
+    store = Store(folder / "results.sqlite", create=True)
+    env = {"command": "test", "date": "-", "device": "-", "git_commit": "-", "versions": {}}
+    for seed in seeds:
+        run = store.open_run(experiment="hand-made-table", task=task, strategy="grid", budget=len(cells), seed=seed,
+                             environment=env)
+        for i, (lr, cell) in enumerate(cells.items()):
+            status, curve = cell(lr, seed) if callable(cell) else cell
+            rows = [{"step": step, "val_acc": acc, "test_acc": acc, "train_s": train_s} for step, acc, train_s in curve]
+            store.add_trial(TrialRecord(run_id=run, trial_index=i, kind="train", params={"lr": float(lr)}, lr=float(lr),
+                                        status=status, value=rows[-1]["val_acc"], train_s=rows[-1]["train_s"],
+                                        overhead_s=0.0, curve=rows))
+        store.complete_run(run)
+    store.close()
+    (folder / "experiment.json").write_text(json.dumps({"space": space}))
+    return folder
 
 
 def stored_curve(lr: float, seed: int) -> pd.DataFrame:
@@ -269,3 +296,90 @@ def test_a_report_names_the_strategies_that_could_not_use_the_simulated_workers(
     assert widths == {"random": {4}, "hyperopt-tpe": {1}}
     report = build_report(out).read_text()
     assert "With 4 workers, hyperopt-tpe ran one trial at a time" in report and "placed on a simulated clock" in report
+
+
+# ---------------------------------------------------------------- a table written by hand: exact answers
+
+STEPS = [10, 20, 30]
+
+
+def bump(lr: float, step: int, seed: int) -> float:
+    """A synthetic learning curve: a bump in log-LR peaking at 0.1, rising with steps, a seed offset."""
+    return 0.1 + 0.5 * math.exp(-(math.log10(lr) + 1.0) ** 2) * step / STEPS[-1] + 0.01 * seed
+
+
+def bump_cells(n_lrs: int = 24, diverge_above: float = 1.0) -> dict:
+    """`write_table`'s cells of the bump on n_lrs log-spaced LRs in [1e-3, 3]: 0.01 s per step; above
+    `diverge_above` a run diverges at its first evaluation (no accuracy)."""
+    def cell(lr, seed):
+        if lr > diverge_above:
+            return "diverged", [(STEPS[0], None, 0.01 * STEPS[0])]
+        return "ok", [(s, bump(lr, s, seed), 0.01 * s) for s in STEPS]
+    return {float(lr): cell for lr in np.geomspace(1e-3, 3.0, n_lrs)}
+
+
+@pytest.fixture(scope="module")
+def bump_table(tmp_path_factory) -> Path:
+    return write_table(tmp_path_factory.mktemp("bump") / "table", bump_cells(), seeds=(0, 1, 2))
+
+
+def test_a_hand_written_table_answers_its_curve_time_to_target_and_pruning_exactly(bump_table):
+    table = Table.load(bump_table)
+    assert table.task == "smoke" and table.seeds == [0, 1, 2] and len(table.axes["lr"]) == 24
+    lr = float(table.axes["lr"][12])
+    workload = TableWorkload(table, target=0.3)
+    seen = []
+    full = workload.trial({"lr": lr}, seed=0, report=lambda step, acc: seen.append(step) or False)
+    seed = full.notes["recorded_seed"]
+    assert seen == STEPS and full.status == "ok" and full.train_s == pytest.approx(0.3)
+    assert [r["val_acc"] for r in full.curve] == pytest.approx([bump(lr, s, seed) for s in STEPS])
+    first_hit = next(s for s in STEPS if bump(lr, s, seed) >= 0.3)
+    assert full.steps_to_target == first_hit and full.time_to_target_s == pytest.approx(0.01 * first_hit)
+
+    pruned = workload.trial({"lr": lr}, seed=0, report=lambda step, acc: step >= 20)
+    assert pruned.status == "pruned" and pruned.train_s == pytest.approx(0.2)
+    assert pruned.final_val_acc == pytest.approx(bump(lr, 20, seed))
+
+
+def test_a_diverged_cell_answers_diverged_with_its_short_cost(bump_table):
+    result = TableWorkload(Table.load(bump_table), target=0.3).trial({"lr": 2.5}, seed=0)
+    assert result.status == "diverged" and result.final_val_acc is None and result.train_s == pytest.approx(0.1)
+    assert [r["step"] for r in result.curve] == STEPS[:1]
+
+
+def test_seed_count_and_tabulation_config(tmp_path):
+    experiment = load_experiment(ROOT / "experiments" / "budgets-replay.toml")
+    assert experiment.seeds == list(range(100)) and max(experiment.budgets) == 32
+    assert experiment.table == "results/tables/nobn" and experiment.executor.kind == "simulated"
+    table = tabulation(load_experiment(ROOT / "experiments" / "benchmark-cpu.toml"), 48)
+    assert (table.strategies, table.budgets, table.seeds) == (["grid"], [48], [0, 1, 2])
+    assert table.results == "runs/benchmark-cpu-table"  # a fresh tabulation never overwrites the committed one
+    path = tmp_path / "two.toml"
+    path.write_text('name = "t"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = [0]\n'
+                    "[space]\nlr = { low = 1e-3, high = 1.0, log = true }\nmomentum = { low = 0.8, high = 0.99 }\n")
+    with pytest.raises(ValueError, match="options.grid.points: no count for momentum"):
+        tabulation(load_experiment(path))
+    path.write_text('name = "t"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = 0\n')
+    with pytest.raises(ConfigError, match="'seeds': a seed count is >= 1"):
+        load_experiment(path)
+
+
+@pytest.mark.slow
+def test_tabulate_records_real_trials_that_the_table_answers(tmp_path):
+    from conftest import JPEG
+
+    config = tmp_path / "exp.toml"
+    config.write_text('name = "tab"\ntask = "smoke"\nstrategies = ["random"]\nbudgets = [2]\nseeds = [0]\n'
+                      f'results = "{tmp_path / "tab"}"\n[space]\nlr = {{ low = 0.01, high = 0.3, log = true }}\n')
+    done = subprocess.run([sys.executable, "-m", "lrsearch", "tabulate", str(config), "--lrs", "3", "--seeds", "0",
+                           "--data", str(JPEG)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    table = Table.load(tmp_path / "tab-table")
+    assert table.task == "smoke" and table.seeds == [0]
+    assert table.axes["lr"] == pytest.approx([0.01, math.sqrt(0.003), 0.3])
+    trials = pd.read_csv(tmp_path / "tab-table" / "tables" / "trials.csv")
+    recorded = trials.iloc[1]
+    answered = TableWorkload(table, 0.25).trial({"lr": recorded["lr"]}, seed=0)
+    assert answered.final_val_acc == pytest.approx(recorded["value"])
+    assert answered.train_s == pytest.approx(recorded["train_s"], rel=1e-6)
+    assert answered.final_val_acc > 0.15  # the smoke task learns above chance at these LRs

@@ -223,48 +223,60 @@ def test_a_self_tuning_strategy_runs_in_each_workloads_first_space_only():
     assert "random" in second.strategies and "lr-range-clr" in second.strategies
 
 
-def test_a_suite_replays_each_problem_from_its_sweep(tmp_path):
-    suite = tmp_path / "suite.toml"
-    suite.write_text(f"""
-name = "replay-suite"
-strategies = ["random", "optuna-tpe", "lr-range-clr"]
-budgets = [4]
-seeds = [0]
+def test_a_suite_searches_each_problem_on_its_table(tmp_path, capsys):
+    """`lrsearch replay SUITE`: every problem answered from its table through the one runner on the simulated
+    clock, each into its own folder with its Budgets section, and the suite's report over them. A problem space
+    without a table, a range test (not in a table of fixed-schedule runs) and several K for a suite are refused."""
+    import pandas as pd
+
+    text = f"""
+name = "tables-suite"
+strategies = ["random", "optuna-tpe"]
+budgets = [2, 4]
+seeds = 6
+[executor]
+kind = "simulated"
 [options.optuna-tpe]
 n_startup_trials = 2
-[replay]
-seeds = 20
-budgets = [2, 4, 8]
-workers = 1
-simulated_workers = [1, 2]
-simulated_budget = 4
 [[problems]]
-task = "cpu"
-target_acc = 0.46
-replay_table = "{ROOT / 'results' / 'benchmark-cpu-table'}"
+task = "nobn"
+tables = {{ lr = "{ROOT / 'results' / 'tables' / 'nobn'}" }}
 [problems.spaces.lr]
-lr = {{ low = 1e-3, high = 3.0, log = true }}
-[problems.spaces.lr-wd]
-lr = {{ low = 1e-3, high = 3.0, log = true }}
-weight_decay = {{ low = 1e-5, high = 1e-2, log = true }}
-""")
-    out = tmp_path / "replays"
-    done = _cli("replay", str(suite), "--results", str(out))
-    assert done.returncode == 0, done.stderr
-    # the 2-D space is not in a table of LRs; scores/ holds the suite's scores (reporting/score_report.py)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cpu-lr", "scores"]
-    summary = __import__("pandas").read_csv(out / "cpu-lr" / "tables" / "summary.csv")
-    assert set(summary["strategy"]) == {"random", "optuna-tpe"}  # range tests cannot be replayed
-    assert set(summary["n_seeds"]) == {20} and set(summary["budget"]) == {2, 4, 8}
+lr = {{ low = 1e-3, high = 1.0, log = true }}
+[[problems]]
+task = "caffe-cpu"
+tables = {{ lr = "{ROOT / 'results' / 'tables' / 'caffe-cpu'}" }}
+[problems.spaces.lr]
+lr = {{ low = 1e-4, high = 0.3, log = true }}
+"""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(text)
+    out = tmp_path / "on-tables"
+    from lrsearch.cli import main
+
+    assert main(["replay", str(suite), "--results", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["caffe-cpu-lr", "nobn-lr", "scores"]
+    for problem in ("caffe-cpu-lr", "nobn-lr"):
+        assert "## Budgets" in (out / problem / "REPORT.md").read_text()
+        summary = pd.read_csv(out / problem / "tables" / "budget_summary.csv")
+        assert set(summary["strategy"]) == {"random", "optuna-tpe"} and set(summary["budget"]) == {2, 4}
+        assert set(summary["n_seeds"]) == {6}
+        runs = pd.read_csv(out / problem / "tables" / "runs.csv")
+        assert set(runs["budget"]) == {4}  # neither sizes its proposals to the budget: one run per seed, at 4
     report = (out / "REPORT.md").read_text()
-    assert "separated_by_p_target" in report and "cpu-lr" in report
-    # with K simulated workers at budget 4: each problem's runs, and the suite's section across problems
-    runs = __import__("pandas").read_csv(out / "cpu-lr" / "tables" / "parallel_runs.csv")
-    assert set(runs["n_trials"]) == {4} and set(runs["workers"]) == {1, 2} and runs["seed"].nunique() == 20
-    parallel = __import__("pandas").read_csv(out / "scores" / "parallel.csv")
-    assert set(zip(parallel["strategy"], parallel["workers"])) == {(s, k) for s in ("random", "optuna-tpe") for k in (1, 2)}
-    assert "## Parallel workers (simulated clock)" in report and "at budget 4" in report
-    assert (out / "scores" / "parallel_speedup.png").exists()
+    assert "## Scores" in report and "## nobn-lr" in report and "(nobn-lr/REPORT.md)" in report
+
+    two_d = ("[problems.spaces.lr-wd]\nlr = { low = 1e-4, high = 0.3, log = true }\n"
+             "weight_decay = { low = 1e-5, high = 1e-2, log = true }\n")
+    range_test = text.replace('strategies = ["random", "optuna-tpe"]', 'strategies = ["random", "optuna-tpe", "lr-range-clr"]')
+    for i, (changed, flags, says) in enumerate([
+            (text + two_d, [], "problems[1].tables.lr-wd: a simulated suite reads every problem from its table"),
+            (range_test, [], "lr-range-clr: a table holds fixed-schedule runs"),
+            (text, ["--workers", "1", "2"], "an experiment (not a suite)")]):
+        suite.write_text(changed)
+        assert main(["replay", str(suite), "--results", str(tmp_path / f"refused{i}"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, (i, err)
 
 
 def test_a_conditional_space_through_the_runner_flags_the_flattening_strategy(tmp_path):

@@ -1,8 +1,9 @@
-"""`lrsearch tabulate` and `lrsearch replay`."""
+"""`lrsearch tabulate` and `lrsearch replay` (a search on a table: `lrsearch run --executor simulated`)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lrsearch.cli.errors import UserError
 from lrsearch.training.errors import InputError
@@ -21,8 +22,8 @@ def _points(given: list[str] | None) -> dict[str, int]:
 
 def _tabulate(args: argparse.Namespace) -> int:
     from lrsearch.experiment.config import load_experiment
-    from lrsearch.experiment.replay import tabulation
     from lrsearch.experiment.runner import run_experiment
+    from lrsearch.experiment.table import tabulation
     from lrsearch.reporting.report import build_report
 
     try:
@@ -33,7 +34,7 @@ def _tabulate(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     build_report(out)
     print(f"table in {out}/results.sqlite ({table.budgets[0]} points x {len(table.seeds)} seeds); search on it with "
-          f"a config whose `table = \"{out}\"` (README: \"Search on the tables\"), or replay it with [replay] table")
+          f"a config whose `table = \"{out}\"` and `lrsearch replay CONFIG` (docs/replay.md)")
     from lrsearch.reporting.noise import check_table
 
     print(check_table(out)[1])  # is the workload out of the noise? (reporting/noise.py)
@@ -41,25 +42,36 @@ def _tabulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from lrsearch.experiment.replay_study import run_replay
-    from lrsearch.experiment.suite import Suite, load_config, replay_experiments
-    from lrsearch.reporting.budgets import write_replay
+    """`lrsearch replay CONFIG [--workers K ...]`: `lrsearch run CONFIG --executor simulated --workers K`, the one
+    runner on the config's table(s); with several K, each into <results>/k<K>/ and their speed-ups compared in
+    <results>/REPORT.md (reporting/parallel.py)."""
+    from lrsearch.cli._app import build_parser
+    from lrsearch.cli.run import _run
+    from lrsearch.experiment.suite import Suite, load_config
+    from lrsearch.reporting.parallel import write_parallel_report
 
     try:
-        experiment = load_config(args.experiment)
-        if isinstance(experiment, Suite):
-            from lrsearch.reporting.suite import build_replay_suite_report
-
-            replays = replay_experiments(experiment, args.results)
-            for replay in replays:
-                write_replay(replay, run_replay(replay, args.workers), replay.results)
-            report = build_replay_suite_report(experiment, replays)
-            print(f"replays in {report.parent}/ (one folder per problem); report: {report}")
-            return 0
-        out = write_replay(experiment, run_replay(experiment, args.workers), args.results)
-    except InputError as err:  # a bug (any other error) is let through: traceback, exit 1
+        config = load_config(args.experiment)
+    except InputError as err:
         raise UserError(str(err)) from None
-    print(f"results in {out}/ (tables/, figures/); report: {out / 'REPORT.md'}")
+    workers = args.workers or [config.executor.workers or 1]
+    if len(set(workers)) != len(workers) or min(workers) < 1:
+        raise UserError(f"--workers {' '.join(map(str, workers))}: distinct counts of workers, each >= 1")
+    if len(workers) > 1 and (isinstance(config, Suite) or 1 not in workers):
+        raise UserError("--workers with several K: an experiment (not a suite), with 1 among them (the speed-ups "
+                        "are measured against one worker); run a suite once per K with --results")
+    root = Path(args.results or config.results_dir())
+    folders = []
+    for k in workers:
+        out = root if len(workers) == 1 else root / f"k{k}"
+        argv = ["run", args.experiment, "--executor", "simulated", "--workers", str(k), "--results", str(out),
+                *(["--only", *args.only] if args.only else [])]
+        code = _run(build_parser().parse_args(argv))
+        if code:
+            return code
+        folders.append(out)
+    if len(folders) > 1:
+        print(f"K = {', '.join(map(str, workers))} compared: {write_parallel_report(folders, root)}")
     return 0
 
 
@@ -75,8 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", help="CIFAR-10 source (default: $LRSEARCH_DATA, else ./data/)")
     t.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1 ...")
     t.set_defaults(func=_tabulate)
-    r = sub.add_parser("replay", help="run every strategy against recorded curves (a [replay] table): budgets at scale")
-    r.add_argument("experiment", help="experiment config with a [replay] section, e.g. experiments/budgets-replay.toml")
+    r = sub.add_parser("replay", help="search on a table with K workers on a simulated clock (= lrsearch run "
+                                      "--executor simulated): budgets and seeds at scale, no training")
+    r.add_argument("experiment", help="experiment or suite config with `table` (or problems' `tables`), e.g. "
+                                      "experiments/budgets-replay.toml")
     r.add_argument("--results", help="results folder (default: the config's `results`, else runs/<name>)")
-    r.add_argument("--workers", type=int, help="processes (default: the config's, else one per CPU core)")
+    r.add_argument("--workers", type=int, nargs="+", metavar="K",
+                   help="trials at once on the simulated clock (default: the config's [executor] workers, else 1); "
+                        "several K (1 among them) compare the speed-ups, each K into <results>/k<K>/")
+    r.add_argument("--only", nargs="+", metavar="STRATEGY", help="run only these of the config's strategies")
     r.set_defaults(func=_replay)

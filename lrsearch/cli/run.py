@@ -29,9 +29,6 @@ def _run(args: argparse.Namespace) -> int:
         return _run_suite(experiment, args)
     if args.target is not None:  # the command line wins over the file's `target` or `target_acc`
         experiment = experiment.model_copy(update={"target": args.target, "target_acc": None})
-    if experiment.replay is not None:
-        raise UserError(f"{args.experiment}: this experiment replays recorded curves ([replay]); "
-                        f"run it with `lrsearch replay {args.experiment}`")
     try:
         if not is_user_workload(experiment.task) and experiment.table is None:  # a table needs no data
             ensure_source(args.data)  # a missing source: its message (or, on a fresh machine, the download) before Ray
@@ -130,7 +127,7 @@ def _validate_one(experiment, args: argparse.Namespace, label: str, results: str
     from lrsearch.training.workloads import TaskWorkload
 
     workload = experiment.workload(args.data)
-    if experiment.replay is None and isinstance(workload, TaskWorkload):  # a built-in task: CIFAR-10 data
+    if experiment.table is None and isinstance(workload, TaskWorkload):  # a built-in task: CIFAR-10 data
         try:
             print(f"data: {resolve_source(args.data)}")
         except DataError as err:
@@ -139,10 +136,8 @@ def _validate_one(experiment, args: argparse.Namespace, label: str, results: str
             else:
                 print("data: none found; `lrsearch run` downloads the official CIFAR-10 archive into ./data/ "
                       "(170 MB, md5-checked)")
-    elif experiment.replay is not None:
-        table = Path(experiment.replay.table) / "results.sqlite"
-        if not table.exists():
-            problems.append(f"replay table {table}: not found; `lrsearch tabulate` writes it")
+    elif experiment.table is not None:
+        print(f"table: {experiment.table} (no training, no data)")
     specs = plan(experiment) if not any(missing.values()) else []
     out = experiment.results_dir(results)
     done = 0
@@ -213,13 +208,11 @@ def _report(args: argparse.Namespace) -> int:
     from lrsearch.reporting.report import build_report
 
     if (args.results / "suite.json").exists() and not (args.results / "results.sqlite").exists():
-        import json
-
-        from lrsearch.experiment.suite import Suite
+        from lrsearch.experiment.suite import stored_suite
         from lrsearch.reporting.scores import DEFAULT_ANCHOR
         from lrsearch.reporting.suite import build_suite_report
 
-        suite = Suite(**json.loads((args.results / "suite.json").read_text()))
+        suite = stored_suite(args.results)
         try:
             print(build_suite_report(suite, args.results, anchor=args.anchor or DEFAULT_ANCHOR,
                                      calibration=args.calibration))

@@ -24,14 +24,6 @@
     [options.lr-range-clr]            # optional: per-strategy options
     metric = "loss"
 
-    [replay]                          # optional: replay recorded curves instead of training
-    table = "results/benchmark-cpu-table"  # a folder `lrsearch tabulate` wrote
-    check = "results/replay-check-cpu"     # optional: real runs to compare the replay with
-    check_budgets = [4, 8]                 # optional: budgets of that comparison
-    seed_draw = "trial"                    # optional: a recorded seed per trial (default) or per run
-    simulated_workers = [1, 2, 4, 8]       # optional: also replay with K workers on a simulated clock
-    simulated_budget = 16                  # optional: that replay's trials per run (default: the largest budget)
-
     [executor]                        # optional: where trials run (default: here, one at a time)
     kind = "ray"                      # local | ray | simulated (a table's trials, K workers on a simulated clock)
     address = "auto"                  # optional: an existing Ray cluster (default: a private one on 127.0.0.1)
@@ -39,7 +31,12 @@
     num_gpus = 0.5                    # optional: per trial; a fraction packs trials on a GPU (default 1 if GPUs)
     num_cpus = 1                      # optional: per trial (default: CPUs / workers)
 
-`seeds` is a list, or a count n for seeds 0 .. n-1 (replays use hundreds).
+`seeds` is a list, or a count n for seeds 0 .. n-1 (runs on a table use hundreds).
+
+A search on a table with K workers on a simulated clock (what `lrsearch replay` did before 2026-12-03):
+`table = "FOLDER"` and `[executor] kind = "simulated"`, `workers = K` (or `lrsearch run --executor simulated
+--workers K`). Strategies whose proposals do not depend on their budget then run once, at the largest budget; the
+report reads each smaller budget off its first trials.
 """
 
 from __future__ import annotations
@@ -62,52 +59,6 @@ from lrsearch.training.workloads import Workload, WorkloadError, is_user_workloa
 
 class ConfigError(InputError):
     """A bad experiment config; the message names the file, the field and what is allowed."""
-
-
-def check_simulated_workers(v: list[int] | None) -> list[int] | None:
-    """`simulated_workers` (of an experiment's or a suite's [replay]): distinct counts >= 1, 1 among them."""
-    if v is None:
-        return v
-    if any(k < 1 for k in v):
-        raise ValueError(f"got {v}: each is a number of workers >= 1, e.g. [1, 2, 4, 8]")
-    if len(set(v)) != len(v):
-        raise ValueError(f"got {v}: a number of workers is listed twice")
-    if 1 not in v:
-        raise ValueError(f"got {v}: include 1, the speed-ups are measured against one worker")
-    return v
-
-
-def check_simulated_budget(budget: int | None, workers: list[int] | None) -> None:
-    """`simulated_budget` is the budget of the replay with K workers: it needs `simulated_workers`."""
-    if budget is not None and not workers:
-        raise ValueError("simulated_budget is the budget of the replay with K workers: "
-                         "give simulated_workers too, e.g. [1, 2, 4, 8]")
-
-
-class ReplaySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    table: str = Field(min_length=1)
-    check: str | None = None
-    check_budgets: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
-    workers: int | None = Field(default=None, ge=1)  # processes (default: one per CPU core)
-    # which recorded seed answers a trial: a fresh draw per trial, or one per run (as a real run trains
-    # every trial with its own seed, but with only as many landscapes as recorded seeds)
-    seed_draw: Literal["trial", "run"] = "trial"
-    # optional: also replay each strategy with K trials at once on a simulated clock, for each K listed
-    # (lrsearch/experiment/simulated.py); not `workers`, which counts this machine's processes
-    simulated_workers: list[int] | None = Field(default=None, min_length=1)
-    simulated_budget: int | None = Field(default=None, ge=1)  # trials per run of that replay (default: max budget)
-
-    @field_validator("simulated_workers")
-    @classmethod
-    def _workers_at_least_one(cls, v: list[int] | None) -> list[int] | None:
-        return check_simulated_workers(v)
-
-    @model_validator(mode="after")
-    def _budget_needs_workers(self) -> ReplaySettings:
-        check_simulated_budget(self.simulated_budget, self.simulated_workers)
-        return self
 
 
 _TABLES: dict[str, object] = {}  # table folder -> Table, for this process
@@ -153,7 +104,6 @@ class Experiment(BaseModel):
     space: dict[str, Any] | None = None
     task_overrides: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    replay: ReplaySettings | None = None
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     def __init__(self, **data: Any):
@@ -163,6 +113,16 @@ class Experiment(BaseModel):
             super().__init__(**data)
         except ValidationError as err:
             raise ConfigError(_problems("Experiment", err)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_replay_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "replay" in data:
+            table = (data["replay"] or {}).get("table", "FOLDER") if isinstance(data["replay"], dict) else "FOLDER"
+            raise ValueError(f"[replay]: replays now run through `lrsearch run` on a table: replace the section by "
+                             f"table = \"{table}\" and [executor] kind = \"simulated\" (workers = K for K trials at "
+                             "once); see docs/replay.md")
+        return data
 
     @field_validator("seeds", mode="before")
     @classmethod

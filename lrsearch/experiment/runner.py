@@ -61,7 +61,18 @@ def plan(experiment: Experiment, only: list[str] | None = None, seeds: list[int]
         raise InputError("strategies: " + "; ".join(f"{s} needs {', '.join(m)}" for s, m in missing.items())
                          + f", not installed here: `pip install {' '.join(sorted({p for m in missing.values() for p in m}))}`"
                          ", or leave them out with --only")
-    return [RunSpec(s, b, seed) for s in strategies for b in experiment.budgets for seed in (seeds or experiment.seeds)]
+    return [RunSpec(s, b, seed) for s in strategies for b in run_budgets(experiment, s)
+            for seed in (seeds or experiment.seeds)]
+
+
+def run_budgets(experiment: Experiment, strategy: str) -> list[int]:
+    """The budgets `strategy` runs at. On a table (the simulated executor), a strategy whose proposals do not
+    depend on its budget (all but grid: `Strategy.budget_aware`) runs once, at the largest budget; the report's
+    Budgets section reads each smaller budget b off its first b trials (reporting/budgets.py), as tabular
+    benchmarks read anytime performance. Trained for real, every budget is a run of its own."""
+    if experiment.executor.kind == "simulated" and not REGISTRY[strategy].budget_aware:
+        return [max(experiment.budgets)]
+    return list(experiment.budgets)
 
 
 def representative_lr(params: dict) -> float | None:

@@ -29,20 +29,14 @@ exactly as for a single experiment. The suite's REPORT.md lists every problem's 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lrsearch.experiment.config import (
-    ConfigError,
-    ExecutorSettings,
-    Experiment,
-    _problems,
-    check_simulated_budget,
-    check_simulated_workers,
-)
+from lrsearch.experiment.config import ConfigError, ExecutorSettings, Experiment, _problems
 from lrsearch.search.strategies import is_self_tuning
 from lrsearch.training.errors import InputError
 
@@ -59,7 +53,6 @@ class Problem(BaseModel):
     spaces: dict[str, dict[str, Any]] = Field(min_length=1)
     strategies: list[str] | None = None  # optional: a subset of the suite's for this workload
     description: str = ""
-    replay_table: str | None = None  # optional: this workload's LR sweep (`lrsearch tabulate`), for `lrsearch replay`
     # optional: space name -> its table (`lrsearch tabulate`); a suite whose [executor] is "simulated" reads every
     # problem's trials from these instead of training
     tables: dict[str, str] | None = None
@@ -77,37 +70,6 @@ class Problem(BaseModel):
         return self.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", self.task.rpartition(":")[2] or self.task)
 
 
-class SuiteReplay(BaseModel):
-    """`lrsearch replay SUITE`: each problem with a `replay_table` and a space of `lr` alone, replayed from its
-    sweep at many seeds and budgets (no training)."""
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    budgets: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: list(range(100)), min_length=1)
-    strategies: list[str] | None = None  # default: the suite's, less the range tests (not in a table)
-    results: str | None = None  # default: <the suite's results>-replay
-    workers: int | None = Field(default=None, ge=1)
-    # optional: each problem also replayed with K trials at once on a simulated clock, at simulated_budget
-    # trials per run (default: the largest budget); as an experiment's [replay] (lrsearch/experiment/config.py)
-    simulated_workers: list[int] | None = Field(default=None, min_length=1)
-    simulated_budget: int | None = Field(default=None, ge=1)
-
-    @field_validator("seeds", mode="before")
-    @classmethod
-    def _seed_count(cls, v: Any) -> Any:
-        return list(range(v)) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else v
-
-    @field_validator("simulated_workers")
-    @classmethod
-    def _workers(cls, v: list[int] | None) -> list[int] | None:
-        return check_simulated_workers(v)
-
-    @model_validator(mode="after")
-    def _budget_needs_workers(self) -> SuiteReplay:
-        check_simulated_budget(self.simulated_budget, self.simulated_workers)
-        return self
-
-
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -122,7 +84,6 @@ class Suite(BaseModel):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     problems: list[Problem] = Field(min_length=1)
-    replay: SuiteReplay | None = None
 
     def __init__(self, **data: Any):
         try:
@@ -185,39 +146,6 @@ class Suite(BaseModel):
         return out
 
 
-def replay_experiments(suite: Suite, results_dir: str | Path | None = None) -> list[Experiment]:
-    """The suite's replays: every problem with a `replay_table`, at each of its spaces that searches `lr`
-    alone, with the replay's strategies, budgets and seeds, each into <replay results>/<problem>/."""
-    from lrsearch.experiment.config import ReplaySettings
-
-    settings = suite.replay or SuiteReplay()
-    root = Path(results_dir or settings.results or f"{suite.results_dir()}-replay")
-    strategies = settings.strategies or [s for s in suite.strategies if not s.startswith("lr-range")]
-    out = []
-    for experiment, problem, space_name in _problem_spaces(suite):
-        if problem.replay_table is None or set(problem.spaces[space_name]) != {"lr"}:
-            continue
-        label = experiment.results.rpartition("/")[2]
-        out.append(experiment.model_copy(update={
-            "name": f"{suite.name}-replay.{label}", "strategies": strategies, "budgets": settings.budgets,
-            "seeds": settings.seeds, "results": str(root / label), "time_budget_s": None,
-            "options": {k: v for k, v in suite.options.items() if k in strategies},
-            "replay": ReplaySettings(table=problem.replay_table, workers=settings.workers,
-                                     simulated_workers=settings.simulated_workers,
-                                     simulated_budget=settings.simulated_budget)}))
-    if not out:
-        raise ConfigError(f"suite {suite.name}: no problem has a replay_table and a space of lr alone to replay")
-    return out
-
-
-def _problem_spaces(suite: Suite):
-    """(experiment, problem, space name) for every problem space, in the suite's order."""
-    experiments = iter(suite.experiments())
-    for problem in suite.problems:
-        for space_name in problem.spaces:
-            yield next(experiments), problem, space_name
-
-
 def is_suite(raw: dict) -> bool:
     return "problems" in raw
 
@@ -233,6 +161,17 @@ def load_config(path: str | Path) -> Experiment | Suite:
         return Suite(**raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {str(err).removeprefix('Suite: ')}") from None
+
+
+def stored_suite(folder: str | Path) -> Suite:
+    """The suite a results folder's suite.json records (`run_suite` writes it). A folder written before the
+    replay was retired (2026-12-03) also records its `replay` section and problems' `replay_table`, which no
+    Suite has now: left out here, so that the folder still reports."""
+    raw = json.loads((Path(folder) / "suite.json").read_text())
+    raw.pop("replay", None)
+    for problem in raw.get("problems", []):
+        problem.pop("replay_table", None)
+    return Suite(**raw)
 
 
 def run_suite(suite: Suite, results_dir: str | Path | None = None, only: list[str] | None = None,

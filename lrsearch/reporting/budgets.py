@@ -1,7 +1,10 @@
-"""Budget tables from replayed (or real) trials: which strategy reaches the target at which budget.
+"""Budget tables: which strategy reaches the target at which budget.
 
-`write_replay` writes a replay's (`lrsearch.experiment.replay_study.run_replay`) tables, their
-figures and REPORT.md: `lrsearch replay`.
+A report whose experiment has several budgets gets a Budgets section (`budgets_section`, from `build_report`):
+each strategy's best value and chance of reaching the target at each budget, over seeds. On a table (the
+simulated executor) a strategy whose proposals do not depend on its budget ran once, at the largest budget
+(runner.py's `run_budgets`), and each smaller budget b is read off its first b trials (`budget_runs`); grid
+ran at every budget. Trained runs are read at the budgets they ran.
 """
 
 from __future__ import annotations
@@ -12,28 +15,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrsearch.experiment.config import Experiment
-from lrsearch.experiment.provenance import environment
-from lrsearch.experiment.replay_study import ReplayRun
 from lrsearch.experiment.store import Store
-from lrsearch.reporting.figures import budget_figures, parallel_speedup_figure, replay_check_figure
-from lrsearch.reporting.parallel import parallel_runs, parallel_summary
-from lrsearch.reporting.report import write_replay_report
-from lrsearch.reporting.scores import write_anchors
+from lrsearch.reporting.figures import budget_figures
 from lrsearch.reporting.tables import (
     median_best,
     median_with_failures,
     search_time_to_target,
+    simulated_times,
     wilson_interval,
 )
-from lrsearch.search.strategies import REGISTRY, USABLE, get_strategy
+from lrsearch.search.strategies import REGISTRY, USABLE
 from lrsearch.training.errors import InputError
 
 
 def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
-    """One row per (strategy, budget, seed): a run at `run_budget` stands for each budget b <= it
-    that the strategy did not run itself, read as its first b trials (see the module docstring)."""
+    """One row per (strategy, budget, seed): a run at `run_budget` stands for each budget b <= it that the
+    strategy did not run itself (no run of its own at b, nor between b and `run_budget`), read as its first b
+    trials (see the module docstring)."""
     rows = []
+    ran = trials.groupby(["strategy", "seed"])["run_budget"].agg(lambda b: sorted(set(b))).to_dict()
     for (strategy, run_budget, seed), g in trials.groupby(["strategy", "run_budget", "seed"], sort=False):
         g = g.sort_values("trial_index")
         status = g["status"].to_numpy()
@@ -45,10 +45,20 @@ def budget_runs(trials: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
         cum_overhead_s = np.cumsum(g["overhead_s"].to_numpy(dtype=float))
         lrs, test_accs = g["lr"].to_numpy(dtype=float), g["final_test_acc"].to_numpy(dtype=float)
         ttt = g["time_to_target_s"].to_numpy(dtype=float)
-        seconds, index = search_time_to_target(g["train_s"].tolist(), [None if math.isnan(t) else t for t in ttt])
+        clock = simulated_times(g) if "extra" in g else None
+        if clock is None:  # one trial after another: the seconds spent until the first reaches the target
+            seconds, index = search_time_to_target(g["train_s"].tolist(), [None if math.isnan(t) else t for t in ttt])
         aware = REGISTRY[strategy].budget_aware
-        for budget in ([run_budget] if aware else [b for b in budgets if b <= run_budget]):
+        # a smaller budget is read off this run's first trials when no run of its own at or above it is smaller
+        own = ran[(strategy, seed)]
+        for budget in ([run_budget] if aware else
+                       [b for b in budgets if b <= run_budget and min(r for r in own if r >= b) == run_budget]):
             k = min(budget, len(g)) - 1
+            if clock is not None:  # the simulated clock: the earliest moment one of the first b trials reached it
+                reached_at = clock["reached_at_s"].to_numpy(dtype=float)[:k + 1]
+                hit = np.isfinite(reached_at)
+                seconds = float(reached_at[hit].min()) if hit.any() else None
+                index = int(np.flatnonzero(hit)[0]) + 1 if hit.any() else None
             reached = index is not None and index <= budget
             rows.append({
                 "strategy": strategy, "budget": budget, "seed": seed, "n_trials": k + 1,
@@ -122,11 +132,48 @@ def budget_needed(summary: pd.DataFrame, probability: float = 0.9) -> pd.DataFra
     return pd.DataFrame(rows).sort_values([f"budget_for_p{round(probability * 100)}", "strategy"]).reset_index(drop=True)
 
 
+def budgets_section(trials: pd.DataFrame, budgets: list[int], out: Path, target: float | None) -> list[str]:
+    """The Budgets section of a report whose experiment has several budgets: `tables/budget_*.csv`, the two
+    budget figures and the Markdown. `trials`: the report's trials table (its clock)."""
+    trials = trials[trials["kind"] == "train"].rename(columns={"budget": "run_budget"})
+    if len(budgets) < 2 or trials.empty:
+        return []
+    runs = budget_runs(trials, sorted(budgets))
+    summary = budget_summary(runs)
+    needed = budget_needed(summary)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for name, frame in (("budget_runs", runs), ("budget_summary", summary), ("budget_needed", needed)):
+        frame.to_csv(out / "tables" / f"{name}.csv", index=False)
+    figures = budget_figures(summary, out / "figures", target)
+    prefixed = sorted({s for s, g in trials.groupby("strategy") if g["run_budget"].nunique() < len(budgets)})
+    lines = ["## Budgets", "",
+             f"Each strategy at budgets {sorted(budgets)}, over {runs['seed'].nunique()} seeds. "
+             + (f"{', '.join(prefixed)} ran once per seed at the largest budget (their proposals do not depend on "
+                "it) and each smaller budget b is their first b trials; the others ran at every budget. "
+                if prefixed else "")
+             + "`p_target`: the share of seeds whose best trial reached the target (Wilson 95% interval); "
+             "`median_best_val_acc`: with its percentile-bootstrap 95% interval.", "",
+             "### Budget needed to reach the target on 90% of seeds", "",
+             "The smallest budget at which at least 90% of the seeds reach the target; `optimistic` / `pessimistic` "
+             "read the same off the upper / lower end of the Wilson interval. Empty: not within these budgets.", "",
+             needed.to_markdown(index=False, floatfmt=".3g"), ""]
+    lines += [f"![{fig.stem}](figures/{fig.name})\n" for fig in figures]
+    overhead = proposal_overhead(trials)
+    overhead.to_csv(out / "tables" / "budget_overhead.csv", index=False)
+    lines += ["### Proposal overhead", "",
+              "Seconds each library spent per proposal (asking for a trial and being told its result), measured on "
+              "this machine over every trial of its runs at its largest budget. A library that thinks longer than a "
+              "trial trains loses on a short trial what it may win in trials.", "",
+              overhead.to_markdown(index=False, floatfmt=".3g"), ""]
+    lines += ["Every budget's numbers: `tables/budget_summary.csv`; per run and budget: `tables/budget_runs.csv`.", ""]
+    return lines
+
+
 def real_trials(results_dir: str | Path) -> pd.DataFrame:
     """The training trials of real runs in a results folder, in the replay's trial columns."""
     path = Path(results_dir) / "results.sqlite"
     if not path.is_file():
-        raise InputError(f"replay.check: {path} does not exist; run the real experiment first (`lrsearch run ...`)")
+        raise InputError(f"{path} does not exist; run the real experiment first (`lrsearch run ...`)")
     store = Store(path, create=False)
     try:
         trials = store.trials_frame()
@@ -160,47 +207,3 @@ def compare_with_real(replay_runs: pd.DataFrame, real_runs: pd.DataFrame) -> pd.
                      "p_target_real": float(real["reached_target"].mean()),
                      "p_target_replay": float(replay["reached_target"].mean())})
     return pd.DataFrame(rows)
-
-
-def write_replay(experiment: Experiment, run: ReplayRun, results: str | Path | None = None) -> Path:
-    """A replay's tables (CSV and Parquet), figures and REPORT.md (the replay itself: experiment/replay.py's
-    `run_replay`); returns the folder. With the K-worker replay, also the `parallel_*` tables and
-    figures/parallel_speedup.png."""
-    out = experiment.results_dir(results)
-    env = environment()
-    trials = run.trials
-    runs = budget_runs(trials, experiment.budgets)
-    summary = budget_summary(runs)
-    startup = {name: get_strategy(name, experiment.search_space().to_dict(), **experiment.options.get(name, {})).startup_trials or 0
-               for name in experiment.strategies}
-    tables = {"runs": runs, "summary": summary, "budget_needed": budget_needed(summary),
-              "overhead": proposal_overhead(trials, startup)}
-    if experiment.replay.check:
-        real = budget_runs(real_trials(experiment.replay.check), experiment.replay.check_budgets)
-        real = real[real["budget"].isin(experiment.replay.check_budgets)]
-        tables["check"] = compare_with_real(runs, real)
-        tables["check_runs"] = pd.concat([real.assign(source="real"),
-                                          runs.merge(real[["strategy", "budget"]].drop_duplicates())
-                                          .assign(source="replay")], ignore_index=True)
-    if run.parallel_trials is not None:
-        tables["parallel_runs"] = parallel_runs(run.parallel_trials)
-        tables["parallel_summary"] = parallel_summary(tables["parallel_runs"])
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    trials.to_parquet(out / "tables" / "trials.parquet", index=False)  # large: Parquet only, not committed
-    if run.parallel_trials is not None:
-        run.parallel_trials.to_parquet(out / "tables" / "parallel_trials.parquet", index=False)  # as trials.parquet
-    if len(trials):
-        write_anchors(out)  # the scores' anchors from it, small and committed
-    for name, frame in tables.items():
-        frame.to_parquet(out / "tables" / f"{name}.parquet", index=False)
-        if name != "runs":
-            frame.to_csv(out / "tables" / f"{name}.csv", index=False)
-    target = experiment.target_value()
-    figures = budget_figures(summary, out / "figures", target)
-    if "check" in tables:
-        figures.append(replay_check_figure(tables["check_runs"], out / "figures" / "replay_check.png"))
-    if "parallel_summary" in tables:
-        figures.append(parallel_speedup_figure(tables["parallel_summary"], out / "figures" / "parallel_speedup.png"))
-    write_replay_report(out, experiment, tables, figures, env, run.table.environment, run.elapsed_s, len(trials),
-                        run.parallel_s)
-    return out

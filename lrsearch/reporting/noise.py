@@ -60,8 +60,8 @@ def noise_checks(trials: pd.DataFrame, n_val: int, target: float) -> tuple[list[
     stable = configs[configs["valued"] == 1.0]  # no seed diverged or failed
     median = float(stable["mean"].median()) if len(stable) else math.nan
     checks = [
-        NoiseCheck("reading noise", round(100 * se, 1) <= 100 * MAX_SE, f"standard error {100 * se:.2f} points ({n_val} validation images "
-                   f"at accuracy {p:.3f})", f"at most {100 * MAX_SE:.1f} points (about 5,000 images)"),
+        NoiseCheck("reading noise", round(100 * se, 1) <= 100 * MAX_SE, f"standard error {100 * se:.2f} points, {100 * se:.1f} to one decimal ({n_val} validation images "
+                   f"at accuracy {p:.3f})", f"at most {100 * MAX_SE:.1f} points to one decimal (about 5,000 images)"),
         NoiseCheck("target margin", p - target >= MARGIN_SE * se,
                    f"target {target:.3f} is {(p - target) / se if se else math.inf:.1f} standard errors below the best "
                    f"configuration's mean {p:.3f}", f"at least {MARGIN_SE:g} standard errors"),

@@ -28,6 +28,8 @@ def _beside_reference(results_dir: Path, reference: str | None, summary: pd.Data
         return []
     ref = pd.read_csv(ref_path)
     keys, columns = ["strategy", "budget"], ["n_seeds", "median_time_to_target_s", "success_rate", "median_best_val_acc"]
+    if not set(keys + columns) <= set(ref.columns):  # a reference written in another layout: nothing to set beside
+        return [f"The committed reference `{reference}` has a summary of another layout; compare its REPORT.md.", ""]
     both = summary[keys + columns].merge(ref[keys + columns], on=keys, how="outer", suffixes=("", "_reference"))
     both = both[keys + [c + s for c in columns for s in ("", "_reference")]]
     return ["## Beside the committed reference", "",
@@ -112,6 +114,12 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
 
     executor = config.get("executor") or {}
     lines += ["## Clock", "", clock_note(clock, executor if executor.get("kind") == "simulated" else None), ""]
+    if clock is not None and getattr(clock, "decisions", None) is not None and len(trials):
+        uncharged = sorted(s for s in trials["strategy"].unique() if clock.decision_s(s, 0) is None)
+        if uncharged:
+            lines += [f"{', '.join(uncharged)}: no decision seconds in the calibration (`lrsearch calibrate "
+                      "--decisions TABLE` measures them), so their thinking is charged nothing here; their measured "
+                      "seconds per proposal are in `overhead_s`.", ""]
     if executor.get("kind") == "simulated" and (executor.get("workers") or 1) > 1 and len(trials):
         widths = {s: {json.loads(e).get("simulated", {}).get("workers") for e in g["extra"]}
                   for s, g in trials.groupby("strategy")}
@@ -159,6 +167,9 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
         lines += contenders
     for fig in figures:
         lines += [f"![{fig.stem}](figures/{fig.name})", ""]
+    from lrsearch.reporting.budgets import budgets_section
+
+    lines += budgets_section(trials, config.get("budgets") or [], results_dir, target)
     runs = tables["runs"]
     shown_seeds = sorted(runs["seed"].unique())[:RUNS_SHOWN_SEEDS] if len(runs) else []
     if len(runs) and len(shown_seeds) < runs["seed"].nunique():  # hundreds of seeds: the table has them all
@@ -175,94 +186,5 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
     lines += _beside_reference(results_dir, config.get("reference"), tables["summary"])
     lines += ["Tables: `tables/{trials,runs,anytime,summary,curves}.{csv,parquet}`.", ""]
     path = results_dir / "REPORT.md"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def _listed_tables(folder: Path) -> str:
-    """The tables a replay wrote, each named once; the per-trial table (large, rebuilt by the replay and
-    ignored by git for committed folders) is marked as such, so a reader of a clone knows why it is absent."""
-    names = sorted(p.name for p in folder.glob("*") if p.suffix in (".csv", ".parquet"))
-    large = ("trials.parquet", "parallel_trials.parquet")
-    shown = [f"`tables/{n}`" + (" (not committed: large; the same command rebuilds it)" if n in large else "")
-             for n in names]
-    return ", ".join(shown) + "."
-
-
-def _parallel_section(summary: pd.DataFrame, budget: int, n_trials: int, elapsed_s: float | None) -> list[str]:
-    """The replay with K simulated workers: how it was simulated, and its summary table."""
-    sequential = sorted(summary.loc[summary["ran_sequentially"], "strategy"].unique())
-    workers = ", ".join(map(str, sorted(summary["workers"].unique())))
-    took = f" in {elapsed_s:.0f} s of wall-clock" if elapsed_s is not None else ""
-    ran_alone = (f" {', '.join(sequential)} cannot propose while trials run: they ran one trial at a time at every K "
-                 "(`ran_sequentially`), so their speed-up is 1 up to the noise of their charged decision time."
-                 if sequential else "")
-    columns = ["strategy", "workers", "n_seeds", "success_rate", "median_wall_to_target_s", "wtt_ci_low_s",
-               "wtt_ci_high_s", "speedup", "median_makespan_s", "makespan_speedup", "median_decision_s"]
-    return ["## Parallel workers (simulated clock)", "",
-            f"Each strategy again at budget {budget} with K = {workers} trials at once ({n_trials} replayed trials"
-            f"{took}; `lrsearch/experiment/simulated.py`): the trials' recorded training seconds on an event queue, a "
-            "new trial proposed whenever one finishes, the strategy's real decision time (its asks and tells) charged "
-            "to the simulated clock, as Syne Tune's simulated backend does. While trials run, Optuna's TPE proposes "
-            "with the constant liar, NNI's TPE with its own (the best value so far), Optuna's GP conditions on them."
-            f"{ran_alone}", "",
-            "`median_wall_to_target_s`: simulated seconds until the first trial reached the target (a seed that never "
-            "did counts as infinite; bootstrap 95% interval); `speedup`: its median at K = 1 over its median at K "
-            "(ideal: K); `makespan`: until the last trial finished; `median_decision_s`: the strategy's seconds per run.",
-            "", _fmt(summary, columns), "", "![parallel_speedup](figures/parallel_speedup.png)", ""]
-
-
-def write_replay_report(out: Path, experiment, tables: dict[str, pd.DataFrame], figures: list[Path], env: dict,
-                        table_env: dict, elapsed_s: float, n_trials: int, parallel_s: float | None = None) -> Path:
-    """REPORT.md of a replay (`lrsearch replay`): what was replayed, from which recordings, and the results
-    (`elapsed_s`: the replay's wall-clock; `parallel_s`: that of the replay with K workers, if any)."""
-    from lrsearch.experiment.provenance import as_markdown
-
-    summary, needed = tables["summary"], tables["budget_needed"]
-    target = experiment.target_value()
-    lines = [f"# {experiment.name}", "", experiment.description, "",
-             f"Replayed {len(experiment.strategies)} strategies x {len(experiment.seeds)} seeds x budgets "
-             f"{experiment.budgets} against the recorded curves in `{experiment.replay.table}` "
-             f"(task `{experiment.task}`, target {target:.1%} validation accuracy, space "
-             f"`{json.dumps(experiment.search_space().to_dict())}`): {n_trials} replayed trials in {elapsed_s:.0f} s "
-             "of wall-clock. No model was trained: each trial's curve and training seconds come from the table "
-             f"(interpolated in log-LR between recorded LRs, one recorded seed drawn per {experiment.replay.seed_draw}); "
-             "the time each "
-             "library spent proposing is real (`median_overhead_s`). A strategy that does not size its proposals "
-             "to the budget ran once at the largest budget and each smaller budget is its first trials; grid ran "
-             "at every budget.", "",
-             "## Where these numbers come from", "", "The replay:", "", as_markdown(env),
-             "The recorded table (`lrsearch tabulate`):", "", as_markdown(table_env) if table_env else "-", "",
-             "## Budget needed to reach the target with 90% probability", "",
-             "Smallest budget at which at least 90% of the seeds reach the target; `optimistic` / `pessimistic` read "
-             "the same off the upper / lower end of the Wilson 95% interval. Empty: not within the budgets replayed.",
-             "", needed.to_markdown(index=False, floatfmt=".3g"), ""]
-    for fig in figures:
-        if fig.name.startswith("budgets"):
-            lines += [f"![{fig.stem}](figures/{fig.name})", ""]
-    if "check" in tables:
-        lines += ["## Check against real runs", "",
-                  f"Real runs from `{experiment.replay.check}` (trained, not replayed) against the replay, best "
-                  "validation accuracy per seed. `median_gap` = replay - real; KS: two-sample Kolmogorov-Smirnov; "
-                  "Wasserstein: mean absolute gap between the two quantile functions (accuracy units).", "",
-                  tables["check"].to_markdown(index=False, floatfmt=".3g"), "",
-                  "![replay_check](figures/replay_check.png)", ""]
-    if "overhead" in tables:
-        lines += ["## Proposal overhead", "",
-                  "Seconds each library spent per proposal (asking for a trial and being told its result; real, on "
-                  "this machine, though the trials were replayed), over every trial of its runs at its largest budget; "
-                  "`median_past_startup_s` leaves out its random start-up trials. A library that thinks longer than "
-                  "a trial trains loses on a short trial what it may win in trials.", "",
-                  tables["overhead"].to_markdown(index=False, floatfmt=".3g"), ""]
-    if "parallel_summary" in tables:
-        from lrsearch.experiment.simulated import parallel_budget
-
-        lines += _parallel_section(tables["parallel_summary"], parallel_budget(experiment),
-                                   int(tables["parallel_runs"]["n_trials"].sum()), parallel_s)
-    shown = summary[summary["budget"].isin([b for b in (1, 4, 16, 64) if b in experiment.budgets])]
-    lines += ["## Summary (budgets 1, 4, 16, 64; all budgets in `tables/summary.csv`)", "",
-              shown.to_markdown(index=False, floatfmt=".3g"), "",
-              "Tables: " + _listed_tables(out / "tables"), ""]
-    path = out / "REPORT.md"
     path.write_text("\n".join(lines))
     return path

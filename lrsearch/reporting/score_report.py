@@ -12,7 +12,6 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure
 
 from lrsearch.reporting.figures import _save, line_style  # noqa: E402
-from lrsearch.reporting.parallel import suite_parallel  # noqa: E402
 from lrsearch.reporting.report import _fmt  # noqa: E402
 from lrsearch.reporting.scores import (  # noqa: E402
     ALPHA,
@@ -24,7 +23,6 @@ from lrsearch.reporting.scores import (  # noqa: E402
     compare_scores,
     compute_scores,
     problem_anchors,
-    replay_frame,
     suite_frame,
 )
 
@@ -137,57 +135,6 @@ def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n
     return _save(fig, path)
 
 
-def parallel_figure(table: pd.DataFrame, path: Path, strategies: list[str], n_problems: int, budget: int | None) -> Path:
-    """From `parallel.suite_parallel`: score B of the wall-clock time-to-target among the strategies at each K,
-    and the speed-up over K = 1 (median over the problems, bar: their min to max) beside the ideal y = K. A
-    strategy that ran one trial at a time at every K is drawn with open markers and marked "(sequential)"."""
-    from matplotlib.ticker import NullLocator
-
-    styles = _styles(strategies)
-    workers = sorted(table["workers"].unique())
-    final = table[table["workers"] == workers[-1]].set_index("strategy")["score_B_wall"]
-    order = final.sort_values(ascending=False).index
-    nudge = dict(zip(order, np.geomspace(0.94, 1.06, len(order)) if len(order) > 1 else [1.0]))
-    fig = Figure(figsize=(12, 5.4))
-    (left, right) = fig.subplots(1, 2)
-    for strategy in order:
-        g = table[table["strategy"] == strategy].sort_values("workers")
-        sequential = bool(g["ran_sequentially"].all())
-        style = {**styles[strategy], "marker": "o", "ms": 5, "lw": 1.6,
-                 "mfc": "white" if sequential else styles[strategy]["color"]}
-        label = strategy + (" (sequential)" if sequential else "")
-        x = g["workers"].to_numpy(dtype=float) * nudge[strategy]
-        left.plot(x, g["score_B_wall"], label=label, **style)
-        y = g["speedup_median"].to_numpy(dtype=float)
-        right.errorbar(x, y, yerr=[y - g["speedup_min"].to_numpy(dtype=float), g["speedup_max"].to_numpy(dtype=float) - y],
-                       capsize=2, elinewidth=0.8, label=label, **style)
-    right.plot(workers, workers, color="0.3", ls="--", lw=1, label="ideal (y = K)")
-    for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(workers, [str(k) for k in workers])
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("workers K (trials at once)")
-    at = f"budget {budget}, " if budget else ""
-    left.set(ylim=(-0.03, 1.03), ylabel="score B (1 = fastest on every problem)",
-             title=f"AlgoPerf's score B of the wall-clock time-to-target\namong the strategies at the same K "
-                   f"({at}{n_problems} problems)")
-    right.set_yscale("log", base=2)
-    right.set_yticks(workers, [str(k) for k in workers])
-    right.yaxis.set_minor_locator(NullLocator())
-    right.set(ylabel="speed-up over K = 1 (median at 1 / median at K)",
-              title="Speed-up of the time-to-target: median over the problems\n(bar: min to max; dashed: ideal)")
-    for ax in (left, right):
-        ax.title.set_fontsize(10)
-    handles, labels = right.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.05 * -(-len(labels) // 4), 1, 1))
-    fig.savefig(path, dpi=120)
-    return path
-
-
-# ---------------------------------------------------------------- the section
-
-
 def write_scores(scores: dict, out: Path, strategies: list[str], prefix: str = "",
                  anchor: str = DEFAULT_ANCHOR) -> list[Path]:
     """Every table of `compute_scores` as CSV, and the figures, under `out`; returns the figures. `anchor`: the
@@ -238,7 +185,8 @@ def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.D
              "- **Mean rank** (CARP-S): per (problem, seed) block, strategies ranked by best validation value at "
              "the budget (1 = best, ties averaged); range tests train 2 trials (their test and one run) and keep "
              "that best at every larger budget. A self-tuning contender runs in each workload's first space "
-             "only (it searches nothing): its runs there stand for the workload's other spaces too.", ""]
+             "only (it searches nothing): its runs there stand for the workload's other spaces too in B, regret "
+             "and mean rank; the Friedman and Nemenyi tests leave those copies out (independent blocks only).", ""]
     lines += [_fmt(score, ["strategy", "score_B_time", "problems_within_r_max_time", "score_B_trials",
                            "iqm_regret_95ci", "clipped_runs", "mean_rank"]), ""]
     friedman = scores["friedman"]
@@ -272,15 +220,15 @@ def comparison_markdown(real: dict, replay: dict, problems: list[str], strategie
     other suite's folder."""
     table = compare_scores(real, replay)
     table.to_csv(out / "real_vs_replay.csv", index=False)
-    return ["### Real against replayed scores", "",
+    return ["### Real runs against the tables' scores", "",
             f"Both recomputed on what the two have in common: {len(problems)} problems ({', '.join(problems)}), "
             f"{len(strategies)} strategies, budget {real['budget']} (B depends on which strategies share a problem, "
             "so the real scores here differ from the full table above). Each side's regret is normalised by its own "
-            f"best value and anchor; gap = replay - real. `scores/real_vs_replay.csv`; {other}. A problem's time is a "
+            f"best value and anchor; gap = tables - real. `scores/real_vs_replay.csv`; {other}. A problem's time is a "
             f"median over seeds: over {real['n_seeds']} real seeds it is one seed's time, over {replay['n_seeds']} "
-            "replayed ones a stable middle, so the real ratios can spread wider and every real B be lower; compare "
+            "seeds on the tables a stable middle, so the real ratios can spread wider and every real B be lower; compare "
             "B's order across the two more than its level. Each side's times are on its own clock: the real runs' as "
-            "the Clock section says, the replay's the recorded training seconds of its table's trials; B compares "
+            "the Clock section says, the tables' their simulated clock; B compares "
             "times within a side only.", "",
             _fmt(table, list(table.columns)), ""]
 
@@ -294,7 +242,7 @@ def real_and_replay(real_folders: list[Path], replay_folders: list[Path], budget
     replay_folders = [f for f in replay_folders if f.name in common]
     if len(common) < 2:
         return None
-    real, replay = suite_frame(real_folders), replay_frame(replay_folders)
+    real, replay = suite_frame(real_folders), suite_frame(replay_folders)
     strategies = [s for s in real["strategy"].unique() if s in set(replay["strategy"])]
     if len(strategies) < 2 or budget not in set(replay["budget"]):
         return None
@@ -305,8 +253,9 @@ def real_and_replay(real_folders: list[Path], replay_folders: list[Path], budget
 
 def suite_scores_section(folders: list[Path], root: Path, replay_folders: list[Path] | None = None,
                          strategies: list[str] | None = None, heading: str = "## Scores",
-                         anchor: str = DEFAULT_ANCHOR) -> list[str]:
-    """A real suite's section: scores at its full budget into `root/scores/`, and beside a replay of it
+                         anchor: str = DEFAULT_ANCHOR, findings: list[str] | None = None) -> list[str]:
+    """A real suite's section: scores at its full budget into `root/scores/` (and, given a `findings` list, the
+    Findings section appended to it: reporting/findings.py), and beside a replay of it
     (`replay_folders`), the two compared; `strategies` (the suite's) fixes each one's colour; `anchor`: the
     strategy whose median trial anchors the regret (`scores.problem_anchors`)."""
     frame = suite_frame(folders)
@@ -318,85 +267,22 @@ def suite_scores_section(folders: list[Path], root: Path, replay_folders: list[P
     out = root / "scores"
     figures = write_scores(scores, out, strategies, anchor=anchor)
     lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading, anchor)
+    if findings is not None and frame["problem"].nunique() > 1:  # the findings, generated from these scores
+        from lrsearch.reporting.findings import findings_section
+
+        findings += findings_section(root, frame, scores["score"], int(frame["seed"].nunique()), scores["budget"])
     if replay_folders:
         both = real_and_replay(folders, replay_folders, scores["budget"], anchor)
         if both:
-            lines += comparison_markdown(*both, out, f"the replay: `{replay_folders[0].parent}`")
+            lines += comparison_markdown(*both, out, f"the tables: `{replay_folders[0].parent}`")
     return lines
 
 
-def replay_scores_section(folders: list[Path], root: Path, budget: int, real_folders: list[Path] | None = None,
-                          strategies: list[str] | None = None, heading: str = "## Scores",
-                          anchor: str = DEFAULT_ANCHOR) -> list[str]:
-    """A replayed suite's section: scores at `budget` (the ranks at every replayed budget) into `root/scores/`,
-    and beside the real suite (`real_folders`), the two compared; `strategies` (the suite's) fixes each one's
-    colour, the same as in the real suite's figures; `anchor` as in `suite_scores_section`."""
-    frame = replay_frame(folders)
-    if not len(frame):
-        return []
-    anchors = problem_anchors(folders, anchor)
-    if budget not in set(frame["budget"]):
-        budget = int(frame["budget"].max())
-    scores = compute_scores(frame, anchors, budget)
-    strategies = list(dict.fromkeys([*(strategies or []), *frame["strategy"]]))
-    out = root / "scores"
-    figures = write_scores(scores, out, strategies, anchor=anchor)
-    lines = scores_markdown(scores, figures, root, anchors, frame["seed"].nunique(), heading, anchor)
-    if real_folders:
-        both = real_and_replay(real_folders, folders, budget, anchor)
-        if both:
-            lines += comparison_markdown(*both, out, f"the real suite: `{real_folders[0].parent}`")
-    return lines
-
-
-def parallel_scores_section(folders: list[Path], root: Path, budget: int | None = None,
-                            strategies: list[str] | None = None,
-                            heading: str = "## Parallel workers (simulated clock)") -> list[str]:
-    """A replayed suite's K-worker section (where its problems were replayed with `simulated_workers`, at
-    `budget` trials per run): the table of `parallel.suite_parallel` into `root/scores/parallel.csv`, its
-    figure, and the Markdown."""
-    table = suite_parallel(folders)
-    if table.empty:
-        return []
-    out = root / "scores"
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "parallel.csv", index=False)
-    strategies = list(dict.fromkeys([*(strategies or []), *table["strategy"]]))
-    n_problems = int(table["problems"].max())
-    figure = parallel_figure(table, out / "parallel_speedup.png", strategies, n_problems, budget)
-    workers = sorted(table["workers"].unique())
-    wide = table.pivot(index="strategy", columns="workers", values="score_B_wall")
-    wide.columns = [f"B at K={k}" for k in wide.columns]
-    for k in workers[1:]:
-        at = table[table["workers"] == k].set_index("strategy")
-        wide[f"speed-up at K={k} [min, max]"] = [
-            f"{at.loc[s, 'speedup_median']:.2f} [{at.loc[s, 'speedup_min']:.2f}, {at.loc[s, 'speedup_max']:.2f}]"
-            if s in at.index and np.isfinite(at.loc[s, "speedup_median"]) else "" for s in wide.index]
-    wide = wide.sort_values(f"B at K={workers[-1]}", ascending=False).reset_index()
-    sequential = sorted(table.loc[table["ran_sequentially"], "strategy"].unique())
-    at_budget = f" at budget {budget}" if budget else ""
-    lines = [heading, "",
-             f"Each problem replayed again{at_budget} with K = {', '.join(map(str, workers))} trials at once on a "
-             "simulated clock (`[replay] simulated_workers`; `lrsearch/experiment/simulated.py`): the recorded "
-             "training seconds on an event queue, each strategy's real decision time charged to it, as Syne Tune's "
-             "simulated backend does; each problem's REPORT.md has its own table and figure. Here, across the "
-             f"{n_problems} problems: **score B** of the simulated wall-clock time-to-target (AlgoPerf's, as in the "
-             "Scores above, a problem's time the median over seeds) among the strategies at the same K, which "
-             "answers \"I have K workers: which strategy?\"; and each strategy's **speed-up** over itself at K = 1 "
-             "(median at 1 / median at K per problem; the median over problems, [min, max]). B at K = 1 is the "
-             f"sequential search{at_budget} with its decision time counted, so it can differ from the Scores' B at "
-             "the suite's own budget. "
-             + (f"{', '.join(sequential)} cannot propose while trials run: one trial at a time at every K. "
-                if sequential else "")
-             + "`scores/parallel.csv` has every number.", "",
-             _fmt(wide, list(wide.columns)), "", f"![parallel_speedup]({figure.relative_to(root).as_posix()})", ""]
-    return lines
-
-
-def sibling(root: Path, replay: bool) -> Path:
-    """The folder a suite's replay goes to by default beside its real one (`<real>-replay`), or back."""
+def sibling(root: Path) -> Path:
+    """The folder a suite's search on its tables goes to beside its real one (`<real>-tables`, as
+    results/suite-cpu and results/suite-cpu-tables)."""
     root = Path(root)
-    return root.with_name(root.name + "-replay") if replay else root.with_name(root.name.removesuffix("-replay"))
+    return root.with_name(root.name + "-tables")
 
 
 def has_tables(folder: Path, names: tuple[str, ...]) -> bool:

@@ -156,18 +156,9 @@ def _self_tuning_in_every_space(frame: pd.DataFrame, folders: list[Path]) -> pd.
                 continue
             source = [p for p in ran["problem"].unique() if workload.get(p) == name]
             if source:
-                copies.append(ran[ran["problem"] == source[0]].assign(problem=problem))
+                copies.append(ran[ran["problem"] == source[0]].assign(problem=problem, copied=True))
+    frame = frame.assign(copied=False)
     return pd.concat([frame, *copies], ignore_index=True) if copies else frame
-
-
-def replay_frame(folders: list[Path]) -> pd.DataFrame:
-    """The budget frame of a replayed suite: each problem's `runs` table (`budget_runs`: one row per strategy,
-    replayed budget and seed) as it is."""
-    frames = []
-    for folder in map(Path, folders):
-        runs = _table(folder, "runs").rename(columns={"best_val_acc": "best_value"})
-        frames.append(runs.assign(problem=folder.name)[FRAME_COLUMNS])
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FRAME_COLUMNS)
 
 
 ANCHOR_COLUMNS = ["problem", "best_any", "anchor", "anchor_trials", "anchor_source"]
@@ -472,7 +463,11 @@ def compute_scores(frame: pd.DataFrame, anchors: pd.DataFrame, budget: int | Non
     tables["regret"] = regret
     tables["regret_iqm"] = iqm_table.reset_index()
     tables["ranks"] = ranks
-    tests = [t for t in (friedman_nemenyi(runs, alpha), friedman_nemenyi(runs, alpha, seed_mean=True)) if t]
+    # the rank tests count independent blocks only: a self-tuning contender's runs copied into its workload's other
+    # spaces are left out, so those spaces' blocks (lacking the contender) drop out of a test that includes it
+    independent = runs[~runs["copied"]] if "copied" in runs else runs
+    tests = [t for t in (friedman_nemenyi(independent, alpha), friedman_nemenyi(independent, alpha, seed_mean=True))
+             if t]
     tables["friedman"] = friedman_table(tests)
     tables["rank_test"] = tests[0] if tests and "seed" in tests[0].blocks else None
     tables["budget"] = budget

@@ -6,11 +6,9 @@ validation value, or of the median search time-to-target, do not overlap. The cr
 (AlgoPerf's performance profiles and score B, CARP-S's normalised regret and ranks with a critical-difference
 test: `lrsearch.reporting.scores`) are the "Scores" section, its tables and figures in `<suite>/scores/`.
 
-A real suite and its replay are found beside each other: `<real>` and `<real>-replay`, the folders `lrsearch run`
-and `lrsearch replay` write by default (also with `--results results/suite-cpu` and `--results
-results/suite-cpu-replay`); where both hold a problem, each report has a table of real against replayed
-scores. Elsewhere pass the other folder: `build_suite_report(..., replay=...)`,
-`build_replay_suite_report(..., real=...)`.
+A real suite and its search on the tables are found beside each other: `<real>` and `<real>-tables` (as
+results/suite-cpu and results/suite-cpu-tables); where both hold a problem, the real suite's report has a table of
+real against the tables' scores. Elsewhere pass the other folder: `build_suite_report(..., tables=...)`.
 """
 
 from __future__ import annotations
@@ -23,16 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrsearch.experiment.simulated import parallel_budget
 from lrsearch.reporting.report import _fmt, build_report, clock_note, seed_list
-from lrsearch.reporting.score_report import (
-    has_tables,
-    parallel_scores_section,
-    replay_scores_section,
-    scorable,
-    sibling,
-    suite_scores_section,
-)
+from lrsearch.reporting.score_report import has_tables, scorable, sibling, suite_scores_section
 from lrsearch.reporting.scores import DEFAULT_ANCHOR
 
 
@@ -97,10 +87,10 @@ def _wall_span(folders: list[Path]) -> tuple[datetime.datetime, datetime.datetim
     return datetime.datetime.fromtimestamp(min(starts), utc), datetime.datetime.fromtimestamp(max(ends), utc)
 
 
-def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | None = None,
+def build_suite_report(suite, root: Path, rebuild: bool = True, tables: Path | None = None,
                        anchor: str = DEFAULT_ANCHOR, calibration: str | Path | None = None) -> Path:
     """REPORT.md in the suite's folder (and each problem's own, rebuilt from its store when `rebuild`), with the
-    Scores section; `replay`: the suite's replay folder to compare with (default `<root>-replay`, if there);
+    Scores section; `tables`: the suite's search on its tables to compare with (default `<root>-tables`, if there);
     `anchor`: the strategy whose median trial anchors the normalised regret (`scores.problem_anchors`);
     `calibration` (default: the suite's): every problem's seconds on the cost clock (report.clock_note)."""
     root = Path(root)
@@ -111,6 +101,8 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
             build_report(folder, calibration=calibration)
     rows = [problem_row(f) for f in folders if (f / "tables" / "summary.csv").exists()]
     table = pd.DataFrame(rows)
+    root.mkdir(parents=True, exist_ok=True)
+    table.to_csv(root / "problems.csv", index=False)  # before the findings, which read it
     span = _wall_span(folders)
     lines = [f"# {suite.name}", "", suite.description, "",
              f"{len(rows)} problems (workload x search space) of {len(suite.experiments(root))}; strategies "
@@ -119,13 +111,17 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
              "versions) is in its folder.", ""]
     from lrsearch.experiment.calibration import Calibration
 
+    header_end = len(lines)
     executor = suite.executor.model_dump()
     lines += ["## Clock", "", clock_note(Calibration.load(calibration) if calibration else None,
                                          executor if executor["kind"] == "simulated" else None), ""]
     scored = [f for f in folders if has_tables(f, ("runs", "trials"))]
-    replay_root = Path(replay) if replay is not None else sibling(root, replay=True)
-    replays = [replay_root / f.name for f in scored if scorable(replay_root / f.name)]
-    lines += suite_scores_section(scored, root, replays, suite.strategies, anchor=anchor)  # the answer first
+    tables_root = Path(tables) if tables is not None else sibling(root)
+    replays = [tables_root / f.name for f in scored if scorable(tables_root / f.name)] if tables_root != root else []
+    findings: list[str] = []
+    scores = suite_scores_section(scored, root, replays, suite.strategies, anchor=anchor, findings=findings)
+    lines[header_end:header_end] = findings  # the answer first
+    lines += scores
     lines += ["## Problems", "",
              "Per problem: the runs' summed training seconds and trial wall-clock, the share of runs that reached the "
              "target, and how many of the strategy pairs are told apart: their bootstrap 95% intervals of the "
@@ -159,61 +155,6 @@ def build_suite_report(suite, root: Path, rebuild: bool = True, replay: Path | N
               "stores (`lrsearch report` on the suite file).", ""]
     path = root / "REPORT.md"
     root.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    table.to_csv(root / "problems.csv", index=False)
-    return path
-
-
-def replay_problem_row(folder: Path, budget: int) -> dict:
-    """One replayed problem at `budget`: its strategies, and the pairs told apart by their intervals of the
-    median best validation accuracy and of the probability of reaching the target (Wilson)."""
-    summary = pd.read_csv(folder / "tables" / "summary.csv")
-    at = summary[summary["budget"] == budget]
-    acc_pairs = separated_pairs(at, "acc_ci_low", "acc_ci_high")
-    p_pairs = separated_pairs(at, "p_ci_low", "p_ci_high")
-    n = len(at)
-    best = at.sort_values(["p_target", "median_best_val_acc"], ascending=False).iloc[0] if n else None
-    return {"problem": folder.name, "budget": budget, "strategies": n, "seeds": int(at["n_seeds"].max()) if n else 0,
-            "pairs": n * (n - 1) // 2, "separated_by_value": len(set(acc_pairs)),
-            "separated_by_p_target": len(set(p_pairs)),
-            "best_p_target": f"{best['strategy']} {best['p_target']:.2f}" if best is not None else "",
-            "worst_p_target": (lambda w: f"{w['strategy']} {w['p_target']:.2f}")(at.sort_values("p_target").iloc[0])
-            if n else ""}
-
-
-def build_replay_suite_report(suite, replays, budgets: tuple[int, ...] = (4, 8, 16), real: Path | None = None,
-                              anchor: str = DEFAULT_ANCHOR) -> Path:
-    """REPORT.md over a suite's replays: per problem and budget, how many strategy pairs separate, and the Scores
-    section at the suite's own (largest) budget; `real`: the real suite's folder to compare with (default: the
-    replay folder's name less `-replay` beside it, else the suite's results folder); `anchor` as in
-    `build_suite_report`."""
-    folders = [Path(e.results) for e in replays]
-    root = folders[0].parent
-    budgets = [b for b in budgets if b in replays[0].budgets] or replays[0].budgets
-    rows = [replay_problem_row(f, b) for f in folders for b in budgets]
-    table = pd.DataFrame(rows)
-    lines = [f"# {suite.name}: replays", "",
-             f"Each problem with a recorded LR sweep (`replay_table`) and a space of `lr` alone, replayed "
-             f"({len(replays[0].seeds)} seeds, budgets {replays[0].budgets}; no training: each trial's curve and "
-             "seconds come from the sweep, interpolated in log-LR, see `lrsearch/experiment/replay.py`). Each "
-             "problem's own REPORT.md has its tables, figures and provenance.", ""]
-    if real is None:
-        real = sibling(root, replay=False)
-        real = real if real != root and real.is_dir() else suite.results_dir()
-    reals = [Path(real) / f.name for f in folders if has_tables(Path(real) / f.name, ("runs", "trials"))]
-    lines += replay_scores_section(folders, root, max(suite.budgets), reals, suite.strategies,  # the answer first
-                                   anchor=anchor)
-    lines += parallel_scores_section(folders, root, parallel_budget(replays[0]), suite.strategies)
-    lines += ["## Problems", "",
-             "Pairs of strategies told apart at a budget: their bootstrap 95% intervals of the median best "
-             "validation accuracy (`separated_by_value`), or their Wilson 95% intervals of the probability of "
-             "reaching the target (`separated_by_p_target`), do not overlap.", "",
-             _fmt(table, list(table.columns)), ""]
-    for folder in folders:
-        lines += [f"- [{folder.name}]({folder.name}/REPORT.md)"]
-    lines += [""]
-    lines += [f"Report built {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
-    path = root / "REPORT.md"
     path.write_text("\n".join(lines))
     table.to_csv(root / "problems.csv", index=False)
     return path

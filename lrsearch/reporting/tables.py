@@ -103,17 +103,25 @@ def cost_clock(trials: pd.DataFrame, curves: pd.DataFrame, calibration) -> pd.Da
     trials = trials.copy()
     trials["wall_train_s"], trials["wall_time_to_target_s"] = trials["train_s"], trials["time_to_target_s"]
     evals = curves[curves["kind"] == "train"]
+    eval_steps = {tid: g.to_numpy(dtype=float) for tid, g in evals.groupby("trial_id")["step"]}
+    rates, decisions = {}, {}  # read once per (task, optimizer) and per (strategy, trial index)
+    none = np.zeros(0)
     cost, to_target = [], []
     for t in trials.itertuples():
         params = t.params if isinstance(t.params, dict) else json.loads(t.params)
         if t.task not in TASKS:
             raise InputError(f"the cost clock prices built-in tasks' steps; {t.task!r} is not one (leave out the "
                              "calibration to report wall-clock seconds)")
-        rate, pre_eval = calibration.rate(t.task, params.get("optimizer") or TASKS[t.task].optimizer)
+        key = (t.task, params.get("optimizer") or TASKS[t.task].optimizer)
+        if key not in rates:
+            rates[key] = calibration.rate(*key)
+        rate, pre_eval = rates[key]
         steps = float(t.steps) if t.steps is not None and not pd.isna(t.steps) else 0.0
-        mine = evals[evals["trial_id"] == t.trial_id]["step"] if t.kind == "train" else pd.Series(dtype=float)
+        mine = eval_steps.get(t.trial_id, none) if t.kind == "train" else none
         # the strategy's calibrated decision seconds before this trial (calibration.py's decisions.csv; 0 without)
-        decision = (calibration.decision_s(t.strategy, int(t.trial_index)) or 0.0) if t.kind == "train" else 0.0
+        if t.kind == "train" and (t.strategy, int(t.trial_index)) not in decisions:
+            decisions[(t.strategy, int(t.trial_index))] = calibration.decision_s(t.strategy, int(t.trial_index)) or 0.0
+        decision = decisions[(t.strategy, int(t.trial_index))] if t.kind == "train" else 0.0
         cost.append(decision + steps * rate + len(mine) * pre_eval)
         hit = t.steps_to_target
         reached = hit is not None and not pd.isna(hit)

@@ -18,8 +18,9 @@ are tiny). The trainer shares the process, so the count is put back after the im
 thread only while it runs (its tensors are too small for a second one to help).
 
 Cost: each proposal past the start-up fits the GP (100 RMSprop steps) and runs `acq_generations` (HEBO's
-100) generations of NSGA-II over 100 candidates, whose pure-Python duplicate elimination dominates: a median
-5.44 s a proposal at 100 generations on 2 CPU cores (results/budgets-replay-hpo-slow/tables/overhead.csv).
+100) generations of NSGA-II over 100 candidates, whose pure-Python duplicate elimination dominates: about
+5 s a proposal at 100 generations on 2 CPU cores (measured 2026-12-01 by the retired replay; to be remeasured
+with `make budgets REPLAY=1 SLOW=1`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ default classifier, XGBoost). BORE minimises: it is told the negated value. The 
 config-space dict, fixed keys, so a conditional space is searched flattened (space.py): `loguniform`,
 `uniform`, `choice`. Its first `init_random` proposals are random; XGBoost's default `min_child_weight` (1)
 lets it split on 8 results or more only, so below that its proposals are random too. Each proposal scores
-its candidates one at a time: a median 0.36 s a proposal on 2 CPU cores with 500 candidates
-(results/budgets-replay-hpo-slow/tables/overhead.csv).
+its candidates one at a time: a median 1.8 s a proposal on 2 busy CPU cores with 500 candidates
+(results/budgets-replay-slow/tables/budget_overhead.csv).
 
 Randomness: BORE draws its random configurations and candidates from numpy's global generator (the
 domains' `sample()` without a random state), which is this run's own while BORE runs

@@ -1,0 +1,262 @@
+"""A suite's findings in plain words, each generated from its scores with its number, its interval and a link to
+the table behind it (the opening section of a suite's REPORT.md).
+
+The sentences answer a practitioner's questions in order: which strategy reaches the target soonest, and how
+sure that is (score B recomputed on resamples of seeds and of problems, `resampled_scores`); how many trials
+random search needs to reach the target on 9 seeds of 10; which ends on the best learning rate; what K workers
+change; what a range test's suggestion is worth (results/range-rules-cpu); whether the CPU ranking predicts the
+GPU's (Kendall's tau against results/benchmark-gpu); and what the data do not resolve. A sentence whose data are
+absent is left out, never guessed.
+
+Common random numbers: every strategy's run s uses seed s, and a table answers the same (run seed, grid point)
+with the same recorded seed, so strategies are compared on the same draws. That is on purpose (it removes the
+table's noise from the differences); the comparisons are paired: resamples draw the same seeds for every strategy,
+and the rank test blocks on (problem, seed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrsearch.reporting.scores import R_MAX, at_budget
+from lrsearch.reporting.tables import wilson_interval
+
+N_RESAMPLES = 1000
+REACH = 0.9  # "reaches the target on 9 seeds of 10"
+
+
+def resampled_scores(frame: pd.DataFrame, budget: int | None = None, n_boot: int = N_RESAMPLES, seed: int = 0,
+                     r_max: float = R_MAX) -> pd.DataFrame:
+    """Score B by time (AlgoPerf's: a problem's time the median over seeds, ratios to the fastest, credit
+    (r_max - ratio) / (r_max - 1) within r_max) on `n_boot` resamples: problems with replacement and, within each,
+    seeds with replacement, the same seeds for every strategy (paired). One row per (resample, strategy): score_B
+    and its rank (1 = highest; ties share the lower rank)."""
+    runs = at_budget(frame, budget)
+    problems, strategies = sorted(runs["problem"].unique()), sorted(runs["strategy"].unique())
+    seeds = sorted(runs["seed"].unique())
+    times = runs.assign(_t=runs["search_time_to_target_s"].astype(float)
+                        .where(runs["reached_target"].astype(bool), math.inf).fillna(math.inf))
+    cube = (times.pivot_table(index=["problem", "strategy"], columns="seed", values="_t", aggfunc="first")
+            .reindex(pd.MultiIndex.from_product([problems, strategies]), columns=seeds).fillna(math.inf)
+            .to_numpy().reshape(len(problems), len(strategies), len(seeds)))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(n_boot):
+        picked = rng.integers(len(problems), size=len(problems))
+        medians = np.stack([np.median(cube[p][:, rng.integers(len(seeds), size=len(seeds))], axis=1) for p in picked])
+        best = medians.min(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(best == 0, np.where(medians == 0, 1.0, math.inf), medians / best)
+        credit = np.where(np.isfinite(ratio) & (ratio <= r_max), (r_max - ratio) / (r_max - 1.0), 0.0)
+        score = credit.mean(axis=0)
+        rank = 1 + (score[None, :] > score[:, None]).sum(axis=1)
+        rows += [{"resample": b, "strategy": s, "score_B": float(score[i]), "rank": int(rank[i])}
+                 for i, s in enumerate(strategies)]
+    return pd.DataFrame(rows)
+
+
+def rank_stability(resampled: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: B's percentile 95% interval over the resamples, and the share of resamples at each rank."""
+    shares = (resampled.groupby("strategy")["rank"].value_counts(normalize=True).unstack(fill_value=0.0)
+              .add_prefix("p_rank_"))
+    interval = resampled.groupby("strategy")["score_B"].quantile([0.025, 0.975]).unstack()
+    interval.columns = ["B_ci_low", "B_ci_high"]
+    return interval.join(shares).reset_index()
+
+
+def rank_stability_figure(stability: pd.DataFrame, order: list[str], path: Path, n_boot: int) -> Path:
+    """Each strategy's rank distribution under resampling: a stacked bar per strategy, rank 1 darkest."""
+    from matplotlib.figure import Figure
+
+    from lrsearch.reporting.figures import _save
+
+    ranks = sorted(int(c.removeprefix("p_rank_")) for c in stability.columns if c.startswith("p_rank_"))
+    table = stability.set_index("strategy").loc[order]
+    fig = Figure(figsize=(8, 0.45 * len(order) + 1.6))
+    ax = fig.subplots()
+    left = np.zeros(len(order))
+    colours = [tuple(float(v) for v in c) for c in __import__("matplotlib").colormaps["viridis"](
+        np.linspace(0.05, 0.95, len(ranks)))]
+    for r, colour in zip(ranks, colours):
+        share = table[f"p_rank_{r}"].to_numpy()
+        ax.barh(order, share, left=left, color=colour, label=f"rank {r}")
+        left += share
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="share of resamples")
+    ax.set_title(f"Rank by score B under {n_boot} resamples of problems and seeds", fontsize=10)
+    ax.legend(ncol=min(len(ranks), 7), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def budget_to_reach(frame: pd.DataFrame, strategy: str, share: float = REACH) -> pd.DataFrame:
+    """Per problem: the smallest budget b at which at least `share` of the seeds of `strategy` reached the
+    target within b trials (NaN: not within the budgets), with the Wilson interval of the share there."""
+    rows = []
+    for problem, g in frame[frame["strategy"] == strategy].groupby("problem"):
+        by_budget = g.groupby("budget")["reached_target"].agg(["sum", "size"]).sort_index()
+        hit = by_budget[by_budget["sum"] >= share * by_budget["size"]]
+        b = int(hit.index[0]) if len(hit) else math.nan
+        n_hit, n = (hit.iloc[0] if len(hit) else by_budget.iloc[-1])[["sum", "size"]]
+        low, high = wilson_interval(int(n_hit), int(n))
+        rows.append({"problem": problem, "strategy": strategy, "budget": b, "seeds": int(n),
+                     "reached_share": n_hit / n, "ci_low": low, "ci_high": high,
+                     "max_budget": int(by_budget.index[-1])})
+    return pd.DataFrame(rows)
+
+
+def gpu_agreement(score: pd.DataFrame, gpu_summary: Path) -> dict | None:
+    """Kendall's tau (and its p-value) of the suite's ranking by score B against the GPU benchmark's ranking by
+    its own summary (`rank`), on the strategies both have; None with fewer than 3 in common."""
+    from scipy.stats import kendalltau
+
+    if not gpu_summary.exists():
+        return None
+    gpu = pd.read_csv(gpu_summary)
+    gpu = gpu[gpu["budget"] == gpu["budget"].max()].set_index("strategy")
+    common = [s for s in score["strategy"] if s in gpu.index]
+    if len(common) < 3:
+        return None
+    cpu_b = score.set_index("strategy").loc[common, "score_B_time"]
+    tau, p = kendalltau(-cpu_b.to_numpy(), gpu.loc[common, "rank"].to_numpy())
+    return {"tau": float(tau), "pvalue": float(p), "strategies": common, "gpu_seeds": int(gpu["n_seeds"].max())}
+
+
+def _link(root: Path, path: Path) -> str:
+    return f"[{path.name}]({Path(os.path.relpath(Path(path).resolve(), root.resolve())).as_posix()})"
+
+
+def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_seeds: int, budget: int,
+                     repo: Path | None = None) -> list[str]:
+    """The "Findings" section of a suite's REPORT.md (see the module docstring); writes scores/rank_stability.csv,
+    its figure and scores/budget_to_reach.csv beside the scores."""
+    root = Path(root)
+    repo = Path(repo) if repo is not None else root.parent.parent
+    out = root / "scores"
+    out.mkdir(parents=True, exist_ok=True)
+    n_problems = frame["problem"].nunique()
+    resampled = resampled_scores(frame, budget)
+    stability = rank_stability(resampled).set_index("strategy")
+    order = list(score["strategy"])
+    stability.loc[order].reset_index().to_csv(out / "rank_stability.csv", index=False)
+    figure = rank_stability_figure(stability.reset_index(), order, out / "rank_stability.png", N_RESAMPLES)
+    sentences = []
+
+    top = score.iloc[0]
+    s = stability.loc[top["strategy"]]
+    runner_up = score.iloc[1] if len(score) > 1 else None
+    first_share = float(s.get("p_rank_1", 0.0))
+    sentence = (f"**Soonest to the target: {top['strategy']}**, score B {top['score_B_time']:.2f} "
+                f"[{s['B_ci_low']:.2f}, {s['B_ci_high']:.2f}] over {n_problems} problems and {n_seeds} seeds at "
+                f"budget {budget} (AlgoPerf's B: 1 = fastest on every problem; 95% interval over {N_RESAMPLES} "
+                f"resamples of problems and seeds); it ranks first in {first_share:.0%} of the resamples")
+    if runner_up is not None:
+        r = stability.loc[runner_up["strategy"]]
+        sentence += (f", {runner_up['strategy']} next at {runner_up['score_B_time']:.2f} "
+                     f"[{r['B_ci_low']:.2f}, {r['B_ci_high']:.2f}]")
+    sentences.append(sentence + f" ({_link(root, out / 'score.csv')}, {_link(root, out / 'rank_stability.csv')}).")
+
+    if "random" in set(frame["strategy"]):
+        reach = budget_to_reach(frame, "random")
+        reach.to_csv(out / "budget_to_reach.csv", index=False)
+        found = reach.dropna(subset=["budget"])
+        if len(found):
+            per = "; ".join(f"{r.problem} {int(r.budget)} ({r.reached_share:.0%} [{r.ci_low:.0%}, {r.ci_high:.0%}])"
+                            for r in found.itertuples())
+            missing = reach[reach["budget"].isna()]
+            sentences.append(
+                f"**Random search reaches the target on 9 seeds of 10 within {int(found['budget'].min())} to "
+                f"{int(found['budget'].max())} trials** on {len(found)} of {len(reach)} problems (per problem: {per}; "
+                "share of seeds reaching it there, Wilson 95%)"
+                + (f"; on {', '.join(missing['problem'])} not within {int(missing['max_budget'].max())}"
+                   if len(missing) else "") + f" ({_link(root, out / 'budget_to_reach.csv')}).")
+
+    best = score.sort_values("iqm_regret").iloc[0]
+    others = score[score["strategy"] != best["strategy"]]
+    apart = others[others["iqm_ci_low"] > best["iqm_ci_high"]]["strategy"].tolist()
+    close = others[others["iqm_ci_low"] <= best["iqm_ci_high"]]["strategy"].tolist()
+    sentences.append(
+        f"**The best final learning rate at budget {budget}: {best['strategy']}**, IQM normalised regret "
+        f"{best['iqm_regret']:.3f} [{best['iqm_ci_low']:.3f}, {best['iqm_ci_high']:.3f}] (0 = the best any trial "
+        "reached, 1 = a median random trial); its interval lies below "
+        + (f"{len(apart)} of the {len(others)} others'" if apart else "none of the others'")
+        + (f", not apart from {', '.join(close)}" if close else "") + f" ({_link(root, out / 'score.csv')}).")
+
+    k_root = root.with_name(root.name + "-k4")
+    if (k_root / "scores" / "score.csv").exists():
+        k4 = pd.read_csv(k_root / "scores" / "score.csv").set_index("strategy")["score_B_time"]
+        both = score.set_index("strategy")["score_B_time"].to_frame("k1").join(k4.rename("k4"), how="inner")
+        fell = both[both["k4"] < both["k1"] - 0.25]
+        kept = both[both["k4"] >= both["k1"] - 0.25].sort_values("k4", ascending=False)
+        if len(both):
+            sentences.append(
+                "**With 4 workers** (the same search on the simulated clock, 4 trials in flight), "
+                + (", ".join(f"{s} keeps B {v.k4:.2f} (from {v.k1:.2f})" for s, v in kept.head(3).iterrows()))
+                + ("; " + ", ".join(f"{s} falls from {v.k1:.2f} to {v.k4:.2f}" for s, v in fell.iterrows())
+                   + ": they propose only after each result, so they run one trial at a time" if len(fell) else "")
+                + f" ({_link(root, k_root / 'scores' / 'score.csv')}).")
+
+    rules = repo / "results" / "range-rules-cpu" / "summary.csv"
+    if rules.exists():
+        summary = pd.read_csv(rules)
+        best_rule = summary.loc[summary.groupby("workload")["good_share"].idxmax()]
+        valley = summary[summary["rule"] == "valley"]
+        sentences.append(
+            f"**A range test's suggestion is a starting point, not an answer**: over {int(summary['seeds'].min())} "
+            f"range tests per workload, the best rule on each of {len(best_rule)} workloads lands on an LR whose table "
+            f"seeds reach the target in {best_rule['good_share'].min():.0%} to {best_rule['good_share'].max():.0%} of "
+            f"tests ({', '.join(f'{r.workload}: {r.rule}' for r in best_rule.itertuples())})"
+            + (f"; fastai's valley is never far off, a median regret of {valley['median_regret'].min() * 100:.1f} to "
+               f"{valley['median_regret'].max() * 100:.1f} accuracy points" if len(valley) else "")
+            + f" ({_link(root, rules)}).")
+    trained = repo / "results" / "range-rules-cpu" / "trained_summary.csv"
+    if trained.exists():
+        t = pd.read_csv(trained)
+        for rule, g in t.groupby("rule"):
+            steps = (g["total_steps_median"] / g["run_steps_median"]).median()
+            sentences.append(
+                f"**A range test then one cyclical run** ({g['strategy'].iloc[0]} with Smith's {rule} range, "
+                f"{steps:.0f} trials' worth of steps in all) reaches the target in "
+                + ", ".join(f"{r.reach_share:.0%} [{r.reach_ci_low:.0%}, {r.reach_ci_high:.0%}] on {r.workload}"
+                            for r in g.itertuples())
+                + f" of {int(g['seeds'].min())} seeds ({_link(root, trained)}).")
+
+    gpu = gpu_agreement(score, repo / "results" / "benchmark-gpu" / "tables" / "summary.csv")
+    if gpu:
+        verdict = ("the two rankings agree beyond chance" if gpu["tau"] > 0 and gpu["pvalue"] <= 0.05 else
+                   "the CPU ranking does not predict the GPU's" if gpu["tau"] <= 0 else
+                   "an agreement this weak is within chance, so whether the CPU problems predict the GPU's ranking is "
+                   "not resolved")
+        sentences.append(
+            f"**CPU against GPU**: Kendall's tau of this ranking by B against the GPU benchmark's "
+            f"({gpu['gpu_seeds']} seeds, one CIFAR-10 workload) over the {len(gpu['strategies'])} strategies both ran "
+            f"is {gpu['tau']:.2f} (p = {gpu['pvalue']:.2f}): {verdict}; with {gpu['gpu_seeds']} GPU seeds the GPU "
+            "ranking itself is within its noise "
+            f"({_link(root, repo / 'results' / 'benchmark-gpu' / 'tables' / 'summary.csv')}).")
+
+    problems_csv = root / "problems.csv"
+    friedman_csv = out / "friedman.csv"
+    if problems_csv.exists() and problems_csv.stat().st_size > 1:
+        problems = pd.read_csv(problems_csv)
+        pairs = int(problems["pairs"].max()) if len(problems) else 0
+        text = (f"**Not resolved**: per problem, at most {int(problems['separated_by_ttt'].max())} of {pairs} "
+                "strategy pairs have time-to-target intervals apart, and at most "
+                f"{int(problems['separated_by_value'].max())} best-value intervals")
+        if friedman_csv.exists() and friedman_csv.stat().st_size > 1 and len(pd.read_csv(friedman_csv)):
+            test = pd.read_csv(friedman_csv).iloc[0]
+            text += (f"; over all (problem, seed) blocks the rank test (Friedman, then Nemenyi) tells "
+                     f"{len(str(test['differing_pairs']).split(';')) if test['rejects'] else 0} pairs apart "
+                     f"(critical difference {test['critical_difference']:.2f} ranks)")
+        sentences.append(text + f"; an order within the same interval is noise ({_link(root, problems_csv)}).")
+
+    return ["## Findings", "",
+            "Generated from the scores below (lrsearch/reporting/findings.py); every number links to its table. "
+            "Strategies are compared on common random numbers (the same run seeds, the same recorded seeds for the "
+            "same trials), so every interval and test here is paired.", "",
+            *[f"- {s}" for s in sentences], "",
+            f"![rank_stability]({figure.relative_to(root).as_posix()})", ""]
