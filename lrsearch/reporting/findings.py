@@ -217,14 +217,15 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
     trained = repo / "results" / "range-rules-cpu" / "trained_summary.csv"
     if trained.exists():
         t = pd.read_csv(trained)
+        parts = []
         for rule, g in t.groupby("rule"):
-            steps = (g["total_steps_median"] / g["run_steps_median"]).median()
-            sentences.append(
-                f"**A range test then one cyclical run** ({g['strategy'].iloc[0]} with Smith's {rule} range, "
-                f"{steps:.0f} trials' worth of steps in all) reaches the target in "
-                + ", ".join(f"{r.reach_share:.0%} [{r.reach_ci_low:.0%}, {r.reach_ci_high:.0%}] on {r.workload}"
-                            for r in g.itertuples())
-                + f" of {int(g['seeds'].min())} seeds ({_link(root, trained)}).")
+            parts.append(f"with {rule}'s range " + ", ".join(
+                f"{r.reach_share:.0%} [{r.reach_ci_low:.0%}, {r.reach_ci_high:.0%}] on {r.workload}" for r in g.itertuples()))
+        steps = (t["total_steps_median"] / t["run_steps_median"]).median()
+        sentences.append(
+            f"**A range test then one cyclical run** ({t['strategy'].iloc[0]}, {steps:.0f} trials' worth of steps in "
+            f"all) reaches the target in this share of {int(t['seeds'].min())} seeds: " + "; ".join(parts)
+            + f" ({_link(root, trained)}).")
 
     gpu = gpu_agreement(score, repo / "results" / "benchmark-gpu" / "tables" / "summary.csv")
     if gpu:
