@@ -20,7 +20,8 @@ from lrsearch.experiment.calibration import Calibration
 from lrsearch.experiment.config import ConfigError, Experiment, load_experiment
 from lrsearch.experiment.runner import run_experiment
 from lrsearch.experiment.store import Store, TrialRecord
-from lrsearch.experiment.table import Table, TableWorkload, tabulation
+from lrsearch.experiment.table import Table, TableWorkload
+from lrsearch.experiment.tabulation import tabulation
 from lrsearch.reporting.tables import runs_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ def _points(given: list[str] | None) -> dict[str, int]:
 def _tabulate(args: argparse.Namespace) -> int:
     from lrsearch.experiment.config import load_experiment
     from lrsearch.experiment.runner import run_experiment
-    from lrsearch.experiment.table import tabulation
+    from lrsearch.experiment.tabulation import tabulation
     from lrsearch.reporting.report import build_report
 
     try:
@@ -45,8 +45,7 @@ def _replay(args: argparse.Namespace) -> int:
     """`lrsearch replay CONFIG [--workers K ...]`: `lrsearch run CONFIG --executor simulated --workers K`, the one
     runner on the config's table(s); with several K, each into <results>/k<K>/ and their speed-ups compared in
     <results>/REPORT.md (reporting/parallel.py)."""
-    from lrsearch.cli._app import build_parser
-    from lrsearch.cli.run import _run
+    from lrsearch.cli import run as run_command
     from lrsearch.experiment.suite import Suite, load_config
     from lrsearch.reporting.parallel import write_parallel_report
 
@@ -66,7 +65,10 @@ def _replay(args: argparse.Namespace) -> int:
         out = root if len(workers) == 1 else root / f"k{k}"
         argv = ["run", args.experiment, "--executor", "simulated", "--workers", str(k), "--results", str(out),
                 *(["--only", *args.only] if args.only else [])]
-        code = _run(build_parser().parse_args(argv))
+        parser = argparse.ArgumentParser(prog="lrsearch")  # `lrsearch run`'s own arguments, as its command parses them
+        run_command.register(parser.add_subparsers())
+        run_args = parser.parse_args(argv)
+        code = run_args.func(run_args)
         if code:
             return code
         folders.append(out)

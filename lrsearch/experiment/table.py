@@ -1,7 +1,7 @@
 """A table is a workload: trials answered from recorded runs, as tabular benchmarks answer them.
 
-`lrsearch tabulate` (`tabulation`) records a product grid over a space (32 LRs, or 8 LRs x 3 x 3 over weight decay and
-momentum) x seeds, every cell a real training run with its whole curve, in an ordinary store. `Table` loads
+`lrsearch tabulate` (experiment/tabulation.py) records a product grid over a space (32 LRs, or 8 LRs x 3 x 3 over
+weight decay and momentum) x seeds, every cell a real training run with its whole curve, in an ordinary store. `Table` loads
 that store; `TableWorkload` answers a trial from it, the way HPOBench's and YAHPO's tabular benchmarks and
 Syne Tune's blackbox repository do:
 
@@ -23,51 +23,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lrsearch.experiment.store import Store
-from lrsearch.search.strategies import REGISTRY, SearchSpace, get_strategy, parse_space
+from lrsearch.search.strategies import REGISTRY, SearchSpace, parse_space
 from lrsearch.training.errors import InputError
 from lrsearch.training.trainer import ReportHook, TrialResult
 from lrsearch.training.workloads import Workload
 
-if TYPE_CHECKING:
-    from lrsearch.experiment.config import Experiment
-
 TABULATE_STRATEGY = "grid"  # the strategy `lrsearch tabulate` records a table with
 CURVE_FIELDS = ("step", "epoch", "samples", "lr", "train_loss", "val_acc", "test_acc", "train_s", "wall_s")
-
-
-def tabulation(experiment: Experiment, n_lrs: int = 48, seeds: list[int] | None = None,
-               results: str | None = None, points: dict[str, int] | None = None) -> Experiment:
-    """The experiment as a dense table: a grid over its space for each seed, stored as the grid strategy's runs
-    in `<results>-table/results.sqlite`. A 1-D `lr` space gets `n_lrs` log-spaced LRs; a space of several
-    dimensions a product grid with `points[name]` points on each other axis (and `n_lrs` on lr unless `points`
-    names it), as tabular benchmarks grid HPO spaces (for example 8 LRs x 3 x 3)."""
-    space = experiment.search_space()
-    if n_lrs < 2:
-        raise InputError("--lrs: a table needs at least 2 learning rates")
-    points = dict(points or {})
-    options: dict = {}
-    if space.names == ["lr"] and not points:
-        budget = n_lrs
-    else:
-        if "lr" in space.names:
-            points.setdefault("lr", n_lrs)
-        options = {TABULATE_STRATEGY: {"points": points}}
-        try:
-            budget = get_strategy(TABULATE_STRATEGY, space, **options[TABULATE_STRATEGY]).grid_size(10**9)
-        except InputError as err:
-            raise InputError(f"{err} (`lrsearch tabulate --points NAME=K ...`)") from None
-    return experiment.model_copy(update={
-        "name": f"{experiment.name}-table", "strategies": [TABULATE_STRATEGY], "budgets": [budget],
-        "seeds": seeds or [0, 1, 2], "options": options, "time_budget_s": None,
-        "results": results or f"{experiment.results_dir()}-table",
-        "description": f"Table of {experiment.name}: a grid of {budget} points over {', '.join(space.names)} x "
-                       "seeds, full curves."})
 
 
 @dataclass
