@@ -149,8 +149,12 @@ def test_iqm_and_its_stratified_bootstrap():
     assert S.iqm(np.arange(8.0)) == 3.5  # the middle half: 2, 3, 4, 5
     # two problems, each constant: every stratified resample keeps the 50/50 mix, so the interval has no width
     # (resampling the pooled values would vary the mix)
-    values, strata = np.r_[np.full(6, 0.2), np.full(6, 0.6)], np.repeat(["a", "b"], 6)
+    values, strata = np.r_[np.full(10, 0.2), np.full(10, 0.6)], np.repeat(["a", "b"], 10)
     assert S.stratified_bootstrap_iqm(values, strata, n_boot=500) == pytest.approx((0.4, 0.4, 0.4))
+    # under 10 seeds in a problem: the IQM, no interval (a percentile interval over fewer does not hold its level)
+    value, low, high = S.stratified_bootstrap_iqm(values[:-1], strata[:-1], n_boot=500)
+    assert value == pytest.approx(S.iqm(values[:-1]))
+    assert np.isnan(low) and np.isnan(high)
     rng = np.random.default_rng(1)
     value, low, high = S.stratified_bootstrap_iqm(rng.normal(0.3, 0.05, 40), np.repeat(["a", "b"], 20), n_boot=2000)
     assert low < value < high and high - low < 0.06
@@ -205,7 +209,9 @@ def test_the_suite_report_has_a_scores_section_with_its_tables_and_figures(tmp_p
     assert "Real runs against the tables' scores" not in report  # no search on the tables beside this copy
     score = pd.read_csv(root / "scores" / "score.csv")
     assert len(score) == len(suite.strategies) and score["score_B_time"].between(0, 1).all()
-    assert score["iqm_regret"].between(0, 1).all() and (score["iqm_ci_low"] <= score["iqm_regret"]).all()
+    # 3 seeds a problem: the IQM, but no bootstrap interval (under 10 seeds), and the report says so
+    assert score["iqm_regret"].between(0, 1).all() and score["iqm_ci_low"].isna().all()
+    assert "over 3 seeds a problem; none under 10 seeds" in section and "(no interval: under 10 seeds)" in section
     for name in ("profile_time", "profile_trials", "ranks", "critical_difference", "regret_iqm"):
         assert (root / "scores" / f"{name}.png").stat().st_size > 10_000 and f"(scores/{name}.png)" in section
     ranks = pd.read_csv(root / "scores" / "ranks.csv")

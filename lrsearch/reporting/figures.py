@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from lrsearch.reporting.tables import MIN_BOOTSTRAP_N
 from lrsearch.search.strategies import FAMILIES, strategy_family
 
 
@@ -52,7 +53,8 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
             low, high = np.nanquantile(np.nanmedian(resampled, axis=1), [0.025, 0.975], axis=0)
             middle = np.nanmedian(values, axis=0)
         ax.plot(grid, middle, color=palette[strategy], label=strategy)
-        ax.fill_between(grid, low, high, color=palette[strategy], alpha=0.2, lw=0)
+        if len(values) >= MIN_BOOTSTRAP_N:  # no band over fewer seeds (reporting/tables.py)
+            ax.fill_between(grid, low, high, color=palette[strategy], alpha=0.2, lw=0)
     ax.legend()
     if target is not None:
         ax.axhline(target, color="0.3", ls=":", lw=1, label=f"target {target:.0%}")
@@ -61,8 +63,10 @@ def anytime_figure(anytime: pd.DataFrame, path: Path, target: float | None = Non
     if len(scored):  # zoom on the accuracies the trials reached
         ax.set_ylim(max(0.0, scored.quantile(0.02) - 0.05), min(1.0, scored.max() + 0.02))
     ax.set(xlabel="training seconds spent by the search", ylabel="best validation accuracy so far",
-           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, band: bootstrap 95% interval;\n"
-                 "no line before a run's first value: range tests, diverged and failed trials have none)")
+           title=f"Anytime performance, budget {budget} trials\n(median over {n_seeds} seeds, "
+                 + ("band: bootstrap 95% interval;\n" if n_seeds >= MIN_BOOTSTRAP_N else
+                    f"no band: under {MIN_BOOTSTRAP_N} seeds;\n")
+                 + "no line before a run's first value: range tests, diverged and failed trials have none)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _save(fig, path)
 

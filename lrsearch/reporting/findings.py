@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lrsearch.reporting.scores import R_MAX, at_budget
-from lrsearch.reporting.tables import wilson_interval
+from lrsearch.reporting.tables import MIN_BOOTSTRAP_N, wilson_interval
 
 N_RESAMPLES = 1000
 REACH = 0.9  # "reaches the target on 9 seeds of 10"
@@ -58,6 +58,14 @@ def resampled_scores(frame: pd.DataFrame, budget: int | None = None, n_boot: int
         rows += [{"resample": b, "strategy": s, "score_B": float(score[i]), "rank": int(rank[i])}
                  for i, s in enumerate(strategies)]
     return pd.DataFrame(rows)
+
+
+def _interval(low: float, high: float, spec: str, n_seeds: int) -> str:
+    """"[low, high]", or why there is none: a percentile interval over fewer than MIN_BOOTSTRAP_N seeds does not
+    hold its level (reporting/tables.py)."""
+    if n_seeds < MIN_BOOTSTRAP_N or math.isnan(low) or math.isnan(high):
+        return f"(no interval: {n_seeds} seeds, under {MIN_BOOTSTRAP_N})"
+    return f"[{low:{spec}}, {high:{spec}}]"
 
 
 def rank_stability(resampled: pd.DataFrame) -> pd.DataFrame:
@@ -152,13 +160,13 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
     runner_up = score.iloc[1] if len(score) > 1 else None
     first_share = float(s.get("p_rank_1", 0.0))
     sentence = (f"**Soonest to the target: {top['strategy']}**, score B {top['score_B_time']:.2f} "
-                f"[{s['B_ci_low']:.2f}, {s['B_ci_high']:.2f}] over {n_problems} problems and {n_seeds} seeds at "
+                f"{_interval(s['B_ci_low'], s['B_ci_high'], '.2f', n_seeds)} over {n_problems} problems and {n_seeds} seeds at "
                 f"budget {budget} (AlgoPerf's B: 1 = fastest on every problem; 95% interval over {N_RESAMPLES} "
                 f"resamples of problems and seeds); it ranks first in {first_share:.0%} of the resamples")
     if runner_up is not None:
         r = stability.loc[runner_up["strategy"]]
         sentence += (f", {runner_up['strategy']} next at {runner_up['score_B_time']:.2f} "
-                     f"[{r['B_ci_low']:.2f}, {r['B_ci_high']:.2f}]")
+                     f"{_interval(r['B_ci_low'], r['B_ci_high'], '.2f', n_seeds)}")
     sentences.append(sentence + f" ({_link(root, out / 'score.csv')}, {_link(root, out / 'rank_stability.csv')}).")
 
     if "random" in set(frame["strategy"]):
@@ -182,10 +190,13 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
     close = others[others["iqm_ci_low"] <= best["iqm_ci_high"]]["strategy"].tolist()
     sentences.append(
         f"**The best final learning rate at budget {budget}: {best['strategy']}**, IQM normalised regret "
-        f"{best['iqm_regret']:.3f} [{best['iqm_ci_low']:.3f}, {best['iqm_ci_high']:.3f}] (0 = the best any trial "
-        "reached, 1 = a median random trial); its interval lies below "
-        + (f"{len(apart)} of the {len(others)} others'" if apart else "none of the others'")
-        + (f", not apart from {', '.join(close)}" if close else "") + f" ({_link(root, out / 'score.csv')}).")
+        f"{best['iqm_regret']:.3f} {_interval(best['iqm_ci_low'], best['iqm_ci_high'], '.3f', n_seeds)} (0 = the best any trial "
+        "reached, 1 = a median random trial)"
+        + (("; its interval lies below " + (f"{len(apart)} of the {len(others)} others'" if apart
+                                             else "none of the others'")
+            + (f", not apart from {', '.join(close)}" if close else "")) if apart or close
+           else "; without intervals, not told apart from the others")
+        + f" ({_link(root, out / 'score.csv')}).")
 
     k_root = root.with_name(root.name + "-k4")
     if (k_root / "scores" / "score.csv").exists():
@@ -247,7 +258,9 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
         pairs = int(problems["pairs"].max()) if len(problems) else 0
         text = (f"**Not resolved**: per problem, at most {int(problems['separated_by_ttt'].max())} of {pairs} "
                 "strategy pairs have time-to-target intervals apart, and at most "
-                f"{int(problems['separated_by_value'].max())} best-value intervals")
+                f"{int(problems['separated_by_value'].max())} best-value intervals" if n_seeds >= MIN_BOOTSTRAP_N else
+                f"**Not resolved**: with {n_seeds} seeds a problem there are no per-problem intervals (none under "
+                f"{MIN_BOOTSTRAP_N} seeds), so no pair of the {pairs} is told apart on one problem")
         if friedman_csv.exists() and friedman_csv.stat().st_size > 1 and len(pd.read_csv(friedman_csv)):
             test = pd.read_csv(friedman_csv).iloc[0]
             text += (f"; over all (problem, seed) blocks the rank test (Friedman, then Nemenyi) tells "

@@ -10,7 +10,7 @@ import pandas as pd
 
 from lrsearch.reporting.contenders import contender_lines
 from lrsearch.reporting.figures import build_figures
-from lrsearch.reporting.tables import build_tables
+from lrsearch.reporting.tables import MIN_BOOTSTRAP_N, build_tables
 
 
 def _fmt(frame: pd.DataFrame, columns: list[str]) -> str:
@@ -142,9 +142,11 @@ def build_report(results_dir: str | Path, title: str | None = None, calibration:
         lines += ["## Summary", "",
                   "Per strategy and budget, over seeds: the **search time-to-target** (training seconds spent, trial "
                   "after trial, until a trial reaches the target validation accuracy; a seed that never reaches it "
-                  "counts as infinite), its bootstrap 95% interval, the share of seeds that reached the target, and "
-                  "the best validation accuracy found (median, bootstrap 95% interval) with the test accuracy of "
-                  "the chosen configuration.", "",
+                  "counts as infinite), its percentile-bootstrap 95% interval over the `n_seeds` seeds, the share of seeds "
+                  "that reached the target, and the best validation accuracy found (median, bootstrap 95% interval) "
+                  f"with the test accuracy of the chosen configuration. No interval (nan) under {MIN_BOOTSTRAP_N} "
+                  "seeds: over 3 seeds a \"95%\" interval of the median is their min-max, which covers it 75% of the "
+                  "time.", "",
                   _fmt(summary, ["rank", "strategy", "budget", "n_seeds", "median_time_to_target_s", "ttt_ci_low_s",
                                  "ttt_ci_high_s", "success_rate", "median_best_val_acc", "acc_ci_low", "acc_ci_high",
                                  "median_test_acc_of_best", "median_train_s", "median_overhead_s"]), ""]

@@ -3,6 +3,7 @@ their figures (seaborn / matplotlib, from those tables only) beside them, and th
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 
 from lrsearch.reporting.figures import _save, line_style  # noqa: E402
 from lrsearch.reporting.report import _fmt  # noqa: E402
+from lrsearch.reporting.tables import MIN_BOOTSTRAP_N  # noqa: E402
 from lrsearch.reporting.scores import (  # noqa: E402
     ALPHA,
     DEFAULT_ANCHOR,
@@ -129,7 +131,9 @@ def regret_figure(regret_iqm: pd.DataFrame, path: Path, strategies: list[str], n
     ax.set(xlabel=f"normalised regret (0: the best any trial reached; 1: the median {anchor_name(anchor)} trial "
                   "or worse)",
            title=f"IQM of normalised regret over {n_problems} problems x seeds ({n_runs} runs per strategy)\n"
-                 f"bar: stratified bootstrap 95% interval ({n_boot:,} repetitions); lower is better")
+                 + (f"bar: stratified bootstrap 95% interval ({n_boot:,} repetitions); lower is better"
+                    if data["ci_low"].notna().any() else
+                    f"no intervals: under {MIN_BOOTSTRAP_N} seeds a problem; lower is better"))
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
@@ -153,6 +157,8 @@ def write_scores(scores: dict, out: Path, strategies: list[str], prefix: str = "
 
 
 def _ci(row) -> str:
+    if math.isnan(row.iqm_ci_low):
+        return f"{row.iqm_regret:.3f} (no interval: under {MIN_BOOTSTRAP_N} seeds)"
     return f"{row.iqm_regret:.3f} [{row.iqm_ci_low:.3f}, {row.iqm_ci_high:.3f}]"
 
 
@@ -181,7 +187,8 @@ def scores_markdown(scores: dict, figures: list[Path], root: Path, anchors: pd.D
              "(`clipped_runs`: runs no better than the anchor); the interquartile mean over every (problem, seed) "
              f"run with a percentile 95% interval from {N_BOOT:,} stratified bootstrap repetitions (seeds "
              "resampled within each problem; rliable's method, own code: rliable 1.2.0 does not import beside "
-             "pandas 3). Lower is better.",
+             f"pandas 3), over {n_seeds} seeds a problem; none under {MIN_BOOTSTRAP_N} seeds, where a percentile "
+             "interval does not hold its level. Lower is better.",
              "- **Mean rank** (CARP-S): per (problem, seed) block, strategies ranked by best validation value at "
              "the budget (1 = best, ties averaged); range tests train 2 trials (their test and one run) and keep "
              "that best at every larger budget. A self-tuning contender runs in each workload's first space "

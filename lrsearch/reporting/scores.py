@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
+from lrsearch.reporting.tables import MIN_BOOTSTRAP_N
 from lrsearch.search.strategies import USABLE
 from lrsearch.training.errors import InputError
 
@@ -302,10 +303,13 @@ def iqm(values, axis=None):
 def stratified_bootstrap_iqm(values: np.ndarray, strata: np.ndarray, n_boot: int = N_BOOT, level: float = LEVEL,
                              seed: int = 0) -> tuple[float, float, float]:
     """IQM of the values and its percentile interval: each repetition resamples, with replacement, the values
-    within each stratum (a problem's seeds), as many as it holds, and takes the IQM of them all."""
+    within each stratum (a problem's seeds), as many as it holds, and takes the IQM of them all. No interval (NaN)
+    where a stratum holds fewer than MIN_BOOTSTRAP_N values (tables.py)."""
     values, strata = np.asarray(values, dtype=float), np.asarray(strata)
     if not len(values):
         return math.nan, math.nan, math.nan
+    if pd.Series(strata).value_counts().min() < MIN_BOOTSTRAP_N:
+        return float(iqm(values)), math.nan, math.nan
     rng = np.random.default_rng(seed)
     columns = []
     for stratum in pd.unique(strata):
