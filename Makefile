@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report suite parallel-replay tables suite-tables tables-check clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report suite parallel-replay tables suite-tables tables-check contenders clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
 
 install: $(VENV)/.installed
 
@@ -98,6 +98,13 @@ tables-check: install
 	OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/tables-check-cpu.toml --quiet & \
 	OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/tables-check-cpu.toml; wait
 	$(BIN)/python benchmarks/tables_check.py
+
+# The range tests and the learning-rate-free optimizers trained for real (issue 35): 10 seeds on each CPU workload
+# (experiments/contenders-cpu.toml; 440 trials, about 45 minutes on 2 idle cores), two cooperating workers of one
+# torch thread each -> results/contenders-cpu/; the tables' suite's findings read it. Resumes.
+contenders: install
+	OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/contenders-cpu.toml --quiet & \
+	OMP_NUM_THREADS=1 $(BIN)/lrsearch run experiments/contenders-cpu.toml; wait
 
 # Reproduce the CLR paper's CIFAR-10 experiments -> results/clr-paper/ (a GPU: minutes; resumes across calls).
 # STAGE=extra: Table 3 and the sigmoid + BN net (STAGE=all: everything).

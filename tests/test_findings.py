@@ -58,3 +58,63 @@ def test_budget_to_reach_is_the_first_budget_with_nine_seeds_in_ten():
     assert reach["ci_low"] < 0.9 < reach["ci_high"]
     never = budget_to_reach(pd.DataFrame(rows).assign(reached_target=False), "random").iloc[0]
     assert math.isnan(never["budget"]) and never["max_budget"] == 4
+
+
+def _runs_csv(folder, rows):
+    (folder / "tables").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "tables" / "runs.csv", index=False)
+
+
+def _run(strategy, seed, ttt, best=0.5, budget=16):
+    return {"strategy": strategy, "budget": budget, "seed": seed, "run_status": "complete",
+            "search_time_to_target_s": ttt, "reached_target": not math.isnan(ttt), "best_val_acc": best}
+
+
+def test_contenders_beside_random_on_the_table(tmp_path):
+    from lrsearch.reporting.findings import contenders_sentence, contenders_table
+
+    real, tables = tmp_path / "contenders", tmp_path / "tables"
+    # p1: schedulefree 9 of 10 at 40 s, prodigy 3 of 10; the table's random search a median 60 s (seeds 10..110 s)
+    _runs_csv(real / "p1", [_run("schedulefree-adamw", s, 40.0 if s < 9 else math.nan) for s in range(10)]
+              + [_run("prodigy", s, 30.0 if s < 3 else math.nan) for s in range(10)])
+    _runs_csv(tables / "p1", [_run("random", s, 10.0 + 100 * s / 99) for s in range(100)]
+              + [_run("random", 0, 1.0, budget=4)])  # another budget: not random's at the largest
+    # p2: schedulefree 10 of 10; random on the table misses on more than half the seeds: infinite median
+    _runs_csv(real / "p2", [_run("schedulefree-adamw", s, 20.0) for s in range(10)]
+              + [_run("prodigy", s, math.nan) for s in range(10)])
+    _runs_csv(tables / "p2", [_run("random", s, 5.0 if s < 40 else math.nan) for s in range(100)])
+    table = contenders_table(real, tables).set_index(["problem", "strategy"])
+    row = table.loc[("p1", "schedulefree-adamw")]
+    assert (row["seeds"], row["reached"], row["median_time_to_target_s"]) == (10, 9, 40.0)
+    assert row["random_table_median_time_to_target_s"] == pytest.approx(60.0) and row["random_table_seeds"] == 100
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.5958, 0.9821), abs=1e-4)  # Wilson, 9 of 10
+    assert table.loc[("p1", "prodigy"), "median_time_to_target_s"] == math.inf  # 7 misses of 10
+    assert table.loc[("p2", "schedulefree-adamw"), "random_table_median_time_to_target_s"] == math.inf
+    sentence = contenders_sentence(table.reset_index(), str, tmp_path / "c.csv")
+    assert "p1: schedulefree-adamw 9 of 10 (90% [60%, 98%]), median 40 s against random search's 60 s" in sentence
+    assert "schedulefree-adamw reaches it on 9 seeds of 10 on every workload" in sentence
+    worse = table.reset_index()
+    worse.loc[worse["strategy"] == "schedulefree-adamw", "reach_share"] = 0.8
+    assert "none reaches it on 9 seeds of 10 on every workload" in contenders_sentence(worse, str, tmp_path / "c.csv")
+
+
+def test_the_tables_check_sentence_names_its_verdict_and_failing_cells(tmp_path):
+    from lrsearch.reporting.findings import tables_check_sentence
+
+    assert tables_check_sentence(tmp_path, str) is None  # no check yet: no sentence, never a guess
+    cells = pd.DataFrame([
+        {"problem": "nobn-lr", "strategy": "random", "status": "pass", "reason": "", "real_seeds": 10,
+         "real_success_rate": 1.0, "table_success_rate": 0.99, "real_median_best": 0.46, "table_median_best": 0.457},
+        {"problem": "nobn-lr-wd-mom", "strategy": "optuna-tpe", "status": "fail", "reason": "intervals apart: median best",
+         "real_seeds": 10, "real_success_rate": 0.9, "table_success_rate": 0.95, "real_median_best": 0.43,
+         "table_median_best": 0.441}])
+    cells.to_csv(tmp_path / "check.csv", index=False)
+    pd.DataFrame([{"scope": "all cells", "cells": 2, "kendall_tau": 1.0, "p_value": 1.0}]).to_csv(
+        tmp_path / "ranks.csv", index=False)
+    sentence = tables_check_sentence(tmp_path, str)
+    assert sentence.startswith("**The tables against real runs: FAIL**") and "1 of 2 cells pass" in sentence
+    assert "nobn-lr-wd-mom / optuna-tpe fails (intervals apart: median best: success 90% real against 95%" in sentence
+    assert "Kendall's tau of the two rankings by median best accuracy 1.00 over 2 cells" in sentence
+    cells.loc[1, "status"] = "incomplete"
+    cells.to_csv(tmp_path / "check.csv", index=False)
+    assert "INCOMPLETE" in tables_check_sentence(tmp_path, str) and "1 not yet judged" in tables_check_sentence(tmp_path, str)

@@ -58,7 +58,7 @@ def test_config_errors_name_file_field_and_what_is_allowed(tmp_path, change, fie
 # target changed, must be written here too.
 PRESET_TARGETS = {
     "benchmark-cpu.toml": [0.46], "benchmark-gpu.toml": [0.9], "benchmark-smoke.toml": [0.25],
-    "budgets-replay-slow.toml": [0.43], "budgets-replay.toml": [0.43], "budgets.toml": [0.33],
+    "budgets-replay-slow.toml": [0.43], "contenders-cpu.toml": [0.435, 0.43, 0.70, 0.235], "budgets-replay.toml": [0.43], "budgets.toml": [0.33],
     "parallel-check-cpu-k1.toml": [0.46], "parallel-check-cpu.toml": [0.46], "parallel-replay.toml": [0.43],
     "replay-check-cpu.toml": [0.46],
     "suite-cpu.toml": [0.435, 0.435, 0.43, 0.43, 0.70, 0.70, 0.235, 0.235],

@@ -118,6 +118,95 @@ def budget_to_reach(frame: pd.DataFrame, strategy: str, share: float = REACH) ->
     return pd.DataFrame(rows)
 
 
+def tables_check_sentence(check_dir: Path, link) -> str | None:
+    """The real check of the tables (benchmarks/tables_check.py's check.csv and ranks.csv) in one sentence: its
+    verdict under the rule fixed before the runs, every failing cell, and Kendall's tau of the two rankings."""
+    cells_csv, ranks_csv = check_dir / "check.csv", check_dir / "ranks.csv"
+    if not cells_csv.exists():
+        return None
+    cells = pd.read_csv(cells_csv)
+    if cells.empty:
+        return None
+    status = cells["status"]
+    verdict = "FAIL" if (status == "fail").any() else "INCOMPLETE" if (status == "incomplete").any() else "PASS"
+    judged = cells[status != "incomplete"]
+    seeds = int(judged["real_seeds"].min()) if len(judged) else int(cells["real_seeds"].max())
+    text = (f"**The tables against real runs: {verdict}**. {', '.join(sorted(cells['strategy'].unique()))} trained for "
+            f"real on {', '.join(sorted(cells['problem'].unique()))} ({seeds} seeds, budget 16): "
+            f"{int((status == 'pass').sum())} of {len(cells)} cells pass the rule fixed before the runs (each side's "
+            "success rate and median best accuracy within overlapping 95% intervals)")
+    failing = cells[status == "fail"]
+    if len(failing):
+        text += "; " + "; ".join(
+            f"{r.problem} / {r.strategy} fails ({r.reason}: success {r.real_success_rate:.0%} real against "
+            f"{r.table_success_rate:.0%} on the table, median best {r.real_median_best:.3f} against "
+            f"{r.table_median_best:.3f})" for r in failing.itertuples())
+    if (status == "incomplete").any():
+        text += f"; {int((status == 'incomplete').sum())} not yet judged (fewer than 10 real seeds)"
+    if ranks_csv.exists():
+        ranks = pd.read_csv(ranks_csv)
+        every = ranks[ranks["scope"] == "all cells"]
+        if len(every) and not math.isnan(every["kendall_tau"].iloc[0]):
+            text += (f"; Kendall's tau of the two rankings by median best accuracy {every['kendall_tau'].iloc[0]:.2f} "
+                     f"over {int(every['cells'].iloc[0])} cells (p = {every['p_value'].iloc[0]:.2f})")
+    return text + f" ({link(cells_csv)}, {link(check_dir / 'REPORT.md')})."
+
+
+def contenders_table(contenders_root: Path, tables_root: Path) -> pd.DataFrame:
+    """Per (problem, strategy) of the real contenders' suite (range tests and self-tuning optimizers): the share
+    of seeds reaching the target (Wilson 95%) and the median search time-to-target (a miss counts as infinite),
+    beside random search's median on the same problem answered from its table. Empty without both."""
+    from lrsearch.reporting.tables import median_with_failures
+
+    rows = []
+    for runs_csv in sorted(contenders_root.glob("*/tables/runs.csv")):
+        problem = runs_csv.parent.parent.name
+        table_runs = tables_root / problem / "tables" / "runs.csv"
+        if not table_runs.exists():
+            continue
+        table = pd.read_csv(table_runs)
+        random = table[(table["strategy"] == "random") & (table["budget"] == table["budget"].max())]
+        random_ttt = random["search_time_to_target_s"].to_numpy(dtype=float)
+        runs = pd.read_csv(runs_csv)
+        runs = runs[runs["run_status"] == "complete"]
+        for strategy, g in runs.groupby("strategy", sort=False):
+            hits, n = int(g["reached_target"].sum()), len(g)
+            low, high = wilson_interval(hits, n)
+            rows.append({"problem": problem, "strategy": strategy, "seeds": n, "reached": hits,
+                         "reach_share": hits / n, "ci_low": low, "ci_high": high,
+                         "median_time_to_target_s": median_with_failures(g["search_time_to_target_s"].to_numpy(dtype=float)),
+                         "median_best_val_acc": float(g["best_val_acc"].median()),
+                         "random_table_seeds": len(random),
+                         "random_table_median_time_to_target_s": median_with_failures(random_ttt)
+                         if len(random) else math.nan})
+    return pd.DataFrame(rows)
+
+
+def contenders_sentence(table: pd.DataFrame, link, csv: Path) -> str | None:
+    """The real contenders in one sentence: per workload the one that reaches the target most often (then
+    soonest), with its share, interval and median time beside random search's on the table; and which, if any,
+    reach it on at least 9 seeds of 10 everywhere."""
+    if table.empty:
+        return None
+    parts = []
+    for problem, g in table.groupby("problem", sort=True):
+        best = g.sort_values(["reach_share", "median_time_to_target_s"], ascending=[False, True]).iloc[0]
+        ttt = best["median_time_to_target_s"]
+        parts.append(f"{problem}: {best['strategy']} {int(best['reached'])} of {int(best['seeds'])} "
+                     f"({best['reach_share']:.0%} [{best['ci_low']:.0%}, {best['ci_high']:.0%}]), median "
+                     + (f"{ttt:.0f} s" if math.isfinite(ttt) else "never")
+                     + f" against random search's {best['random_table_median_time_to_target_s']:.0f} s on the table")
+    reliable = [s for s, g in table.groupby("strategy")
+                if len(g) == table["problem"].nunique() and (g["reach_share"] >= REACH).all()]
+    seeds = int(table["seeds"].min())
+    return (f"**A 2-trial range test or a learning-rate-free optimizer instead of a search** (trained for real, "
+            f"{seeds} seeds a workload, cost clock): the most reliable per workload reaches the target in "
+            + "; ".join(parts) + "; "
+            + (f"{', '.join(reliable)} reach{'es' if len(reliable) == 1 else ''} it on 9 seeds of 10 on every workload"
+               if reliable else "none reaches it on 9 seeds of 10 on every workload")
+            + f" ({link(csv)}).")
+
+
 def gpu_agreement(score: pd.DataFrame, gpu_summary: Path) -> dict | None:
     """Kendall's tau (and its p-value) of the suite's ranking by score B against the GPU benchmark's ranking by
     its own summary (`rank`), on the strategies both have; None with fewer than 3 in common."""
@@ -212,31 +301,44 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
                    + ": they propose only after each result, so they run one trial at a time" if len(fell) else "")
                 + f" ({_link(root, k_root / 'scores' / 'score.csv')}).")
 
+    # What a range test is worth, in one sentence: its suggestion as a constant LR, then its range trained as one
+    # cyclical run (results/range-rules-cpu)
     rules = repo / "results" / "range-rules-cpu" / "summary.csv"
+    trained = repo / "results" / "range-rules-cpu" / "trained_summary.csv"
     if rules.exists():
         summary = pd.read_csv(rules)
         best_rule = summary.loc[summary.groupby("workload")["good_share"].idxmax()]
         valley = summary[summary["rule"] == "valley"]
-        sentences.append(
+        sentence = (
             f"**A range test's suggestion is a starting point, not an answer**: over {int(summary['seeds'].min())} "
             f"range tests per workload, the best rule on each of {len(best_rule)} workloads lands on an LR whose table "
             f"seeds reach the target in {best_rule['good_share'].min():.0%} to {best_rule['good_share'].max():.0%} of "
             f"tests ({', '.join(f'{r.workload}: {r.rule}' for r in best_rule.itertuples())})"
             + (f"; fastai's valley is never far off, a median regret of {valley['median_regret'].min() * 100:.1f} to "
                f"{valley['median_regret'].max() * 100:.1f} accuracy points" if len(valley) else "")
-            + f" ({_link(root, rules)}).")
-    trained = repo / "results" / "range-rules-cpu" / "trained_summary.csv"
-    if trained.exists():
-        t = pd.read_csv(trained)
-        parts = []
-        for rule, g in t.groupby("rule"):
-            parts.append(f"with {rule}'s range " + ", ".join(
-                f"{r.reach_share:.0%} [{r.reach_ci_low:.0%}, {r.reach_ci_high:.0%}] on {r.workload}" for r in g.itertuples()))
-        steps = (t["total_steps_median"] / t["run_steps_median"]).median()
-        sentences.append(
-            f"**A range test then one cyclical run** ({t['strategy'].iloc[0]}, {steps:.0f} trials' worth of steps in "
-            f"all) reaches the target in this share of {int(t['seeds'].min())} seeds: " + "; ".join(parts)
-            + f" ({_link(root, trained)}).")
+            + f" ({_link(root, rules)})")
+        if trained.exists():
+            tr = pd.read_csv(trained)
+            parts = []
+            for rule, g in tr.groupby("rule"):
+                parts.append(f"with {rule}'s range " + ", ".join(
+                    f"{r.reach_share:.0%} [{r.reach_ci_low:.0%}, {r.reach_ci_high:.0%}] on {r.workload}"
+                    for r in g.itertuples()))
+            steps = (tr["total_steps_median"] / tr["run_steps_median"]).median()
+            sentence += (f"; trained as one cyclical run ({tr['strategy'].iloc[0]}, {steps:.0f} trials' worth of "
+                         f"steps in all) its range reaches the target in this share of {int(tr['seeds'].min())} "
+                         "seeds: " + "; ".join(parts) + f" ({_link(root, trained)})")
+        sentences.append(sentence + ".")
+
+    contenders = contenders_table(repo / "results" / "contenders-cpu", root)
+    if not contenders.empty:
+        contenders.to_csv(out / "contenders.csv", index=False)
+        sentence = contenders_sentence(contenders, lambda path: _link(root, path), out / "contenders.csv")
+        if sentence:
+            sentences.append(sentence)
+    check = tables_check_sentence(repo / "results" / "tables-check-cpu" / "check", lambda path: _link(root, path))
+    if check:
+        sentences.append(check)
 
     gpu = gpu_agreement(score, repo / "results" / "benchmark-gpu" / "tables" / "summary.csv")
     if gpu:
