@@ -115,6 +115,7 @@ def test_the_tables_check_sentence_names_its_verdict_and_failing_cells(tmp_path)
     assert sentence.startswith("**The tables against real runs: FAIL**") and "1 of 2 cells pass" in sentence
     assert "nobn-lr-wd-mom / optuna-tpe fails (intervals apart: median best: success 90% real against 95%" in sentence
     assert "Kendall's tau of the two rankings by median best accuracy 1.00 over 2 cells" in sentence
+    assert "the largest gap, nobn-lr-wd-mom / optuna-tpe: median best 0.430 real against 0.441 on the table;" in sentence
     cells.loc[1, "status"] = "incomplete"
     cells.to_csv(tmp_path / "check.csv", index=False)
     assert "INCOMPLETE" in tables_check_sentence(tmp_path, str) and "1 not yet judged" in tables_check_sentence(tmp_path, str)

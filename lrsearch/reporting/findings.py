@@ -143,12 +143,20 @@ def tables_check_sentence(check_dir: Path, link) -> str | None:
             f"{r.table_median_best:.3f})" for r in failing.itertuples())
     if (status == "incomplete").any():
         text += f"; {int((status == 'incomplete').sum())} not yet judged (fewer than 10 real seeds)"
+    gaps = (judged["real_median_best"] - judged["table_median_best"]).dropna()
+    if len(gaps):
+        g = judged.loc[gaps.abs().idxmax()]
+        text += (f"; the largest gap, {g['problem']} / {g['strategy']}: median best {g['real_median_best']:.3f} real "
+                 f"against {g['table_median_best']:.3f} on the table"
+                 + (" (a real trial trains at the point proposed, a table's at its nearest grid point)"
+                    if g["real_median_best"] > g["table_median_best"] else ""))
     if ranks_csv.exists():
         ranks = pd.read_csv(ranks_csv)
         every = ranks[ranks["scope"] == "all cells"]
         if len(every) and not math.isnan(every["kendall_tau"].iloc[0]):
             text += (f"; Kendall's tau of the two rankings by median best accuracy {every['kendall_tau'].iloc[0]:.2f} "
-                     f"over {int(every['cells'].iloc[0])} cells (p = {every['p_value'].iloc[0]:.2f})")
+                     f"over {int(every['cells'].iloc[0])} cells (p = {every['p_value'].iloc[0]:.2f}; across problems "
+                     "partly their accuracy levels)")
     return text + f" ({link(cells_csv)}, {link(check_dir / 'REPORT.md')})."
 
 
