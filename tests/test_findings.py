@@ -92,10 +92,11 @@ def test_contenders_beside_random_on_the_table(tmp_path):
     assert table.loc[("p2", "schedulefree-adamw"), "random_table_median_time_to_target_s"] == math.inf
     sentence = contenders_sentence(table.reset_index(), str, tmp_path / "c.csv")
     assert "p1: schedulefree-adamw 9 of 10 (90% [60%, 98%]), median 40 s against random search's 60 s" in sentence
-    assert "schedulefree-adamw reaches it on 9 seeds of 10 on every workload" in sentence
+    assert "schedulefree-adamw reaches it on 9 seeds of 10 on all 2 workloads measured" in sentence
     worse = table.reset_index()
     worse.loc[worse["strategy"] == "schedulefree-adamw", "reach_share"] = 0.8
-    assert "none reaches it on 9 seeds of 10 on every workload" in contenders_sentence(worse, str, tmp_path / "c.csv")
+    assert "none reaches it on 9 seeds of 10 on all 2 workloads measured" in contenders_sentence(worse, str,
+                                                                                   tmp_path / "c.csv")
 
 
 def test_the_tables_check_sentence_names_its_verdict_and_failing_cells(tmp_path):

@@ -210,8 +210,9 @@ def contenders_sentence(table: pd.DataFrame, link, csv: Path) -> str | None:
     return (f"**A 2-trial range test or a learning-rate-free optimizer instead of a search** (trained for real, "
             f"{seeds} seeds a workload, cost clock): the most reliable per workload reaches the target in "
             + "; ".join(parts) + "; "
-            + (f"{', '.join(reliable)} reach{'es' if len(reliable) == 1 else ''} it on 9 seeds of 10 on every workload"
-               if reliable else "none reaches it on 9 seeds of 10 on every workload")
+            + (f"{', '.join(reliable)} reach{'es' if len(reliable) == 1 else ''} it on 9 seeds of 10 on all "
+               f"{table['problem'].nunique()} workloads measured" if reliable else
+               f"none reaches it on 9 seeds of 10 on all {table['problem'].nunique()} workloads measured")
             + f" ({link(csv)}).")
 
 
