@@ -16,7 +16,7 @@ export LRSEARCH_DATA ?= $(SHARED_DATA)
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
-.PHONY: install test lint benchmark budgets tabulate replay-check report suite parallel-replay tables suite-tables tables-check contenders clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite clean
+.PHONY: install test lint benchmark budgets tabulate replay-check report suite parallel-replay tables suite-tables tables-check contenders clr-paper clr-cpu clr-gpu bench-trainer bench-executors gpu-suite gpu-tables clean
 
 install: $(VENV)/.installed
 
@@ -130,6 +130,11 @@ gpu-suite: install
 # (hours; checkpoints every 5 minutes: the same command goes on after a kill)
 clr-cpu: install
 	LRSEARCH=$(BIN)/lrsearch bash benchmarks/clr_cpu.sh
+
+# The GPU workload's table and its cost clock as one prepared GPU call (benchmarks/gpu_tables.sh) -> results/tables/gpu/,
+# results/calibration-gpu/; TINY=1 checks it on a CPU. Then `lrsearch run experiments/suite-gpu-table.toml` anywhere.
+gpu-tables: install
+	PYTHON=$(BIN)/python bash benchmarks/gpu_tables.sh
 
 # The CLR reproduction as one prepared GPU call (benchmarks/clr_gpu.sh); TINY=1 checks it on a CPU
 clr-gpu: install

@@ -52,6 +52,30 @@ def test_calibrate_writes_a_median_of_at_least_five_repeats_with_the_machine(tmp
         clock.rate("nobn", "sgd")
 
 
+def test_a_timed_block_waits_for_the_devices_queued_work_at_both_ends():
+    """On a GPU a step's kernels run after its Python call returns: a block is timed from a synchronised start to
+    a synchronised end, so queued work (here a 50 ms sleep standing for it) is inside the block's seconds."""
+    import time
+
+    from lrsearch.experiment.calibration import _timed
+
+    calls = []
+    seconds = _timed(lambda: calls.append("step"), 3, sync=lambda: (calls.append("sync"), time.sleep(0.05)))
+    assert calls == ["sync", "step", "step", "step", "sync"]
+    assert seconds >= 0.05
+
+
+def test_calibrating_a_gpu_that_is_not_there_says_so(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    with pytest.raises(InputError, match="--device cuda: torch sees no GPU"):
+        calibrate([get_task("smoke")], tmp_path, device="cuda")
+    with pytest.raises(InputError, match="--device tpu: expected cpu or cuda"):
+        calibrate([get_task("smoke")], tmp_path, device="tpu")
+
+
 @pytest.mark.usefixtures("jpeg_data")
 def test_a_loaded_machine_changes_wall_clock_time_to_target_not_the_cost_clock(tmp_path, monkeypatch):
     from conftest import JPEG

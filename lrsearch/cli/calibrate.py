@@ -28,7 +28,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     unknown = [t for t in args.tasks if t not in TASKS]
     if unknown:
         raise UserError(f"--tasks {', '.join(unknown)}: not a built-in task ({', '.join(TASKS)})")
-    table = calibrate([get_task(t) for t in args.tasks], args.out, args.steps, args.repeats, args.threads, args.data)
+    try:
+        table = calibrate([get_task(t) for t in args.tasks], args.out, args.steps, args.repeats, args.threads,
+                          args.data, device=args.device)
+    except InputError as err:
+        raise UserError(str(err)) from None
     print(f"{len(table)} (workload, optimizer) pairs calibrated: {args.out}/calibration.csv, {args.out}/README.md. "
           "Measure on a machine doing nothing else.")
     return 0
@@ -44,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "%(default)s)")
     c.add_argument("--threads", type=int, default=1, help="torch threads, as the tables' lanes train (default: "
                    "%(default)s)")
+    c.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:1 ...) for a GPU's clock, e.g. `--tasks gpu "
+                   "--device cuda --out results/calibration-gpu` (default: %(default)s)")
     c.add_argument("--data", help="the CIFAR-10 source (default: $LRSEARCH_DATA, or ./data)")
     c.add_argument("--decisions", metavar="TABLE", help="instead: each searcher's decision seconds, run on this table "
                    "(e.g. results/tables/nobn) -> decisions.csv")

@@ -36,7 +36,7 @@ from lrsearch.experiment.provenance import processor
 from lrsearch.training.errors import InputError
 
 COLUMNS = ["workload", "optimizer", "s_per_step", "s_per_step_min", "s_per_step_max", "repeats", "steps",
-           "batch_size", "pre_eval_s", "threads"]
+           "batch_size", "pre_eval_s", "threads", "device"]
 
 
 def optimizers_of(task) -> list[str]:
@@ -46,16 +46,30 @@ def optimizers_of(task) -> list[str]:
     return [task.optimizer, *SELF_TUNING_OPTIMIZERS]
 
 
-def _timed(fn, n: int) -> float:
+def _timed(fn, n: int, sync=lambda: None) -> float:
+    """Seconds for `n` calls of `fn`; `sync` waits for the device's queued work (a GPU's kernels run after the
+    Python call returns: torch.cuda.synchronize before reading the clock, as torch.utils.benchmark does)."""
+    sync()
     started = time.perf_counter()
     for _ in range(n):
         fn()
+    sync()
     return time.perf_counter() - started
 
 
-def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source: str | None = None) -> dict:
-    """One (workload, optimizer) on the CPU: the median of `repeats` timed blocks of `steps` training steps (after 3
-    warm-up steps), and of the pre-evaluation work its method needs (0 when none)."""
+def _device_sync(device: str):
+    import torch
+
+    if device.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source: str | None = None,
+            device: str = "cpu") -> dict:
+    """One (workload, optimizer) on `device` (the CPU, or a GPU: "cuda"): the median of `repeats` timed blocks of
+    `steps` training steps (after 3 warm-up steps; a GPU's first kernels and cuDNN's autotuning fall there), and of
+    the pre-evaluation work its method needs (0 when none)."""
     import torch
 
     from lrsearch.training.loop import batches
@@ -64,44 +78,55 @@ def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source
 
     params = {} if optimizer == task.optimizer else {"optimizer": optimizer, **SELF_TUNING_OPTIMIZERS[optimizer]}
     run_task = task.with_overrides(epochs=None, steps=max(steps * (repeats + 1), 10), seconds=None)
-    setup, _ = trial_parts(run_task, params, seed=0, device="cpu", data_source=data_source)
+    setup, _ = trial_parts(run_task, params, seed=0, device=device, data_source=data_source)
     stream = batches(setup.loader)
+    sync = _device_sync(device)
 
     def one_step() -> None:  # the trainer's step: forward, backward, the optimizer's step and its after_step hook
         x, y = next(stream)
         setup.step(x, y)
 
-    _timed(one_step, 3)
-    per_step = [_timed(one_step, steps) / steps for _ in range(repeats)]
+    _timed(one_step, 3, sync)
+    per_step = [_timed(one_step, steps, sync) / steps for _ in range(repeats)]
     pre_eval = []
     if setup.recalibrate is not None:
         for _ in range(repeats):
-            started = time.perf_counter()
-            setup.recalibrate(setup)
-            pre_eval.append(time.perf_counter() - started)
+            pre_eval.append(_timed(lambda: setup.recalibrate(setup), 1, sync))
     return {"workload": task.name, "optimizer": optimizer, "s_per_step": statistics.median(per_step),
             "s_per_step_min": min(per_step), "s_per_step_max": max(per_step), "repeats": repeats, "steps": steps,
             "batch_size": task.batch_size, "pre_eval_s": statistics.median(pre_eval) if pre_eval else 0.0,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": _device_name(device)}
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
 def calibrate(tasks: list, out: str | Path, steps: int = 20, repeats: int = 5, threads: int = 1,
-              data_source: str | None = None, progress=print) -> pd.DataFrame:
-    """`measure` for every workload of `tasks` and each of its optimizers, with `threads` torch threads (the tables'
-    lanes train with one each); writes out/calibration.csv and out/README.md; returns the table."""
+              data_source: str | None = None, progress=print, device: str = "cpu") -> pd.DataFrame:
+    """`measure` for every workload of `tasks` and each of its optimizers on `device`, with `threads` torch threads
+    (the tables' lanes train with one each); writes out/calibration.csv and out/README.md; returns the table. On a
+    GPU, the calibration's `processor` (what reports name beside the cost clock) is the GPU's name."""
     import torch
 
     from lrsearch.experiment.provenance import as_markdown, environment
 
     if repeats < 5:
         raise InputError(f"--repeats {repeats}: a calibration is the median of at least 5 repeats")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: torch sees no GPU here (torch {torch.__version__}); calibrate on the "
+                         "machine whose clock you want, or --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"--device {device}: expected cpu or cuda (cuda:1 ...)")
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in tasks:
         for optimizer in optimizers_of(task):
-            row = measure(task, optimizer, steps, repeats, data_source)
+            row = measure(task, optimizer, steps, repeats, data_source, device)
             rows.append(row)
             progress(f"{row['workload']:>14} {row['optimizer']:>18}: {1000 * row['s_per_step']:.2f} ms/step "
                      f"({1000 * row['s_per_step_min']:.2f} to {1000 * row['s_per_step_max']:.2f})"
@@ -109,13 +134,18 @@ def calibrate(tasks: list, out: str | Path, steps: int = 20, repeats: int = 5, t
     table = pd.DataFrame(rows, columns=COLUMNS)
     table.to_csv(out / "calibration.csv", index=False)
     env = environment() | {"processor": processor(), "cores": os.cpu_count(), "threads": threads}
+    if device.startswith("cuda"):
+        env |= {"processor": f"{_device_name(device)} (CUDA {torch.version.cuda})", "host_processor": processor()}
     (out / "environment.json").write_text(json.dumps(env, indent=2))
+    where = "the GPU (each block closed by torch.cuda.synchronize)" if device.startswith("cuda") else "the CPU"
+    host = f", on a host with {env['host_processor']}" if "host_processor" in env else ""
     lines = ["# Calibration: seconds per training step", "",
-             "The cost clock's constants (lrsearch/experiment/calibration.py): for each workload and optimizer, the median "
-             f"of {repeats} timed blocks of {steps} training steps on the CPU, {threads} torch thread(s), after 3 "
-             "warm-up steps; `pre_eval_s`: the work a method needs before each evaluation (Schedule-Free's BatchNorm "
-             "recalibration), charged to it. A trial's cost = steps x s_per_step + evaluations x pre_eval_s.", "",
-             f"- processor: {env['processor']}, {env['cores']} cores", as_markdown(env).rstrip(), "",
+             "The cost clock's constants (lrsearch/experiment/calibration.py): for each workload and optimizer, the "
+             f"median of {repeats} timed blocks of {steps} training steps on {where}, {threads} torch thread(s), after "
+             "3 warm-up steps; `pre_eval_s`: the work a method needs before each evaluation (Schedule-Free's "
+             "BatchNorm recalibration), charged to it. A trial's cost = steps x s_per_step + evaluations x "
+             "pre_eval_s.", "",
+             f"- processor: {env['processor']}{host}, {env['cores']} cores", as_markdown(env).rstrip(), "",
              table.assign(ms_per_step=1000 * table["s_per_step"], min_ms=1000 * table["s_per_step_min"],
                           max_ms=1000 * table["s_per_step_max"])
              [["workload", "optimizer", "ms_per_step", "min_ms", "max_ms", "pre_eval_s"]]
