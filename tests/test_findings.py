@@ -120,3 +120,26 @@ def test_the_tables_check_sentence_names_its_verdict_and_failing_cells(tmp_path)
     cells.loc[1, "status"] = "incomplete"
     cells.to_csv(tmp_path / "check.csv", index=False)
     assert "INCOMPLETE" in tables_check_sentence(tmp_path, str) and "1 not yet judged" in tables_check_sentence(tmp_path, str)
+
+
+def test_the_cpu_to_gpu_check_reads_the_gpu_tables_suite_when_there_is_one(tmp_path):
+    """Kendall's tau of two rankings by B: the same order gives 1, the reverse -1 (scipy's tau-b), on the
+    strategies both suites ran; without the GPU suite's scores, or with fewer than 3 in common, no check."""
+    import json
+
+    from lrsearch.reporting.findings import gpu_table_agreement
+
+    cpu = pd.DataFrame({"strategy": ["a", "b", "c", "d"], "score_B_time": [0.9, 0.7, 0.5, 0.1]})
+    scores = tmp_path / "suite-gpu-table" / "scores"
+    assert gpu_table_agreement(cpu, scores / "score.csv") is None
+    scores.mkdir(parents=True)
+    (tmp_path / "suite-gpu-table" / "suite.json").write_text(json.dumps({"seeds": list(range(100))}))
+    pd.DataFrame({"strategy": ["a", "b", "c", "x"], "score_B_time": [0.8, 0.6, 0.2, 1.0]}).to_csv(
+        scores / "score.csv", index=False)
+    same = gpu_table_agreement(cpu, scores / "score.csv")
+    assert same["tau"] == pytest.approx(1.0) and same["strategies"] == ["a", "b", "c"] and same["gpu_seeds"] == 100
+    pd.DataFrame({"strategy": ["a", "b", "c"], "score_B_time": [0.1, 0.5, 0.6]}).to_csv(scores / "score.csv",
+                                                                                      index=False)
+    assert gpu_table_agreement(cpu, scores / "score.csv")["tau"] == pytest.approx(-1.0)
+    pd.DataFrame({"strategy": ["a", "x"], "score_B_time": [0.1, 0.5]}).to_csv(scores / "score.csv", index=False)
+    assert gpu_table_agreement(cpu, scores / "score.csv") is None

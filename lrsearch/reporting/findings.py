@@ -5,7 +5,8 @@ The sentences answer a practitioner's questions in order: which strategy reaches
 sure that is (score B recomputed on resamples of seeds and of problems, `resampled_scores`); how many trials
 random search needs to reach the target on 9 seeds of 10; which ends on the best learning rate; what K workers
 change; what a range test's suggestion is worth (results/range-rules-cpu); whether the CPU ranking predicts the
-GPU's (Kendall's tau against results/benchmark-gpu); and what the data do not resolve. A sentence whose data are
+GPU's (Kendall's tau against results/suite-gpu-table, the same searchers on the GPU workload's table, else
+results/benchmark-gpu); and what the data do not resolve. A sentence whose data are
 absent is left out, never guessed.
 
 Common random numbers: every strategy's run s uses seed s, and a table answers the same (run seed, grid point)
@@ -16,6 +17,7 @@ and the rank test blocks on (problem, seed).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -233,6 +235,32 @@ def gpu_agreement(score: pd.DataFrame, gpu_summary: Path) -> dict | None:
     return {"tau": float(tau), "pvalue": float(p), "strategies": common, "gpu_seeds": int(gpu["n_seeds"].max())}
 
 
+def gpu_table_agreement(score: pd.DataFrame, gpu_score: Path) -> dict | None:
+    """Kendall's tau (and its p-value) of the suite's ranking by score B against the GPU table's suite's
+    (experiments/suite-gpu-table.toml: the same searchers, seeds and budget on the `gpu` workload's table, on that
+    GPU's cost clock), on the strategies both have; None without that suite's scores or with fewer than 3 in common."""
+    from scipy.stats import kendalltau
+
+    if not gpu_score.exists():
+        return None
+    gpu = pd.read_csv(gpu_score).set_index("strategy")
+    common = [s for s in score["strategy"] if s in gpu.index]
+    if len(common) < 3:
+        return None
+    cpu_b = score.set_index("strategy").loc[common, "score_B_time"].to_numpy()
+    tau, p = kendalltau(cpu_b, gpu.loc[common, "score_B_time"].to_numpy())
+    suite = gpu_score.parent.parent / "suite.json"
+    seeds = len(json.loads(suite.read_text())["seeds"]) if suite.exists() else None
+    return {"tau": float(tau), "pvalue": float(p), "strategies": common, "gpu_seeds": seeds}
+
+
+def _gpu_verdict(tau: float, p: float) -> str:
+    return ("the two rankings agree beyond chance" if tau > 0 and p <= 0.05 else
+            "the CPU ranking does not predict the GPU's" if tau <= 0 else
+            "an agreement this weak is within chance, so whether the CPU problems predict the GPU's ranking is "
+            "not resolved")
+
+
 def _link(root: Path, path: Path) -> str:
     return f"[{path.name}]({Path(os.path.relpath(Path(path).resolve(), root.resolve())).as_posix()})"
 
@@ -349,17 +377,22 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
     if check:
         sentences.append(check)
 
-    gpu = gpu_agreement(score, repo / "results" / "benchmark-gpu" / "tables" / "summary.csv")
-    if gpu:
-        verdict = ("the two rankings agree beyond chance" if gpu["tau"] > 0 and gpu["pvalue"] <= 0.05 else
-                   "the CPU ranking does not predict the GPU's" if gpu["tau"] <= 0 else
-                   "an agreement this weak is within chance, so whether the CPU problems predict the GPU's ranking is "
-                   "not resolved")
+    gpu_score = repo / "results" / "suite-gpu-table" / "scores" / "score.csv"
+    on_table = gpu_table_agreement(score, gpu_score)
+    gpu = on_table or gpu_agreement(score, repo / "results" / "benchmark-gpu" / "tables" / "summary.csv")
+    if on_table:
+        sentences.append(
+            f"**CPU against GPU**: Kendall's tau of this ranking by B against the same searchers' on the GPU "
+            f"workload's table ({gpu['gpu_seeds']} seeds, budget and clock as here, that GPU's cost clock) over "
+            f"{len(gpu['strategies'])} strategies is {gpu['tau']:.2f} (p = {gpu['pvalue']:.2f}): "
+            f"{_gpu_verdict(gpu['tau'], gpu['pvalue'])} ({_link(root, gpu_score)}).")
+    elif gpu:
         sentences.append(
             f"**CPU against GPU**: Kendall's tau of this ranking by B against the GPU benchmark's "
             f"({gpu['gpu_seeds']} seeds, one CIFAR-10 workload) over the {len(gpu['strategies'])} strategies both ran "
-            f"is {gpu['tau']:.2f} (p = {gpu['pvalue']:.2f}): {verdict}; with {gpu['gpu_seeds']} GPU seeds the GPU "
-            "ranking itself is within its noise "
+            f"is {gpu['tau']:.2f} (p = {gpu['pvalue']:.2f}): {_gpu_verdict(gpu['tau'], gpu['pvalue'])}; with "
+            f"{gpu['gpu_seeds']} GPU seeds the GPU ranking itself is within its noise; the GPU workload's table "
+            "(`make gpu-tables` on a GPU, docs/gpu.md) would settle it "
             f"({_link(root, repo / 'results' / 'benchmark-gpu' / 'tables' / 'summary.csv')}).")
 
     problems_csv = root / "problems.csv"
