@@ -286,6 +286,15 @@ def test_decision_seconds_are_measured_per_strategy_and_trial_index(tmp_path):
     assert clock.decision_s("optuna-tpe", 4) == tpe[("optuna-tpe", 4)] and clock.decision_s("optuna-tpe", 40) == tpe[
         ("optuna-tpe", 4)] and clock.decision_s("grid", 0) is None
     assert "DECISIONS" in (tmp_path / "DECISIONS.md").read_text().upper()
+    # a slow tool measured apart, with its own options: it joins the table, the others keep their rows
+    before = pd.read_csv(tmp_path / "decisions.csv")
+    measure_decisions(NOBN, tmp_path, ["optuna-gp"], seeds=1, budget=3, progress=lambda _: None,
+                      options={"optuna-gp": {"n_startup_trials": 2}})
+    after = pd.read_csv(tmp_path / "decisions.csv")
+    assert set(after["strategy"]) == {"random", "optuna-tpe", "optuna-gp"}
+    pd.testing.assert_frame_equal(after[after["strategy"] != "optuna-gp"].reset_index(drop=True), before)
+    notes = (tmp_path / "DECISIONS.md").read_text()
+    assert notes.count("Each strategy ran") == 2 and "## Then optuna-gp" in notes and "n_startup_trials': 2" in notes
 
 
 def test_a_report_names_the_strategies_that_could_not_use_the_simulated_workers(tmp_path):

@@ -19,7 +19,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.decisions:
         try:
-            measure_decisions(args.decisions, args.out, seeds=args.decision_seeds, budget=args.decision_budget)
+            options = None
+            if args.options_from:
+                from lrsearch.experiment.config import load_experiment
+
+                options = load_experiment(args.options_from).options
+            measure_decisions(args.decisions, args.out, strategies=args.strategies, seeds=args.decision_seeds,
+                              budget=args.decision_budget, options=options)
         except InputError as err:
             raise UserError(str(err)) from None
         print(f"decision seconds per strategy and trial index: {args.out}/decisions.csv, {args.out}/DECISIONS.md. "
@@ -53,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--data", help="the CIFAR-10 source (default: $LRSEARCH_DATA, or ./data)")
     c.add_argument("--decisions", metavar="TABLE", help="instead: each searcher's decision seconds, run on this table "
                    "(e.g. results/tables/nobn) -> decisions.csv")
+    c.add_argument("--strategies", nargs="+", metavar="STRATEGY", help="with --decisions: these (default: the "
+                   "suite's searchers); the others already in decisions.csv keep their rows")
+    c.add_argument("--options-from", metavar="CONFIG", help="with --decisions: the strategies' options of this "
+                   "experiment config (default: the suite's start-up of 4 trials)")
     c.add_argument("--decision-seeds", type=int, default=10, help="with --decisions: runs per strategy (default: "
                    "%(default)s)")
     c.add_argument("--decision-budget", type=int, default=32, help="with --decisions: trials per run (default: "
