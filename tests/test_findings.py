@@ -143,3 +143,15 @@ def test_the_cpu_to_gpu_check_reads_the_gpu_tables_suite_when_there_is_one(tmp_p
     assert gpu_table_agreement(cpu, scores / "score.csv")["tau"] == pytest.approx(-1.0)
     pd.DataFrame({"strategy": ["a", "x"], "score_B_time": [0.1, 0.5]}).to_csv(scores / "score.csv", index=False)
     assert gpu_table_agreement(cpu, scores / "score.csv") is None
+
+
+def test_the_committed_suite_report_opens_with_four_to_eight_findings():
+    """The issue's rule for the front page of the evidence: 4 to 8 findings, the CPU -> GPU check among them."""
+    from pathlib import Path
+
+    report = (Path(__file__).resolve().parents[1] / "results" / "suite-cpu-tables" / "REPORT.md").read_text()
+    section = report.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    findings = [line for line in section.splitlines() if line.startswith("- **")]
+    assert 4 <= len(findings) <= 8, [f[:60] for f in findings]
+    assert any(f.startswith("- **CPU against GPU**") for f in findings)
+    assert any(f.startswith("- **Not resolved**") for f in findings)

@@ -345,8 +345,8 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
                    + ": they propose only after each result, so they run one trial at a time" if len(fell) else "")
                 + f" ({_link(root, k_root / 'scores' / 'score.csv')}).")
 
-    # What a range test is worth, in one sentence: its suggestion as a constant LR, then its range trained as one
-    # cyclical run (results/range-rules-cpu)
+    # What a range test is worth: its suggestion as a constant LR, then its range trained as one cyclical run
+    # (results/range-rules-cpu); with the real contenders' sentence, one finding (the report keeps to 8)
     rules = repo / "results" / "range-rules-cpu" / "summary.csv"
     trained = repo / "results" / "range-rules-cpu" / "trained_summary.csv"
     if rules.exists():
@@ -372,15 +372,22 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
             sentence += (f"; trained as one cyclical run ({tr['strategy'].iloc[0]}, {steps:.0f} trials' worth of "
                          f"steps in all) its range reaches the target in this share of {int(tr['seeds'].min())} "
                          "seeds: " + "; ".join(parts) + f" ({_link(root, trained)})")
-        sentences.append(sentence + ".")
+        range_sentence = sentence + "."
+    else:
+        range_sentence = None
 
     # random search's reference is always the tables' suite (in the contenders' own report too)
     contenders = contenders_table(repo / "results" / "contenders-cpu", repo / "results" / "suite-cpu-tables")
+    real = None
     if not contenders.empty:
         contenders.to_csv(out / "contenders.csv", index=False)
-        sentence = contenders_sentence(contenders, lambda path: _link(root, path), out / "contenders.csv")
-        if sentence:
-            sentences.append(sentence)
+        real = contenders_sentence(contenders, lambda path: _link(root, path), out / "contenders.csv")
+    if real and range_sentence:
+        sentences.append(real + " " + range_sentence.replace("**A range test's suggestion is a starting point, not an "
+                                                             "answer**:", "A range test's suggestion alone is a "
+                                                             "starting point, not an answer:"))
+    elif real or range_sentence:
+        sentences.append(real or range_sentence)
     check = tables_check_sentence(repo / "results" / "tables-check-cpu" / "check", lambda path: _link(root, path))
     if check:
         sentences.append(check)
