@@ -155,3 +155,23 @@ def test_the_committed_suite_report_opens_with_four_to_eight_findings():
     assert 4 <= len(findings) <= 8, [f[:60] for f in findings]
     assert any(f.startswith("- **CPU against GPU**") for f in findings)
     assert any(f.startswith("- **Not resolved**") for f in findings)
+
+
+def test_the_slow_tools_sentence_names_the_best_of_them_against_random_on_the_same_seeds(tmp_path):
+    import json
+
+    from lrsearch.reporting.findings import slow_tools_sentence
+
+    root = tmp_path / "suite-cpu-tables-slow"
+    assert slow_tools_sentence(root, str) is None
+    (root / "scores").mkdir(parents=True)
+    (root / "suite.json").write_text(json.dumps({"seeds": list(range(20))}))
+    pd.DataFrame({"strategy": ["optuna-tpe", "smac-bo", "random", "hebo"],
+                  "score_B_time": [0.9, 0.5, 0.6, 0.8]}).to_csv(root / "scores" / "score.csv", index=False)
+    pd.DataFrame({"strategy": ["optuna-tpe", "smac-bo", "random", "hebo"], "B_ci_low": [0.8, 0.4, 0.5, 0.7],
+                  "B_ci_high": [1.0, 0.6, 0.65, 0.9]}).to_csv(root / "scores" / "rank_stability.csv", index=False)
+    text = slow_tools_sentence(root, lambda path: path.name)
+    # the references (random, optuna-tpe) are not among the slow tools; hebo's interval lies above random's
+    assert "(smac-bo, hebo;" not in text and "(hebo, smac-bo; 20 seeds" in text
+    assert "hebo scores best, B 0.80 [0.70, 0.90] against random search's 0.60 [0.50, 0.65]" in text
+    assert ", apart (score.csv)" in text

@@ -192,6 +192,38 @@ def contenders_table(contenders_root: Path, tables_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+REFERENCES = ("random", "optuna-tpe")  # the slow tools' suite runs these beside them on the same seeds
+
+
+def slow_tools_sentence(slow_root: Path, link) -> str | None:
+    """The slow model-based tools' suite (experiments/suite-cpu-tables-slow.toml: the same problems, 20 seeds, each
+    proposal's decision seconds on the clock) in one sentence: the best of them by score B, with its interval,
+    against random search's on the same seeds; None without that suite's scores."""
+    score_csv, stability_csv = slow_root / "scores" / "score.csv", slow_root / "scores" / "rank_stability.csv"
+    if not score_csv.exists() or not stability_csv.exists():
+        return None
+    score = pd.read_csv(score_csv)
+    stability = pd.read_csv(stability_csv).set_index("strategy")
+    suite = slow_root / "suite.json"
+    seeds = len(json.loads(suite.read_text())["seeds"]) if suite.exists() else None
+    slow = score[~score["strategy"].isin(REFERENCES)].sort_values("score_B_time", ascending=False)
+    if slow.empty or "random" not in set(score["strategy"]):
+        return None
+    best = slow.iloc[0]
+    random_b = float(score.loc[score["strategy"] == "random", "score_B_time"].iloc[0])
+
+    def b(strategy: str, value: float) -> str:
+        row = stability.loc[strategy]
+        return f"{value:.2f} {_interval(row['B_ci_low'], row['B_ci_high'], '.2f', seeds or 0)}"
+
+    apart = (stability.loc[best["strategy"], "B_ci_low"] > stability.loc["random", "B_ci_high"]
+             or stability.loc[best["strategy"], "B_ci_high"] < stability.loc["random", "B_ci_low"])
+    return (f"Of the slow model-based tools ({', '.join(slow['strategy'])}; {seeds} seeds on the same problems, "
+            f"each proposal's decision seconds on the clock) {best['strategy']} scores best, B "
+            f"{b(best['strategy'], float(best['score_B_time']))} against random search's {b('random', random_b)} on "
+            f"those seeds{', apart' if apart else ', not apart'} ({link(score_csv)})")
+
+
 def _random_reference(seconds: float) -> str:
     """ " against random search's N s on the table" (never, when its median seed misses); nothing without one."""
     if math.isnan(seconds):
@@ -300,7 +332,11 @@ def findings_section(root: Path, frame: pd.DataFrame, score: pd.DataFrame, n_see
         r = stability.loc[runner_up["strategy"]]
         sentence += (f", {runner_up['strategy']} next at {runner_up['score_B_time']:.2f} "
                      f"{_interval(r['B_ci_low'], r['B_ci_high'], '.2f', n_seeds)}")
-    sentences.append(sentence + f" ({_link(root, out / 'score.csv')}, {_link(root, out / 'rank_stability.csv')}).")
+    sentence += f" ({_link(root, out / 'score.csv')}, {_link(root, out / 'rank_stability.csv')})."
+    slow_root = repo / "results" / "suite-cpu-tables-slow"
+    slow = slow_tools_sentence(slow_root, lambda path: _link(root, path)) if root.resolve() != slow_root.resolve() \
+        else None
+    sentences.append(sentence + (f" {slow}." if slow else ""))
 
     if "random" in set(frame["strategy"]):
         reach = budget_to_reach(frame, "random")
