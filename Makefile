@@ -85,9 +85,14 @@ tables: install
 	LRSEARCH=$(BIN)/lrsearch bash benchmarks/tables.sh & LRSEARCH=$(BIN)/lrsearch bash benchmarks/tables.sh; wait
 
 # Every searcher of the suite on the tables at 100 seeds, budget 16, simulated clock (minutes; no training)
-# -> runs/suite-cpu-tables/; K=4 runs it with 4 workers on the simulated clock -> runs/suite-cpu-tables-k4/
+# -> runs/suite-cpu-tables/; K=4 runs it with 4 workers on the simulated clock -> runs/suite-cpu-tables-k4/;
+# SLOW=1: the slow model-based tools (HEBO, SMAC3, skopt, BORE, ...) at 20 seeds -> runs/suite-cpu-tables-slow/
 suite-tables: install
+ifeq ($(SLOW),1)
+	$(BIN)/lrsearch run experiments/suite-cpu-tables-slow.toml --results $(or $(RESULTS),runs/suite-cpu-tables-slow)
+else
 	$(BIN)/lrsearch run experiments/suite-cpu-tables.toml $(if $(K),--workers $(K) --results $(or $(RESULTS),runs/suite-cpu-tables-k$(K)),$(RESULTS_FLAG))
+endif
 
 # The tables checked against real runs (issue 35): random, optuna-tpe and hyperopt-tpe trained on nobn-lr and
 # nobn-lr-wd-mom, budget 16, seeds 0..9 (960 trials, about 1.8 hours on 2 idle cores), two cooperating workers of
