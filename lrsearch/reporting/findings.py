@@ -218,10 +218,12 @@ def slow_tools_sentence(slow_root: Path, link) -> str | None:
 
     apart = (stability.loc[best["strategy"], "B_ci_low"] > stability.loc["random", "B_ci_high"]
              or stability.loc[best["strategy"], "B_ci_high"] < stability.loc["random", "B_ci_low"])
+    tpe = score.loc[score["strategy"] == "optuna-tpe", "score_B_time"]
     return (f"Of the slow model-based tools ({', '.join(slow['strategy'])}; {seeds} seeds on the same problems, "
             f"each proposal's decision seconds on the clock) {best['strategy']} scores best, B "
-            f"{b(best['strategy'], float(best['score_B_time']))} against random search's {b('random', random_b)} on "
-            f"those seeds{', apart' if apart else ', not apart'} ({link(score_csv)})")
+            f"{b(best['strategy'], float(best['score_B_time']))} against random search's {b('random', random_b)} "
+            + (f"and optuna-tpe's {b('optuna-tpe', float(tpe.iloc[0]))} " if len(tpe) else "")
+            + f"on those seeds, {'apart from' if apart else 'not apart from'} random's ({link(score_csv)})")
 
 
 def _random_reference(seconds: float) -> str:
