@@ -13,6 +13,9 @@ TORCH  ?= torch==2.13.0
 # checkout when it exists, else ./data/ (see docs/data.md).
 SHARED_DATA := $(wildcard ../shared/data/cifar10-jpeg.tar.gz)
 export LRSEARCH_DATA ?= $(SHARED_DATA)
+# SMAC3's proposals past about 10 trials depend on Python's hash seed: fixed here so that a run repeats across
+# processes (docs/strategies.md); the other strategies do not depend on it.
+export PYTHONHASHSEED ?= 0
 # benchmark preset: gpu where CUDA is available, else cpu; `make benchmark PRESET=smoke` for a check under 2 minutes
 PRESET ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 
