@@ -57,14 +57,6 @@ def _timed(fn, n: int, sync=lambda: None) -> float:
     return time.perf_counter() - started
 
 
-def _device_sync(device: str):
-    import torch
-
-    if device.startswith("cuda"):
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source: str | None = None,
             device: str = "cpu") -> dict:
     """One (workload, optimizer) on `device` (the CPU, or a GPU: "cuda"): the median of `repeats` timed blocks of
@@ -73,14 +65,18 @@ def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source
     import torch
 
     from lrsearch.training.loop import batches
+    from lrsearch.training.loop import sync as device_sync
     from lrsearch.training.tasks import SELF_TUNING_OPTIMIZERS
-    from lrsearch.training.trainer import trial_parts
+    from lrsearch.training.trainer import resolve_device, trial_parts
 
     params = {} if optimizer == task.optimizer else {"optimizer": optimizer, **SELF_TUNING_OPTIMIZERS[optimizer]}
     run_task = task.with_overrides(epochs=None, steps=max(steps * (repeats + 1), 10), seconds=None)
     setup, _ = trial_parts(run_task, params, seed=0, device=device, data_source=data_source)
     stream = batches(setup.loader)
-    sync = _device_sync(device)
+    dev = resolve_device(device)
+
+    def sync() -> None:
+        device_sync(dev)
 
     def one_step() -> None:  # the trainer's step: forward, backward, the optimizer's step and its after_step hook
         x, y = next(stream)
@@ -99,9 +95,10 @@ def measure(task, optimizer: str, steps: int = 20, repeats: int = 5, data_source
 
 
 def _device_name(device: str) -> str:
-    import torch
+    from lrsearch.training.trainer import device_name, resolve_device
 
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+    dev = resolve_device(device)
+    return device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def calibrate(tasks: list, out: str | Path, steps: int = 20, repeats: int = 5, threads: int = 1,

@@ -192,6 +192,12 @@ def contenders_table(contenders_root: Path, tables_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _suite_seeds(folder: Path) -> int | None:
+    """How many seeds the suite in `folder` ran (its suite.json), None without one."""
+    suite = folder / "suite.json"
+    return len(json.loads(suite.read_text())["seeds"]) if suite.exists() else None
+
+
 REFERENCES = ("random", "optuna-tpe")  # the slow tools' suite runs these beside them on the same seeds
 
 
@@ -204,8 +210,7 @@ def slow_tools_sentence(slow_root: Path, link) -> str | None:
         return None
     score = pd.read_csv(score_csv)
     stability = pd.read_csv(stability_csv).set_index("strategy")
-    suite = slow_root / "suite.json"
-    seeds = len(json.loads(suite.read_text())["seeds"]) if suite.exists() else None
+    seeds = _suite_seeds(slow_root)
     slow = score[~score["strategy"].isin(REFERENCES)].sort_values("score_B_time", ascending=False)
     if slow.empty or "random" not in set(score["strategy"]):
         return None
@@ -290,9 +295,8 @@ def gpu_table_agreement(score: pd.DataFrame, gpu_score: Path) -> dict | None:
         return None
     cpu_b = score.set_index("strategy").loc[common, "score_B_time"].to_numpy()
     tau, p = kendalltau(cpu_b, gpu.loc[common, "score_B_time"].to_numpy())
-    suite = gpu_score.parent.parent / "suite.json"
-    seeds = len(json.loads(suite.read_text())["seeds"]) if suite.exists() else None
-    return {"tau": float(tau), "pvalue": float(p), "strategies": common, "gpu_seeds": seeds}
+    return {"tau": float(tau), "pvalue": float(p), "strategies": common,
+            "gpu_seeds": _suite_seeds(gpu_score.parent.parent)}
 
 
 def _gpu_verdict(tau: float, p: float) -> str:

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 
 from lrsearch.reporting.figures import _save, line_style  # noqa: E402
 from lrsearch.reporting.report import _fmt  # noqa: E402
-from lrsearch.reporting.tables import MIN_BOOTSTRAP_N  # noqa: E402
 from lrsearch.reporting.scores import (  # noqa: E402
     ALPHA,
     DEFAULT_ANCHOR,
@@ -27,6 +26,7 @@ from lrsearch.reporting.scores import (  # noqa: E402
     problem_anchors,
     suite_frame,
 )
+from lrsearch.reporting.tables import MIN_BOOTSTRAP_N  # noqa: E402
 
 # ---------------------------------------------------------------- figures
 
